@@ -1,0 +1,135 @@
+//! What an activity source reports: per-process CPU time with identity, and node CPU totals.
+
+use std::sync::Arc;
+
+use crate::units::{Nanos, Timestamp};
+
+/// Node-wide cumulative CPU time, as `/proc/stat`'s first line gives it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeCpu {
+    /// Time all CPUs spent doing work (everything but idle and iowait).
+    pub busy: Nanos,
+    /// Time all CPUs existed (busy + idle + iowait).
+    pub total: Nanos,
+}
+
+/// The container runtime that owns a container, from its cgroup path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Runtime {
+    /// Docker (moby).
+    Docker,
+    /// containerd, directly or through CRI.
+    Containerd,
+    /// CRI-O.
+    CriO,
+    /// Podman, rootful or rootless.
+    Podman,
+    /// A container id was found but the runtime is not known.
+    Unknown,
+}
+
+impl Runtime {
+    /// The `runtime` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Runtime::Docker => "docker",
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "cri-o",
+            Runtime::Podman => "podman",
+            Runtime::Unknown => "unknown",
+        }
+    }
+}
+
+/// A pod as the node sees it. Name and namespace come from Kubernetes when enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PodInfo {
+    /// Pod UID (dashes, as Kubernetes writes it).
+    pub id: Arc<str>,
+    /// Pod name; empty when unknown.
+    pub name: Arc<str>,
+    /// Pod namespace; empty when unknown.
+    pub namespace: Arc<str>,
+}
+
+/// A container a process runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerInfo {
+    /// Full container id (64 hex characters for most runtimes).
+    pub id: Arc<str>,
+    /// Container name; empty when unknown.
+    pub name: Arc<str>,
+    /// Who runs it.
+    pub runtime: Runtime,
+    /// The pod it belongs to, when it runs under Kubernetes.
+    pub pod: Option<PodInfo>,
+}
+
+/// A virtual machine a process (its hypervisor process) runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VmInfo {
+    /// VM id (the `-uuid`, else the `-name`).
+    pub id: Arc<str>,
+    /// VM name; may equal the id.
+    pub name: Arc<str>,
+    /// The hypervisor, e.g. `qemu` or `kvm`.
+    pub hypervisor: Arc<str>,
+}
+
+/// What does not change for the life of a process: cached by the source, shared by `Arc`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProcessInfo {
+    /// Short command name (`/proc/<pid>/comm`), sanitized to one line.
+    pub comm: Arc<str>,
+    /// Executable path; empty when unreadable.
+    pub exe: Arc<str>,
+    /// The container, when the process runs in one.
+    pub container: Option<ContainerInfo>,
+    /// The VM, when the process is a hypervisor for one.
+    pub vm: Option<VmInfo>,
+}
+
+impl ProcessInfo {
+    /// The `type` label: `vm`, `container` or `regular`.
+    pub fn type_label(&self) -> &'static str {
+        if self.vm.is_some() {
+            "vm"
+        } else if self.container.is_some() {
+            "container"
+        } else {
+            "regular"
+        }
+    }
+}
+
+/// One process in one activity frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSample {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Start time since boot in clock ticks; with the pid, the process identity.
+    pub start_time: u64,
+    /// Cumulative on-CPU time of the process (user + system).
+    pub cpu_time: Nanos,
+    /// Static data.
+    pub info: Arc<ProcessInfo>,
+}
+
+/// One read of an activity source. The caller owns it and reuses it across ticks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityFrame {
+    /// When the frame was read.
+    pub at: Timestamp,
+    /// Node CPU totals.
+    pub node: NodeCpu,
+    /// Every live process.
+    pub processes: Vec<ProcessSample>,
+}
+
+impl ActivityFrame {
+    /// Empties the frame for reuse, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.processes.clear();
+        self.node = NodeCpu::default();
+    }
+}

@@ -1,0 +1,94 @@
+//! The pure engine of kepler-rs.
+//!
+//! This crate reads no files, opens no sockets and reads no clock. Meter readings, process
+//! activity and a timestamp go in; an immutable [`Snapshot`] comes out. Everything that touches
+//! the machine lives in other crates (`kepler-sources`, `kepler-bpf`, `kepler-k8s`) and talks
+//! to this one through two traits, [`PowerSource`] and [`ActivitySource`]. It must not depend
+//! on any I/O, async or platform crate; `thiserror` is its only dependency.
+//!
+//! ```text
+//!  PowerSource::read ──► PowerFrame ─┐
+//!                                    ├─► Attributor::step(power, activity, at) ──► Snapshot
+//!  ActivitySource::read ► ActivityFrame┘        (wrap-safe deltas, active/idle split,
+//!                                                CPU-time shares, roll-up, TTL)
+//! ```
+//!
+//! The invariants, per zone kind and tick, in integer microjoules:
+//! `node = active + idle` and `active = Σ workloads + unattributed`, exactly. Counters that
+//! wrap are unwrapped with the zone's range; deltas beyond the zone's plausible power are
+//! dropped and counted. Every cumulative value starts at 0 and never decreases.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use kepler_core::*;
+//!
+//! let zone = Arc::new(ZoneInfo {
+//!     id: "demo:package-0".into(),
+//!     kind: ZoneKind::Package,
+//!     index: 0,
+//!     path: "demo".into(),
+//!     source: SourceKind::Fake,
+//!     metering: Metering::EnergyCounter { max_range: Some(MicroJoules(1_000_000_000)) },
+//!     estimated: false,
+//!     max_power: None,
+//! });
+//! let info = Arc::new(ProcessInfo {
+//!     comm: "busy".into(),
+//!     exe: "/bin/busy".into(),
+//!     container: None,
+//!     vm: None,
+//! });
+//! let mut engine = Attributor::default();
+//! let mut power = PowerFrame::default();
+//! let mut activity = ActivityFrame::default();
+//!
+//! // Tick 1 takes a baseline; tick 2 spends 10 J while the CPU is 50% busy, all of it
+//! // by one process.
+//! for (t, uj, busy_ns, cpu_ns) in [(0u64, 0u64, 0u64, 0u64), (1, 10_000_000, 1_000_000_000, 1_000_000_000)] {
+//!     let at = Timestamp(t * 1_000_000_000);
+//!     power.clear();
+//!     power.push(&zone, at, Ok(Reading::Energy(MicroJoules(uj))));
+//!     activity.clear();
+//!     activity.at = at;
+//!     activity.node = NodeCpu { busy: Nanos(busy_ns), total: Nanos(2 * busy_ns) };
+//!     activity.processes.push(ProcessSample { pid: 7, start_time: 1, cpu_time: Nanos(cpu_ns), info: info.clone() });
+//!     let snap = engine.step(&power, Some(&activity), at);
+//!     let z = &snap.zones[0];
+//!     assert_eq!(z.total, z.active + z.idle);
+//!     let workloads: u64 = snap.processes.iter().map(|p| p.energy.total.get(ZoneKind::Package).0).sum();
+//!     assert_eq!(workloads + snap.unattributed.total.get(ZoneKind::Package).0, z.active.0);
+//! }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod activity;
+mod apportion;
+mod attribution;
+mod counter;
+mod error;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
+mod hash;
+mod snapshot;
+mod source;
+mod units;
+mod zone;
+
+pub use activity::{
+    ActivityFrame, ContainerInfo, NodeCpu, PodInfo, ProcessInfo, ProcessSample, Runtime, VmInfo,
+};
+pub use apportion::Apportioner;
+pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder};
+pub use counter::{Delta, ZoneCounter};
+pub use error::{ReadError, SourceError};
+pub use snapshot::{
+    ContainerEntry, Energies, EngineStats, GroupEntry, NodeZone, PerKind, PodEntry, ProcessEntry,
+    Snapshot, State, VmEntry,
+};
+pub use source::{ActivitySource, PowerFrame, PowerSource, ZoneSample};
+pub use units::{integrate, watts, MicroJoules, MicroWatts, Nanos, Timestamp};
+pub use zone::{Metering, Reading, SourceKind, ZoneInfo, ZoneKind};

@@ -1,0 +1,192 @@
+//! The immutable result of one engine step.
+
+use std::sync::Arc;
+
+use crate::activity::{ContainerInfo, PodInfo, ProcessInfo, VmInfo};
+use crate::error::ReadError;
+use crate::units::{watts, MicroJoules, Nanos, Timestamp};
+use crate::zone::{ZoneInfo, ZoneKind};
+
+/// One value per [`ZoneKind`], in µJ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerKind(pub [u64; ZoneKind::ALL.len()]);
+
+impl PerKind {
+    /// The value for `kind`.
+    pub fn get(&self, kind: ZoneKind) -> MicroJoules {
+        MicroJoules(self.0[kind.index()])
+    }
+
+    /// Adds `other` element-wise.
+    pub fn add(&mut self, other: &PerKind) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    /// Sum over all kinds.
+    pub fn sum(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// True when every value is 0.
+    pub fn is_zero(&self) -> bool {
+        self.0.iter().all(|&x| x == 0)
+    }
+}
+
+/// Whether a workload is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Seen in the latest activity frame.
+    Running,
+    /// Gone since `at`; kept for the terminated TTL so every scraper sees its final energy.
+    Terminated {
+        /// When it was first found missing.
+        at: Timestamp,
+    },
+}
+
+impl State {
+    /// The `state` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Terminated { .. } => "terminated",
+        }
+    }
+}
+
+/// Energy of a workload: cumulative since it was first seen, and this tick's share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Energies {
+    /// Cumulative energy per zone kind; never decreases.
+    pub total: PerKind,
+    /// Energy attributed in the latest tick (0 for terminated workloads).
+    pub last: PerKind,
+}
+
+/// A meter zone's node-level accounting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeZone {
+    /// The zone.
+    pub info: Arc<ZoneInfo>,
+    /// Cumulative energy since start.
+    pub total: MicroJoules,
+    /// Cumulative active share (`total * usage ratio`, tick by tick).
+    pub active: MicroJoules,
+    /// Cumulative idle share; `active + idle == total` always.
+    pub idle: MicroJoules,
+    /// Power over the zone's latest interval, watts.
+    pub power: f64,
+    /// Active part of `power`.
+    pub active_power: f64,
+    /// Idle part of `power`.
+    pub idle_power: f64,
+    /// True once a reading has been accepted.
+    pub has_reading: bool,
+    /// The latest read error, cleared by the next good read.
+    pub last_error: Option<ReadError>,
+    /// Failed reads since start.
+    pub read_errors: u64,
+    /// Deltas dropped as implausible (resets, bad reads) since start.
+    pub dropped_deltas: u64,
+    /// Counter wraps handled since start.
+    pub wraps: u64,
+    /// When the latest good reading was taken.
+    pub last_read: Option<Timestamp>,
+}
+
+/// A process and its energy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessEntry {
+    /// Process id.
+    pub pid: u32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+    /// Static data.
+    pub info: Arc<ProcessInfo>,
+    /// Cumulative CPU time at its latest observation.
+    pub cpu_time: Nanos,
+    /// Running or terminated.
+    pub state: State,
+    /// Attributed energy.
+    pub energy: Energies,
+}
+
+/// A container, pod or VM: its identity, state and energy (the sum of its processes').
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupEntry<I> {
+    /// Identity and metadata.
+    pub info: I,
+    /// Running while any member process runs.
+    pub state: State,
+    /// Attributed energy.
+    pub energy: Energies,
+}
+
+/// A container's entry.
+pub type ContainerEntry = GroupEntry<ContainerInfo>;
+/// A pod's entry.
+pub type PodEntry = GroupEntry<PodInfo>;
+/// A VM's entry.
+pub type VmEntry = GroupEntry<VmInfo>;
+
+/// Counters about the engine itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Ticks stepped.
+    pub ticks: u64,
+    /// Ticks without an activity frame (its energy went to `unattributed`).
+    pub missing_activity: u64,
+    /// Processes in the latest activity frame.
+    pub live_processes: u64,
+    /// Terminated processes still retained.
+    pub terminated_processes: u64,
+    /// Terminated workloads dropped early by the `max_terminated` cap.
+    pub evicted: u64,
+}
+
+/// Everything the exporter needs, as of one tick. Immutable; share it with `Arc`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// When the tick happened.
+    pub at: Timestamp,
+    /// Activity interval of this tick (0 on the first tick).
+    pub interval: Nanos,
+    /// Node CPU usage ratio over the interval, 0..=1.
+    pub usage_ratio: f64,
+    /// Node zones in the order first seen.
+    pub zones: Vec<NodeZone>,
+    /// CPU zone kinds present, i.e. the kinds workloads are exported for.
+    pub kinds: Vec<ZoneKind>,
+    /// Processes, running and recently terminated.
+    pub processes: Vec<ProcessEntry>,
+    /// Containers.
+    pub containers: Vec<ContainerEntry>,
+    /// Pods.
+    pub pods: Vec<PodEntry>,
+    /// VMs.
+    pub vms: Vec<VmEntry>,
+    /// Active energy that no workload explains (kernel threads gone, time unaccounted...).
+    pub unattributed: Energies,
+    /// Engine counters.
+    pub stats: EngineStats,
+}
+
+impl Snapshot {
+    /// Watts of an energy delta taken over this snapshot's interval.
+    pub fn watts(&self, delta: MicroJoules) -> f64 {
+        watts(delta, self.interval)
+    }
+
+    /// Sum over zones of `kind` of (total, active, idle) node energy.
+    pub fn node_energy(&self, kind: ZoneKind) -> (MicroJoules, MicroJoules, MicroJoules) {
+        self.zones
+            .iter()
+            .filter(|z| z.info.kind == kind)
+            .fold(Default::default(), |(t, a, i), z| {
+                (t + z.total, a + z.active, i + z.idle)
+            })
+    }
+}

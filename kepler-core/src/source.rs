@@ -1,0 +1,102 @@
+//! The two traits that every meter and every activity reader implements.
+
+use std::sync::Arc;
+
+use crate::activity::ActivityFrame;
+use crate::error::{ReadError, SourceError};
+use crate::units::Timestamp;
+use crate::zone::{Reading, ZoneInfo};
+
+/// One zone's reading in one frame: a value or an error, never all-or-nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSample {
+    /// Which zone.
+    pub zone: Arc<ZoneInfo>,
+    /// When the value was read (or sampled by a background poller).
+    pub at: Timestamp,
+    /// The value, or why there is none.
+    pub reading: Result<Reading, ReadError>,
+}
+
+/// What the power sources read in one tick. The caller owns and reuses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PowerFrame {
+    /// One entry per zone read.
+    pub samples: Vec<ZoneSample>,
+}
+
+impl PowerFrame {
+    /// Empties the frame, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+
+    /// Adds a reading of `zone` taken at `at`.
+    pub fn push(
+        &mut self,
+        zone: &Arc<ZoneInfo>,
+        at: Timestamp,
+        reading: Result<Reading, ReadError>,
+    ) {
+        self.samples.push(ZoneSample {
+            zone: Arc::clone(zone),
+            at,
+            reading,
+        });
+    }
+}
+
+/// A meter of energy or power for one or more zones.
+pub trait PowerSource: Send {
+    /// The zones this source reads, fixed at construction.
+    fn zones(&self) -> &[Arc<ZoneInfo>];
+
+    /// Reads every zone into `out`, stamping readings with `at` unless the source samples on
+    /// its own schedule. A zone that fails gets an error entry; the others are still read.
+    fn read(&mut self, at: Timestamp, out: &mut PowerFrame);
+}
+
+/// Per-process CPU activity plus node CPU totals.
+pub trait ActivitySource: Send {
+    /// Fills `out` (cleared first) with the live processes and node totals at `at`.
+    fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError>;
+
+    /// A short name for logs and metrics, e.g. `procfs`.
+    fn name(&self) -> &'static str;
+}
+
+impl<T: PowerSource + ?Sized> PowerSource for Box<T> {
+    fn zones(&self) -> &[Arc<ZoneInfo>] {
+        (**self).zones()
+    }
+    fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
+        (**self).read(at, out)
+    }
+}
+
+impl<T: PowerSource + ?Sized> PowerSource for &mut T {
+    fn zones(&self) -> &[Arc<ZoneInfo>] {
+        (**self).zones()
+    }
+    fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
+        (**self).read(at, out)
+    }
+}
+
+impl<T: ActivitySource + ?Sized> ActivitySource for Box<T> {
+    fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
+        (**self).read(at, out)
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
+impl<T: ActivitySource + ?Sized> ActivitySource for &mut T {
+    fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
+        (**self).read(at, out)
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}

@@ -1,0 +1,160 @@
+//! Zone descriptions: what a meter measures and where the number comes from.
+
+use std::fmt;
+
+use crate::units::{MicroJoules, MicroWatts};
+
+/// The part of the machine a zone measures. Zones of one kind on several sockets are summed
+/// for attribution and exported per socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ZoneKind {
+    /// A whole CPU package (socket).
+    Package,
+    /// The cores of a package.
+    Core,
+    /// The uncore (caches, integrated graphics) of a package.
+    Uncore,
+    /// Memory attached to a package.
+    Dram,
+    /// The platform as RAPL `psys` sees it.
+    Psys,
+    /// The whole platform as a BMC, an ACPI meter or an hwmon platform chip sees it.
+    Platform,
+    /// A GPU.
+    Gpu,
+}
+
+impl ZoneKind {
+    /// Every kind, in export order.
+    pub const ALL: [ZoneKind; 7] = [
+        ZoneKind::Package,
+        ZoneKind::Core,
+        ZoneKind::Uncore,
+        ZoneKind::Dram,
+        ZoneKind::Psys,
+        ZoneKind::Platform,
+        ZoneKind::Gpu,
+    ];
+
+    /// Position in [`ZoneKind::ALL`], for per-kind arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `zone` label value, as Kepler writes it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ZoneKind::Package => "package",
+            ZoneKind::Core => "core",
+            ZoneKind::Uncore => "uncore",
+            ZoneKind::Dram => "dram",
+            ZoneKind::Psys => "psys",
+            ZoneKind::Platform => "platform",
+            ZoneKind::Gpu => "gpu",
+        }
+    }
+
+    /// Parses a label such as `package` or a RAPL name such as `package-0`; `None` when unknown.
+    pub fn from_name(name: &str) -> Option<ZoneKind> {
+        let base = name.trim().split('-').next().unwrap_or("");
+        ZoneKind::ALL
+            .into_iter()
+            .find(|k| k.label().eq_ignore_ascii_case(base))
+    }
+
+    /// Whether CPU activity explains this zone's energy, so it is split among processes.
+    pub fn is_cpu(self) -> bool {
+        matches!(
+            self,
+            ZoneKind::Package | ZoneKind::Core | ZoneKind::Uncore | ZoneKind::Dram | ZoneKind::Psys
+        )
+    }
+}
+
+impl fmt::Display for ZoneKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Where a zone's numbers come from; the `source` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKind {
+    /// Linux powercap RAPL counters.
+    Rapl,
+    /// A hwmon chip.
+    Hwmon,
+    /// The ACPI power meter.
+    Acpi,
+    /// NVIDIA Management Library.
+    Nvml,
+    /// A BMC over Redfish.
+    Redfish,
+    /// An estimate from CPU utilisation: not a measurement.
+    Model,
+    /// A fake source in tests.
+    Fake,
+}
+
+impl SourceKind {
+    /// The `source` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceKind::Rapl => "rapl",
+            SourceKind::Hwmon => "hwmon",
+            SourceKind::Acpi => "acpi",
+            SourceKind::Nvml => "nvml",
+            SourceKind::Redfish => "redfish",
+            SourceKind::Model => "model",
+            SourceKind::Fake => "fake",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How a zone reports: a cumulative energy counter or an instantaneous power gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metering {
+    /// A cumulative counter in µJ that wraps to 0 after `max_range` (when known).
+    EnergyCounter {
+        /// The counter's range (`max_energy_range_uj`); `None` when unknown.
+        max_range: Option<MicroJoules>,
+    },
+    /// An instantaneous power reading that the engine integrates over time.
+    PowerGauge,
+}
+
+/// Describes one zone of one meter. Immutable for the life of the source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ZoneInfo {
+    /// Unique and stable among all zones, e.g. `rapl:/sys/class/powercap/intel-rapl:0`.
+    pub id: String,
+    /// What the zone measures.
+    pub kind: ZoneKind,
+    /// Socket or device index (0 when there is one).
+    pub index: u32,
+    /// The `path` label: where the reading comes from (a sysfs path, a BMC URL...).
+    pub path: String,
+    /// Where the numbers come from.
+    pub source: SourceKind,
+    /// Counter or gauge.
+    pub metering: Metering,
+    /// True when the numbers are an estimate, not a measurement.
+    pub estimated: bool,
+    /// Most power the zone can plausibly draw; larger deltas are treated as resets.
+    pub max_power: Option<MicroWatts>,
+}
+
+/// One reading of a zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Cumulative energy counter value.
+    Energy(MicroJoules),
+    /// Instantaneous power.
+    Power(MicroWatts),
+}

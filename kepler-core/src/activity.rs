@@ -133,3 +133,18 @@ impl ActivityFrame {
         self.node = NodeCpu::default();
     }
 }
+
+/// One logical CPU as `/proc/cpuinfo` describes it, for `kepler_node_cpu_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct CpuInfo {
+    /// Logical CPU number (`processor`).
+    pub processor: u32,
+    /// `vendor_id` (e.g. `GenuineIntel`, `AuthenticAMD`); on ARM the `CPU implementer`.
+    pub vendor_id: String,
+    /// `model name`.
+    pub model_name: String,
+    /// Socket (`physical id`), 0 when absent.
+    pub physical_id: u32,
+    /// Core within the socket (`core id`), 0 when absent.
+    pub core_id: u32,
+}

@@ -79,7 +79,8 @@ mod units;
 mod zone;
 
 pub use activity::{
-    ActivityFrame, ContainerInfo, NodeCpu, PodInfo, ProcessInfo, ProcessSample, Runtime, VmInfo,
+    ActivityFrame, ContainerInfo, CpuInfo, NodeCpu, PodInfo, ProcessInfo, ProcessSample, Runtime,
+    VmInfo,
 };
 pub use apportion::Apportioner;
 pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder};

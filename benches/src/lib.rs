@@ -1,0 +1,101 @@
+//! Workloads shared by the benchmarks: a node with many processes and containers.
+
+use std::sync::Arc;
+
+use kepler_core::{
+    ActivityFrame, ContainerInfo, Nanos, NodeCpu, PodInfo, PowerFrame, ProcessInfo, ProcessSample,
+    Reading, Runtime, Timestamp, ZoneInfo, ZoneKind,
+};
+
+/// A synthetic node: `processes` processes spread over `containers` containers (one pod per
+/// two containers; a tenth of the processes outside any container), and 4 RAPL zones.
+pub struct SyntheticNode {
+    /// The zones (package and dram on two sockets).
+    pub zones: Vec<Arc<ZoneInfo>>,
+    /// The activity frame, updated in place by [`SyntheticNode::advance`].
+    pub activity: ActivityFrame,
+    /// The power frame of the current tick.
+    pub power: PowerFrame,
+    tick: u64,
+}
+
+impl SyntheticNode {
+    /// Builds the node at tick 0.
+    pub fn new(processes: usize, containers: usize) -> SyntheticNode {
+        let zones = [
+            (ZoneKind::Package, 0),
+            (ZoneKind::Package, 1),
+            (ZoneKind::Dram, 0),
+            (ZoneKind::Dram, 1),
+        ]
+        .into_iter()
+        .map(|(k, i)| kepler_core::fakes::counter_zone(k, i, Some(262_143_328_850)))
+        .collect();
+        let container_infos: Vec<ContainerInfo> = (0..containers)
+            .map(|c| ContainerInfo {
+                id: format!("{c:064x}").into(),
+                name: format!("container-{c}").into(),
+                runtime: Runtime::Containerd,
+                pod: Some(PodInfo {
+                    id: format!("pod-{}", c / 2).into(),
+                    name: format!("pod-{}", c / 2).into(),
+                    namespace: "default".into(),
+                }),
+            })
+            .collect();
+        let processes = (0..processes)
+            .map(|i| ProcessSample {
+                pid: 1000 + i as u32,
+                start_time: 42,
+                cpu_time: Nanos(0),
+                info: Arc::new(ProcessInfo {
+                    comm: format!("proc-{i}").into(),
+                    exe: "/usr/bin/worker".into(),
+                    container: (i % 10 != 0 && containers > 0)
+                        .then(|| container_infos[i % containers].clone()),
+                    vm: None,
+                }),
+            })
+            .collect();
+        let mut node = SyntheticNode {
+            zones,
+            activity: ActivityFrame {
+                at: Timestamp(0),
+                node: NodeCpu::default(),
+                processes,
+            },
+            power: PowerFrame::default(),
+            tick: 0,
+        };
+        node.fill_power();
+        node
+    }
+
+    /// Moves to the next 5 s tick: every process runs a little, the counters advance.
+    pub fn advance(&mut self) {
+        self.tick += 1;
+        let at = Timestamp(self.tick * 5_000_000_000);
+        self.activity.at = at;
+        let mut busy = 0;
+        for (i, p) in self.activity.processes.iter_mut().enumerate() {
+            p.cpu_time.0 += 1_000_000 + (i as u64 % 97) * 10_000;
+            busy += p.cpu_time.0;
+        }
+        self.activity.node = NodeCpu {
+            busy: Nanos(busy),
+            total: Nanos(busy * 2),
+        };
+        self.fill_power();
+    }
+
+    fn fill_power(&mut self) {
+        let at = Timestamp(self.tick * 5_000_000_000);
+        self.power.clear();
+        for (i, z) in self.zones.iter().enumerate() {
+            let watts = [80u64, 70, 12, 10][i];
+            let uj = watts * 5_000_000 * self.tick;
+            self.power
+                .push(z, at, Ok(Reading::Energy(kepler_core::MicroJoules(uj))));
+        }
+    }
+}

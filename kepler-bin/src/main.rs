@@ -1,0 +1,67 @@
+//! `kepler`: parse the configuration, run, map errors to exit codes (2: bad configuration).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kepler_bin::config::{Config, Flags, LogFormat};
+use kepler_bin::run::{run, RunError};
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let file_text = match &flags.config_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some((path.clone(), text)),
+            Err(e) => {
+                eprintln!("kepler: invalid configuration: config.file: cannot read {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let config = match Config::build(
+        &flags,
+        file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+        std::env::var("NODE_NAME").ok(),
+        hostname,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kepler: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(RunError::Config(e)) => {
+            tracing::error!("{e}");
+            eprintln!("kepler: {e}");
+            ExitCode::from(2)
+        }
+        Err(RunError::Other(e)) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEPLER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

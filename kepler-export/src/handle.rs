@@ -1,0 +1,62 @@
+//! Where the monitor loop publishes expositions and the server reads them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::exposition::Exposition;
+
+/// Where the monitor loop publishes and scrapes read: the latest [`Exposition`] plus a
+/// readiness flag. Cloning is cheap; all clones share the same state.
+///
+/// Scrapes never trigger computation: they read whatever was published last.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    latest: RwLock<Option<Arc<Exposition>>>,
+    ready: AtomicBool,
+}
+
+impl MetricsHandle {
+    /// An empty handle: nothing published, not ready.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the latest exposition. Scrapes in flight keep the one they already hold.
+    pub fn publish(&self, e: Exposition) {
+        self.publish_arc(Arc::new(e));
+    }
+
+    /// Like [`publish`](Self::publish), for an exposition already in an `Arc`.
+    pub fn publish_arc(&self, e: Arc<Exposition>) {
+        let old = {
+            let mut guard = self.inner.latest.write().unwrap_or_else(|p| p.into_inner());
+            guard.replace(e)
+        };
+        // The previous exposition (maybe 20 MB) is freed outside the lock.
+        drop(old);
+    }
+
+    /// The latest exposition, if any was published.
+    pub fn latest(&self) -> Option<Arc<Exposition>> {
+        self.inner
+            .latest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Marks the exporter ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// True when marked ready and an exposition has been published: what `/readyz` reports.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire) && self.latest().is_some()
+    }
+}

@@ -1,0 +1,52 @@
+//! Prometheus exposition and HTTP(S) serving for kepler-rs.
+//!
+//! This crate turns an immutable [`kepler_core::Snapshot`] into the Prometheus text format
+//! 0.0.4 (and, on request, OpenMetrics 1.0.0), **rendered once per snapshot**, and serves the
+//! latest rendering over HTTP or HTTPS with optional basic auth, configured with the
+//! Prometheus exporter-toolkit web config file.
+//!
+//! It does no measurement: it never reads a meter, `/proc` or `/sys`, and it must not depend
+//! on `kepler-sources` or `kepler-bin` (dependencies point one way: core <- export <- bin).
+//! Its only inputs are a snapshot, an [`ExportContext`] and [`SelfStats`].
+//!
+//! ```text
+//!  monitor loop (kepler-bin)                      scrapers
+//!  Snapshot ─► Exposition::render ─► MetricsHandle::publish
+//!                                          │
+//!                      serve / Server::run ◄┘  GET /metrics: latest text, gzip/OpenMetrics
+//!                                               made lazily once per exposition
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use kepler_export::*;
+//!
+//! let ctx = ExportContext { node_name: "node-1".into(), level: MetricsLevel::all(), ..Default::default() };
+//! let snap = kepler_core::Attributor::default().step(&Default::default(), None, kepler_core::Timestamp(0));
+//! let handle = MetricsHandle::new();
+//! handle.publish(Exposition::render(&snap, &ctx, &SelfStats::default()));
+//! let text = handle.latest().unwrap();
+//! assert!(std::str::from_utf8(text.text()).unwrap().contains("kepler_build_info{node_name=\"node-1\""));
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod auth;
+mod error;
+mod exposition;
+mod handle;
+mod level;
+mod server;
+mod webconfig;
+
+pub use error::{ErrorKind, ExportError};
+pub use exposition::{
+    BuildInfo, ExportContext, Exposition, Format, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+};
+pub use handle::MetricsHandle;
+pub use level::{parse_levels, MetricsLevel};
+pub use server::{serve, Server, ServerConfig};
+pub use webconfig::WebConfig;

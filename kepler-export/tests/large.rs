@@ -1,0 +1,115 @@
+//! A node-sized snapshot: 10,000 processes x 4 zones + 1,000 containers. Checks the render is
+//! well-formed and, in release builds (`cargo test --release -p kepler-export --test large`),
+//! that it stays within the 20 ms budget.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
+use kepler_core::{
+    ActivityFrame, ActivitySource, Attributor, ContainerInfo, PodInfo, PowerFrame, PowerSource,
+    ProcessInfo, Runtime, Snapshot, Timestamp, ZoneKind,
+};
+use kepler_export::{ExportContext, Exposition, MetricsLevel, SelfStats};
+
+fn big_snapshot(processes: u32, containers: u32) -> Snapshot {
+    let mut power = FakePower::constant(
+        &[
+            (ZoneKind::Package, 0, 120.0),
+            (ZoneKind::Core, 0, 80.0),
+            (ZoneKind::Uncore, 0, 5.0),
+            (ZoneKind::Dram, 0, 20.0),
+        ],
+        1 << 40,
+    );
+    let infos: Vec<Option<ContainerInfo>> = (0..containers)
+        .map(|c| {
+            Some(ContainerInfo {
+                id: format!("{c:064x}").into(),
+                name: format!("container-{c}").into(),
+                runtime: Runtime::Containerd,
+                pod: Some(PodInfo {
+                    id: format!("pod-{c:08}-0000-0000-0000-000000000000").into(),
+                    name: format!("pod-{c}").into(),
+                    namespace: "default".into(),
+                }),
+            })
+        })
+        .collect();
+    let procs = (0..processes)
+        .map(|i| FakeProcess {
+            pid: 1000 + i,
+            start_time: u64::from(i),
+            start: Timestamp(0),
+            end: None,
+            permille: 1 + u64::from(i % 7),
+            info: Arc::new(ProcessInfo {
+                comm: format!("worker-{i}").into(),
+                exe: format!("/usr/local/bin/some-service-{}", i % 50).into(),
+                container: if containers > 0 && i % 2 == 0 {
+                    infos[(i / 2 % containers) as usize].clone()
+                } else {
+                    None
+                },
+                vm: None,
+            }),
+        })
+        .collect();
+    let mut activity = FakeActivity {
+        cpus: 64,
+        background_permille: 10,
+        processes: procs,
+        failing: false,
+    };
+    let mut engine = Attributor::default();
+    let mut pf = PowerFrame::default();
+    let mut af = ActivityFrame::default();
+    let mut snap = None;
+    for t in 0..3u64 {
+        let at = Timestamp(t * 5_000_000_000);
+        pf.clear();
+        power.read(at, &mut pf);
+        activity.read(at, &mut af).unwrap();
+        snap = Some(engine.step(&pf, Some(&af), at));
+    }
+    snap.unwrap()
+}
+
+#[test]
+fn ten_thousand_processes_render_within_budget() {
+    let snap = big_snapshot(10_000, 1_000);
+    assert_eq!(snap.kinds.len(), 4);
+    assert_eq!(snap.containers.len(), 1_000);
+    let ctx = ExportContext {
+        node_name: "worker-node-17.example.internal".into(),
+        level: MetricsLevel::all(),
+        ..Default::default()
+    };
+    let stats = SelfStats::default();
+    // Warm up allocator and caches, then take the best of a few runs.
+    let mut best = f64::MAX;
+    let mut e = Exposition::render(&snap, &ctx, &stats);
+    for _ in 0..5 {
+        let t = Instant::now();
+        e = Exposition::render(&snap, &ctx, &stats);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let expected = 10_000 * (2 * 4 + 1) + 1_000 * 2 * 4 * 2;
+    assert!(e.samples() > expected, "{} samples", e.samples());
+    let t = Instant::now();
+    let gz = e.text_gzip().len();
+    let gz_time = t.elapsed().as_secs_f64();
+    eprintln!(
+        "render: {:.2} ms for {} samples, {:.1} MB text; gzip (once): {:.1} ms -> {:.1} MB",
+        best * 1e3,
+        e.samples(),
+        e.text().len() as f64 / 1e6,
+        gz_time * 1e3,
+        gz as f64 / 1e6
+    );
+    if cfg!(debug_assertions) {
+        eprintln!("(debug build: the 20 ms budget is checked in release builds only)");
+    } else {
+        assert!(best < 0.020, "render took {:.2} ms", best * 1e3);
+    }
+}

@@ -1,0 +1,691 @@
+//! The procfs activity source on fake `/proc` trees built in temp dirs.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kepler_core::{ActivityFrame, ActivitySource, Nanos, ProcessSample, Runtime, Timestamp};
+use kepler_sources::{ErrorKind, ProcfsActivity, ProcfsOptions};
+
+const ID_A: &str = "3f2a9c1b7e4d8a6f0b5c2e9d1a7f3b8c4e6d0a2f9b1c7e5d3a8f6b4c2e0d9a7f";
+const ID_B: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const UID: &str = "8a3d6f2e-1b4c-4d5e-9f0a-7b6c5d4e3f21";
+const UID_US: &str = "8a3d6f2e_1b4c_4d5e_9f0a_7b6c5d4e3f21";
+/// Descriptor budgets every cache test runs with: reopen each tick, and keep files open.
+const BUDGETS: [usize; 2] = [0, 64];
+/// 10 ms per tick at USER_HZ 100.
+const TICK_NS: u64 = 10_000_000;
+
+/// A fake procfs root.
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+/// One process of a fake tree.
+struct Proc<'a> {
+    comm: &'a str,
+    ppid: u32,
+    flags: u32,
+    utime: u64,
+    stime: u64,
+    starttime: u64,
+    cgroup: String,
+    cmdline: Vec<u8>,
+    exe: Option<&'a str>,
+}
+
+impl Default for Proc<'_> {
+    fn default() -> Self {
+        Proc {
+            comm: "proc",
+            ppid: 1,
+            flags: 0x400100,
+            utime: 0,
+            stime: 0,
+            starttime: 1000,
+            cgroup: "0::/user.slice/user-1000.slice/session-1.scope\n".into(),
+            cmdline: b"/usr/bin/proc\0".to_vec(),
+            exe: Some("/usr/bin/proc"),
+        }
+    }
+}
+
+fn stat_line(pid: u32, p: &Proc<'_>) -> String {
+    format!(
+        "{pid} ({}) S {} {pid} {pid} 0 -1 {} 100 0 0 0 {} {} 0 0 20 0 1 0 {} 1000000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+        p.comm, p.ppid, p.flags, p.utime, p.stime, p.starttime
+    )
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let tree = Tree {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        tree.write_node("cpu  1000 200 300 8000 100 10 20 30 400 50");
+        // Entries that are not processes.
+        fs::create_dir_all(tree.root().join("sys/kernel")).expect("sys");
+        fs::create_dir_all(tree.root().join("12abc")).expect("12abc");
+        fs::write(tree.root().join("uptime"), "1.0 2.0\n").expect("uptime");
+        tree
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_node(&self, cpu_line: &str) {
+        let content = format!(
+            "{cpu_line}\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 12345 0 0\nctxt 99\nbtime 1700000000\n"
+        );
+        fs::write(self.root().join("stat"), content).expect("stat");
+    }
+
+    fn pid_dir(&self, pid: u32) -> PathBuf {
+        self.root().join(pid.to_string())
+    }
+
+    fn add(&self, pid: u32, p: &Proc<'_>) {
+        let dir = self.pid_dir(pid);
+        fs::create_dir_all(&dir).expect("pid dir");
+        fs::write(dir.join("stat"), stat_line(pid, p)).expect("stat");
+        fs::write(dir.join("comm"), format!("{}\n", p.comm)).expect("comm");
+        fs::write(dir.join("cgroup"), &p.cgroup).expect("cgroup");
+        fs::write(dir.join("cmdline"), &p.cmdline).expect("cmdline");
+        let _ = fs::remove_file(dir.join("exe"));
+        if let Some(exe) = p.exe {
+            symlink(exe, dir.join("exe")).expect("exe");
+        }
+    }
+
+    /// A source that keeps up to 64 `stat` files open, as on a real machine.
+    fn source(&self) -> ProcfsActivity {
+        self.source_with(64)
+    }
+
+    /// A source with a descriptor budget: 0 reopens every `stat` on every tick.
+    fn source_with(&self, max_open_files: usize) -> ProcfsActivity {
+        ProcfsActivity::new(ProcfsOptions {
+            root: self.root().to_path_buf(),
+            user_hz: Some(100),
+            max_open_files: Some(max_open_files),
+        })
+        .expect("source")
+    }
+}
+
+fn scan(src: &mut ProcfsActivity, t: u64) -> ActivityFrame {
+    let mut frame = ActivityFrame::default();
+    src.read(Timestamp(t), &mut frame).expect("read");
+    frame
+}
+
+fn find(frame: &ActivityFrame, pid: u32) -> &ProcessSample {
+    frame
+        .processes
+        .iter()
+        .find(|p| p.pid == pid)
+        .unwrap_or_else(|| panic!("pid {pid} missing from {:?}", frame.processes))
+}
+
+fn pids(frame: &ActivityFrame) -> Vec<u32> {
+    let mut v: Vec<u32> = frame.processes.iter().map(|p| p.pid).collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn node_totals_and_process_cpu_times_are_converted_to_nanoseconds() {
+    let tree = Tree::new();
+    tree.add(
+        1,
+        &Proc {
+            comm: "systemd",
+            ppid: 0,
+            utime: 150,
+            stime: 50,
+            starttime: 1,
+            ..Proc::default()
+        },
+    );
+    let mut src = tree.source();
+    assert_eq!(src.name(), "procfs");
+    assert_eq!(src.user_hz(), 100);
+    let frame = scan(&mut src, 42);
+    assert_eq!(frame.at, Timestamp(42));
+    // busy = user + nice + system + irq + softirq + steal; guest fields are inside user/nice.
+    let busy = 1000 + 200 + 300 + 10 + 20 + 30;
+    assert_eq!(frame.node.busy, Nanos(busy * TICK_NS));
+    assert_eq!(frame.node.total, Nanos((busy + 8000 + 100) * TICK_NS));
+    let p = find(&frame, 1);
+    assert_eq!(p.start_time, 1);
+    assert_eq!(p.cpu_time, Nanos(200 * TICK_NS));
+    assert_eq!(&*p.info.comm, "systemd");
+    assert_eq!(&*p.info.exe, "/usr/bin/proc");
+    assert_eq!(p.info.container, None);
+    assert_eq!(p.info.vm, None);
+}
+
+#[test]
+fn only_numeric_directories_are_processes() {
+    let tree = Tree::new();
+    tree.add(7, &Proc::default());
+    tree.add(4_000_000, &Proc::default());
+    let frame = scan(&mut tree.source(), 0);
+    assert_eq!(pids(&frame), vec![7, 4_000_000]);
+}
+
+#[test]
+fn container_ids_for_each_runtime_shape() {
+    let tree = Tree::new();
+    type Want = Option<(&'static str, Runtime, Option<&'static str>)>;
+    let cases: Vec<(u32, String, Want)> = vec![
+        (
+            10,
+            format!("0::/system.slice/docker-{ID_A}.scope\n"),
+            Some((ID_A, Runtime::Docker, None)),
+        ),
+        (
+            11,
+            format!(
+                "12:memory:/kubepods/burstable/pod{UID}/{ID_B}\n1:name=systemd:/kubepods/burstable/pod{UID}/{ID_B}\n"
+            ),
+            Some((ID_B, Runtime::Unknown, Some(UID))),
+        ),
+        (
+            12,
+            format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/cri-containerd-{ID_A}.scope\n"),
+            Some((ID_A, Runtime::Containerd, Some(UID))),
+        ),
+        (
+            13,
+            format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/crio-{ID_B}.scope/container\n"),
+            Some((ID_B, Runtime::CriO, Some(UID))),
+        ),
+        (
+            14,
+            format!("0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID_A}.scope\n"),
+            Some((ID_A, Runtime::Podman, None)),
+        ),
+        (
+            15,
+            format!("0::/machine.slice/crio-conmon-{ID_A}.scope\n"),
+            None,
+        ),
+        (
+            16,
+            format!("0::/docker/{ID_B}/docker/{ID_A}\n"),
+            Some((ID_A, Runtime::Docker, None)),
+        ),
+        (17, "0::/init.scope\n".into(), None),
+    ];
+    for (pid, cgroup, _) in &cases {
+        tree.add(
+            *pid,
+            &Proc {
+                cgroup: cgroup.clone(),
+                ..Proc::default()
+            },
+        );
+    }
+    let frame = scan(&mut tree.source(), 0);
+    for (pid, _, want) in &cases {
+        let p = find(&frame, *pid);
+        let got = p.info.container.as_ref().map(|c| {
+            (
+                &*c.id,
+                c.runtime,
+                c.pod.as_ref().map(|pod| &*pod.id),
+                &*c.name,
+            )
+        });
+        let want = want.map(|(id, rt, pod)| (id, rt, pod, ""));
+        assert_eq!(got, want, "pid {pid}");
+        let label = if want.is_some() {
+            "container"
+        } else {
+            "regular"
+        };
+        assert_eq!(p.info.type_label(), label, "pid {pid}");
+    }
+}
+
+#[test]
+fn qemu_process_is_reported_as_a_vm() {
+    let tree = Tree::new();
+    tree.add(
+        300,
+        &Proc {
+            comm: "qemu-system-x86",
+            cmdline: b"/usr/bin/qemu-system-x86_64\0-name\0guest=web-01,debug-threads=on\0-uuid\0\x35f1c2b9e-3d4a-4e6f-8a7b-9c0d1e2f3a4b\0-m\0\x32048\0".to_vec(),
+            exe: Some("/usr/bin/qemu-system-x86_64"),
+            ..Proc::default()
+        },
+    );
+    tree.add(301, &Proc::default());
+    let frame = scan(&mut tree.source(), 0);
+    let vm = find(&frame, 300).info.vm.clone().expect("vm");
+    assert_eq!(&*vm.id, "5f1c2b9e-3d4a-4e6f-8a7b-9c0d1e2f3a4b");
+    assert_eq!(&*vm.name, "web-01");
+    assert_eq!(&*vm.hypervisor, "qemu");
+    assert_eq!(find(&frame, 300).info.type_label(), "vm");
+    assert_eq!(find(&frame, 301).info.vm, None);
+}
+
+#[test]
+fn kernel_threads_are_included_with_an_empty_exe() {
+    let tree = Tree::new();
+    // kthreadd itself and a worker: PF_KTHREAD set, no exe link, empty cmdline.
+    for (pid, ppid, comm) in [(2, 0, "kthreadd"), (90, 2, "kworker/0:1-events")] {
+        tree.add(
+            pid,
+            &Proc {
+                comm,
+                ppid,
+                flags: 0x0020_8040,
+                utime: 0,
+                stime: 7,
+                cmdline: Vec::new(),
+                exe: None,
+                cgroup: "0::/\n".into(),
+                ..Proc::default()
+            },
+        );
+    }
+    let frame = scan(&mut tree.source(), 0);
+    let worker = find(&frame, 90);
+    assert_eq!(&*worker.info.comm, "kworker/0:1-events");
+    assert_eq!(&*worker.info.exe, "");
+    assert_eq!(worker.cpu_time, Nanos(7 * TICK_NS));
+    assert_eq!(&*find(&frame, 2).info.exe, "");
+}
+
+#[test]
+fn unreadable_exe_link_gives_empty_exe_for_a_user_process() {
+    let tree = Tree::new();
+    tree.add(
+        5,
+        &Proc {
+            exe: None,
+            ..Proc::default()
+        },
+    );
+    let frame = scan(&mut tree.source(), 0);
+    assert_eq!(&*find(&frame, 5).info.exe, "");
+}
+
+#[test]
+fn static_data_is_cached_and_shared_until_pid_reuse() {
+    for budget in BUDGETS {
+        let tree = Tree::new();
+        let p = Proc {
+            comm: "nginx",
+            utime: 10,
+            starttime: 500,
+            cgroup: format!("0::/docker/{ID_A}\n"),
+            ..Proc::default()
+        };
+        tree.add(100, &p);
+        let mut src = tree.source_with(budget);
+        let first = scan(&mut src, 0);
+        let info1 = Arc::clone(&find(&first, 100).info);
+
+        // The cgroup and exe change on disk, the CPU time moves on, the identity stays: the
+        // cached static data is served, not re-read.
+        tree.add(
+            100,
+            &Proc {
+                utime: 25,
+                cgroup: format!("0::/docker/{ID_B}\n"),
+                exe: Some("/other"),
+                ..p
+            },
+        );
+        let second = scan(&mut src, 1);
+        let s = find(&second, 100);
+        assert!(Arc::ptr_eq(&s.info, &info1), "same Arc on every tick");
+        assert_eq!(s.cpu_time, Nanos(25 * TICK_NS));
+        assert_eq!(s.info.container.as_ref().map(|c| &*c.id), Some(ID_A));
+        assert_eq!(&*s.info.exe, "/usr/bin/proc");
+
+        // PID reuse: same pid, new starttime. A new process, so its files are read again.
+        tree.add(
+            100,
+            &Proc {
+                comm: "nginx",
+                utime: 1,
+                starttime: 900,
+                cgroup: format!("0::/docker/{ID_B}\n"),
+                exe: Some("/other"),
+                ..Proc::default()
+            },
+        );
+        let third = scan(&mut src, 2);
+        let t = find(&third, 100);
+        assert!(!Arc::ptr_eq(&t.info, &info1));
+        assert_eq!(t.start_time, 900);
+        assert_eq!(t.info.container.as_ref().map(|c| &*c.id), Some(ID_B));
+        assert_eq!(&*t.info.exe, "/other");
+        assert_eq!(src.cached(), 1, "the old identity was evicted");
+    }
+}
+
+#[test]
+fn exec_is_detected_by_a_new_comm_and_refreshes_static_data() {
+    for budget in BUDGETS {
+        let tree = Tree::new();
+        let before = Proc {
+            comm: "bash",
+            exe: Some("/usr/bin/bash"),
+            ..Proc::default()
+        };
+        tree.add(200, &before);
+        let mut src = tree.source_with(budget);
+        let first = scan(&mut src, 0);
+        assert_eq!(&*find(&first, 200).info.exe, "/usr/bin/bash");
+
+        tree.add(
+            200,
+            &Proc {
+                comm: "python3",
+                exe: Some("/usr/bin/python3"),
+                ..before
+            },
+        );
+        let second = scan(&mut src, 1);
+        let p = find(&second, 200);
+        assert_eq!(&*p.info.comm, "python3");
+        assert_eq!(&*p.info.exe, "/usr/bin/python3");
+        assert_eq!(src.cached(), 1);
+    }
+}
+
+#[test]
+fn vanished_pid_leaves_the_frame_and_the_cache() {
+    for budget in BUDGETS {
+        let tree = Tree::new();
+        tree.add(1, &Proc::default());
+        tree.add(2000, &Proc::default());
+        let mut src = tree.source_with(budget);
+        assert_eq!(pids(&scan(&mut src, 0)), vec![1, 2000]);
+        assert_eq!(src.cached(), 2);
+
+        fs::remove_dir_all(tree.pid_dir(2000)).expect("rm");
+        assert_eq!(pids(&scan(&mut src, 1)), vec![1]);
+        assert_eq!(src.cached(), 1);
+        assert_eq!(src.skipped(), 0);
+    }
+}
+
+#[test]
+fn pid_directory_without_stat_is_skipped_silently() {
+    for budget in BUDGETS {
+        // What a process that exits between readdir and open looks like.
+        let tree = Tree::new();
+        tree.add(1, &Proc::default());
+        fs::create_dir_all(tree.pid_dir(3000)).expect("dir");
+        let mut src = tree.source_with(budget);
+        assert_eq!(pids(&scan(&mut src, 0)), vec![1]);
+        assert_eq!(src.vanished(), 1);
+        assert_eq!(src.skipped(), 0);
+    }
+}
+
+#[test]
+fn truncated_and_malformed_stat_are_skipped_and_counted() {
+    for budget in BUDGETS {
+        let tree = Tree::new();
+        tree.add(1, &Proc::default());
+        tree.add(2, &Proc::default());
+        tree.add(3, &Proc::default());
+        tree.add(4, &Proc::default());
+        let full = stat_line(2, &Proc::default());
+        fs::write(tree.pid_dir(2).join("stat"), &full[..40]).expect("cut");
+        fs::write(tree.pid_dir(3).join("stat"), "").expect("empty");
+        fs::write(tree.pid_dir(4).join("stat"), b"\xff\xfe garbage ) (").expect("garbage");
+        let mut src = tree.source_with(budget);
+        let frame = scan(&mut src, 0);
+        assert_eq!(pids(&frame), vec![1]);
+        assert_eq!(src.skipped(), 3);
+        // Counted again on the next scan: it is a per-read self-metric.
+        scan(&mut src, 1);
+        assert_eq!(src.skipped(), 6);
+    }
+}
+
+#[test]
+fn stat_cut_after_starttime_is_accepted() {
+    let tree = Tree::new();
+    tree.add(8, &Proc::default());
+    fs::write(
+        tree.pid_dir(8).join("stat"),
+        "8 (short) S 1 8 8 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 77\n",
+    )
+    .expect("stat");
+    let frame = scan(&mut tree.source(), 0);
+    let p = find(&frame, 8);
+    assert_eq!((p.start_time, p.cpu_time), (77, Nanos(7 * TICK_NS)));
+}
+
+#[test]
+fn comm_with_parentheses_spaces_and_newline_is_sanitized() {
+    for budget in BUDGETS {
+        let tree = Tree::new();
+        tree.add(
+            66,
+            &Proc {
+                comm: "(a) b)\n(c",
+                utime: 3,
+                starttime: 4242,
+                ..Proc::default()
+            },
+        );
+        let mut src = tree.source_with(budget);
+        let frame = scan(&mut src, 0);
+        let p = find(&frame, 66);
+        assert_eq!(&*p.info.comm, "(a) b)?(c");
+        assert_eq!(p.start_time, 4242);
+        assert_eq!(p.cpu_time, Nanos(3 * TICK_NS));
+        // The sanitized comm still matches the raw one on the next tick: no spurious refresh.
+        let info = Arc::clone(&p.info);
+        let again = scan(&mut src, 1);
+        assert!(Arc::ptr_eq(&find(&again, 66).info, &info));
+    }
+}
+
+#[test]
+fn read_clears_a_reused_frame() {
+    let tree = Tree::new();
+    tree.add(1, &Proc::default());
+    let mut src = tree.source();
+    let mut frame = ActivityFrame::default();
+    for t in 0..3 {
+        src.read(Timestamp(t), &mut frame).expect("read");
+    }
+    assert_eq!(frame.processes.len(), 1);
+    assert_eq!(frame.at, Timestamp(2));
+}
+
+#[test]
+fn new_fails_with_not_found_naming_the_stat_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = ProcfsActivity::new(ProcfsOptions::new(dir.path())).expect_err("no stat");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(err.path(), Some(dir.path().join("stat").as_path()));
+}
+
+#[test]
+fn new_rejects_a_stat_without_cpu_line_and_a_zero_user_hz() {
+    let tree = Tree::new();
+    fs::write(tree.root().join("stat"), "intr 1 2 3\n").expect("stat");
+    let err = ProcfsActivity::new(ProcfsOptions::new(tree.root())).expect_err("parse");
+    assert_eq!(err.kind(), ErrorKind::Parse);
+
+    let tree = Tree::new();
+    let err = ProcfsActivity::new(ProcfsOptions {
+        user_hz: Some(0),
+        ..ProcfsOptions::new(tree.root())
+    })
+    .expect_err("zero hz");
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+}
+
+#[test]
+fn stat_vanishing_after_start_fails_the_read_not_the_process() {
+    let tree = Tree::new();
+    let mut src = tree.source();
+    fs::remove_file(tree.root().join("stat")).expect("rm");
+    let mut frame = ActivityFrame::default();
+    assert!(src.read(Timestamp(0), &mut frame).is_err());
+}
+
+#[test]
+fn fake_tree_without_auxv_uses_user_hz_100() {
+    let tree = Tree::new();
+    let src = ProcfsActivity::new(ProcfsOptions::new(tree.root())).expect("source");
+    assert_eq!(src.user_hz(), 100);
+}
+
+/// The real `/proc` of the machine running the tests: this test process must be in it,
+/// with its own comm and a non-zero start time.
+#[test]
+fn real_proc_lists_this_process() {
+    if !Path::new("/proc/self/stat").exists() {
+        eprintln!("skipped: no /proc here");
+        return;
+    }
+    let mut src = ProcfsActivity::new(ProcfsOptions::default()).expect("real /proc");
+    let frame = scan(&mut src, 0);
+    let me = find(&frame, std::process::id());
+    assert!(me.start_time > 0);
+    assert!(!me.info.exe.is_empty());
+    assert!(frame.node.total >= frame.node.busy);
+    assert!(frame.node.busy > Nanos(0));
+}
+
+/// A warm scan of many fake processes. Run with
+/// `cargo test --release -p kepler-sources --test procfs_tree -- --ignored --nocapture`.
+/// A fake tree on disk costs differently from procfs (no per-read stat generation in the
+/// kernel, but a real filesystem lookup), so this is a regression guard, not the number.
+#[test]
+#[ignore = "timing; run explicitly"]
+fn warm_scan_of_10k_fake_processes() {
+    let tree = Tree::new();
+    let n = 10_000u32;
+    for pid in 1..=n {
+        let dir = tree.pid_dir(pid);
+        fs::create_dir(&dir).expect("dir");
+        let p = Proc {
+            utime: u64::from(pid),
+            ..Proc::default()
+        };
+        fs::write(dir.join("stat"), stat_line(pid, &p)).expect("stat");
+        fs::write(dir.join("cgroup"), &p.cgroup).expect("cgroup");
+    }
+    let mut src = tree.source_with(0);
+    let mut frame = ActivityFrame::default();
+    let cold = std::time::Instant::now();
+    src.read(Timestamp(0), &mut frame).expect("read");
+    let cold = cold.elapsed();
+    assert_eq!(frame.processes.len(), n as usize);
+    let rounds = 10;
+    let warm = std::time::Instant::now();
+    for t in 1..=rounds {
+        src.read(Timestamp(t), &mut frame).expect("read");
+    }
+    let warm = warm.elapsed() / rounds as u32;
+    eprintln!("fake tree, {n} processes: cold scan {cold:?}, warm scan {warm:?}");
+}
+
+/// A warm scan of the real `/proc`, reporting the time per process, with every `stat`
+/// reopened on each tick and with the automatic descriptor budget. Run like the one above.
+#[test]
+#[ignore = "timing; run explicitly"]
+fn warm_scan_of_real_proc() {
+    for max_open_files in [Some(0), None] {
+        let mut src = ProcfsActivity::new(ProcfsOptions {
+            max_open_files,
+            ..ProcfsOptions::default()
+        })
+        .expect("real /proc");
+        let mut frame = ActivityFrame::default();
+        src.read(Timestamp(0), &mut frame).expect("read");
+        let rounds = 20u32;
+        let start = std::time::Instant::now();
+        for t in 1..=rounds {
+            src.read(Timestamp(u64::from(t)), &mut frame).expect("read");
+        }
+        let per_scan = start.elapsed() / rounds;
+        let n = frame.processes.len().max(1);
+        eprintln!(
+            "real /proc, {n} processes, {} kept open: warm scan {per_scan:?}, {:?} per process",
+            src.open_files(),
+            per_scan / n as u32
+        );
+    }
+}
+
+#[test]
+fn kept_stat_files_stay_within_budget_and_close_with_their_process() {
+    let tree = Tree::new();
+    for pid in [1, 2, 3] {
+        tree.add(
+            pid,
+            &Proc {
+                utime: u64::from(pid),
+                ..Proc::default()
+            },
+        );
+    }
+    let mut src = tree.source_with(2);
+    scan(&mut src, 0);
+    assert_eq!(src.open_files(), 2);
+    // Kept files are re-read from the start: new content shows on the next tick.
+    for pid in [1, 2, 3] {
+        tree.add(
+            pid,
+            &Proc {
+                utime: 100 + u64::from(pid),
+                ..Proc::default()
+            },
+        );
+    }
+    let frame = scan(&mut src, 1);
+    for pid in [1, 2, 3] {
+        assert_eq!(
+            find(&frame, pid).cpu_time,
+            Nanos((100 + u64::from(pid)) * TICK_NS)
+        );
+    }
+    assert_eq!(src.open_files(), 2);
+    for pid in [1, 2, 3] {
+        fs::remove_dir_all(tree.pid_dir(pid)).expect("rm");
+    }
+    assert!(scan(&mut src, 2).processes.is_empty());
+    assert_eq!((src.open_files(), src.cached()), (0, 0));
+}
+
+#[test]
+fn kept_stat_files_on_real_proc_see_time_advance() {
+    if !Path::new("/proc/self/stat").exists() {
+        eprintln!("skipped: no /proc here");
+        return;
+    }
+    let mut src = ProcfsActivity::new(ProcfsOptions {
+        max_open_files: Some(100_000),
+        ..ProcfsOptions::default()
+    })
+    .expect("real /proc");
+    let me = std::process::id();
+    let before = find(&scan(&mut src, 0), me).cpu_time;
+    assert!(src.open_files() > 0);
+    // Burn some CPU so the kept descriptor has something new to report.
+    let start = std::time::Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < std::time::Duration::from_millis(60) {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    let after = find(&scan(&mut src, 1), me).cpu_time;
+    assert!(after > before, "{after:?} > {before:?}");
+}

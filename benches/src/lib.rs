@@ -63,6 +63,7 @@ impl SyntheticNode {
                 at: Timestamp(0),
                 node: NodeCpu::default(),
                 processes,
+                ..Default::default()
             },
             power: PowerFrame::default(),
             tick: 0,
@@ -98,4 +99,16 @@ impl SyntheticNode {
                 .push(z, at, Ok(Reading::Energy(kepler_core::MicroJoules(uj))));
         }
     }
+}
+
+/// Steps an engine over a few ticks of `node` and returns the last snapshot: the input of
+/// the rendering and scrape benchmarks.
+pub fn snapshot_of(node: &mut SyntheticNode) -> kepler_core::Snapshot {
+    let mut engine = kepler_core::Attributor::default();
+    let mut snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+    for _ in 0..3 {
+        node.advance();
+        snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+    }
+    snap
 }

@@ -1,9 +1,9 @@
 //! A node-sized snapshot: 10,000 processes x 4 zones + 1,000 containers. Checks the render is
-//! well-formed and, in release builds (`cargo test --release -p kepler-export --test large`),
-//! that it stays within the 20 ms budget.
+//! complete and that its gzip body
+//! matches; the time it takes is measured by `cargo bench -p kepler-benches --bench export`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::io::Read;
 
 use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
 use kepler_core::{
@@ -76,7 +76,7 @@ fn big_snapshot(processes: u32, containers: u32) -> Snapshot {
 }
 
 #[test]
-fn ten_thousand_processes_render_within_budget() {
+fn ten_thousand_processes_render_completely() {
     let snap = big_snapshot(10_000, 1_000);
     assert_eq!(snap.kinds.len(), 4);
     assert_eq!(snap.containers.len(), 1_000);
@@ -85,31 +85,16 @@ fn ten_thousand_processes_render_within_budget() {
         level: MetricsLevel::all(),
         ..Default::default()
     };
-    let stats = SelfStats::default();
-    // Warm up allocator and caches, then take the best of a few runs.
-    let mut best = f64::MAX;
-    let mut e = Exposition::render(&snap, &ctx, &stats);
-    for _ in 0..5 {
-        let t = Instant::now();
-        e = Exposition::render(&snap, &ctx, &stats);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
+    let e = Exposition::render(&snap, &ctx, &SelfStats::default());
+    // Every process has joules and watts per zone plus its info; containers likewise.
     let expected = 10_000 * (2 * 4 + 1) + 1_000 * 2 * 4 * 2;
     assert!(e.samples() > expected, "{} samples", e.samples());
-    let t = Instant::now();
-    let gz = e.text_gzip().len();
-    let gz_time = t.elapsed().as_secs_f64();
-    eprintln!(
-        "render: {:.2} ms for {} samples, {:.1} MB text; gzip (once): {:.1} ms -> {:.1} MB",
-        best * 1e3,
-        e.samples(),
-        e.text().len() as f64 / 1e6,
-        gz_time * 1e3,
-        gz as f64 / 1e6
-    );
-    if cfg!(debug_assertions) {
-        eprintln!("(debug build: the 20 ms budget is checked in release builds only)");
-    } else {
-        assert!(best < 0.020, "render took {:.2} ms", best * 1e3);
-    }
+    let text = std::str::from_utf8(e.text()).expect("utf-8");
+    assert_eq!(text.lines().filter(|l| l.starts_with("kepler_process_cpu_joules_total{")).count(), 10_000 * 4);
+    // The lazily compressed body inflates back to the same text.
+    let mut inflated = String::new();
+    flate2::read::GzDecoder::new(&e.text_gzip()[..])
+        .read_to_string(&mut inflated)
+        .expect("gunzip");
+    assert_eq!(inflated, text);
 }

@@ -12,10 +12,8 @@ use kepler_sources::{MeterContext, ModelParams, ProcfsActivity, ProcfsOptions, M
 
 fn main() {
     let ctx = MeterContext {
-        sysfs: PathBuf::from("/sys"),
-        procfs: PathBuf::from("/proc"),
-        rapl_zones: Vec::new(),
         model: ModelParams::default(),
+        ..MeterContext::new(PathBuf::from("/sys"), PathBuf::from("/proc"))
     };
     let mut meter = METERS
         .iter()

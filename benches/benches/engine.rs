@@ -32,5 +32,81 @@ fn step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, step);
+/// The same node under churn (issue 4): every process reports its parent, reaped children's
+/// time and last CPU on two sockets, every container its cgroup usage, and 1% of the
+/// processes are replaced by new ones each tick.
+fn step_churn(c: &mut Criterion) {
+    use kepler_core::{ContainerUsage, CpuTime, Nanos, NodeCpu, ProcessDetail};
+    let mut group = c.benchmark_group("engine");
+    let (procs, containers) = (10_000usize, 1_000usize);
+    group.bench_function(
+        format!("step_churn/{procs}p_{containers}c_4z_2sockets"),
+        |b| {
+            let mut node = SyntheticNode::new(procs, containers);
+            let mut engine = Attributor::default();
+            let mut usage: Vec<ContainerUsage> = Vec::new();
+            for p in &node.activity.processes {
+                if let Some(c) = &p.info.container {
+                    if !usage.iter().any(|u| u.info.id == c.id) {
+                        usage.push(ContainerUsage {
+                            info: c.clone(),
+                            usage: Nanos(0),
+                        });
+                    }
+                }
+            }
+            let mut tick = 0u64;
+            let mut fill = |node: &mut SyntheticNode, tick: u64| {
+                let a = &mut node.activity;
+                for (i, p) in a.processes.iter_mut().enumerate() {
+                    // 1% new processes each tick (PID reuse with a new start time).
+                    if (i as u64 + tick).is_multiple_of(100) {
+                        p.start_time = 42 + tick;
+                    }
+                }
+                a.details.clear();
+                a.details
+                    .extend((0..a.processes.len()).map(|i| ProcessDetail {
+                        ppid: 1000 + (i as u32 % 50),
+                        children_time: Nanos(tick * 1_000_000 * (i as u64 % 3)),
+                        last_cpu: Some(i as u32 % 2),
+                    }));
+                for u in &mut usage {
+                    u.usage.0 += 25_000_000;
+                }
+                a.containers.clone_from(&usage);
+                a.cpus.clear();
+                for cpu in 0..2u32 {
+                    a.cpus.push(CpuTime {
+                        cpu,
+                        socket: cpu,
+                        time: NodeCpu {
+                            busy: Nanos(a.node.busy.0 / 2),
+                            total: Nanos(a.node.total.0 / 2),
+                        },
+                    });
+                }
+            };
+            fill(&mut node, tick);
+            let _ = engine.step(&node.power, Some(&node.activity), node.activity.at);
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    tick += 1;
+                    node.advance(); // not timed: the frame a source would have filled
+                    fill(&mut node, tick);
+                    let t = Instant::now();
+                    let snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+                    std::hint::black_box(&snap);
+                    drop(snap);
+                    spent += t.elapsed();
+                }
+                spent
+            });
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, step, step_churn);
 criterion_main!(benches);

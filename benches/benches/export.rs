@@ -92,7 +92,11 @@ fn scrape(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("export");
     for (name, gzip) in [("scrape_cached/text", false), ("scrape_cached/gzip", true)] {
-        let accept = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+        let accept = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
         let mut client = Client {
             reader: BufReader::new(TcpStream::connect(addr).expect("connect")),
             request: format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{accept}\r\n").into_bytes(),

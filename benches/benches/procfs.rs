@@ -57,7 +57,10 @@ fn scan(c: &mut Criterion) {
         let mut frame = ActivityFrame::default();
         source.read(Timestamp(0), &mut frame).expect("cold scan");
         let live = frame.processes.len();
-        eprintln!("{name}: {live} processes, {} stat files kept open", source.open_files());
+        eprintln!(
+            "{name}: {live} processes, {} stat files kept open",
+            source.open_files()
+        );
         group.throughput(Throughput::Elements(live as u64));
         let mut t = 0;
         group.bench_function(format!("{name}/{live}p"), |b| {

@@ -9,5 +9,8 @@
 
 pub mod clock;
 pub mod config;
+pub mod kube;
+pub mod meters;
 pub mod monitor;
+pub mod redfish;
 pub mod run;

@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
-use kepler_core::{ActivityFrame, ActivitySource, Attributor, PowerFrame, PowerSource};
-use kepler_export::{ExportContext, Exposition, MetricsHandle, SelfStats, SourceSelf};
+use kepler_core::{
+    ActivityFrame, ActivitySource, Attributor, PowerFrame, PowerSource, SourceReport,
+};
+use kepler_export::{ExportContext, Exposition, ExtraMetric, MetricsHandle, SelfStats, SourceSelf};
 
 use crate::clock::Clock;
 
@@ -34,7 +36,14 @@ pub struct Monitor {
     activity_errors: u64,
     last_tick_secs: f64,
     logged_activity_error: bool,
+    /// Self-metrics of other components (the pod informer), collected at every tick.
+    pub extra_stats: Option<ExtraStats>,
+    /// GPUs, accounted after the CPU engine each tick (issue 7); `None` without GPUs.
+    pub gpu: Option<crate::meters::GpuMonitor>,
 }
+
+/// A collector of extra self-metrics, called once per tick.
+pub type ExtraStats = Box<dyn Fn() -> Vec<ExtraMetric> + Send>;
 
 impl Monitor {
     /// A monitor over the given parts.
@@ -58,6 +67,8 @@ impl Monitor {
             activity_errors: 0,
             last_tick_secs: 0.0,
             logged_activity_error: false,
+            extra_stats: None,
+            gpu: None,
         }
     }
 
@@ -89,18 +100,27 @@ impl Monitor {
             let t0 = Instant::now();
             let at = self.clock.now();
             s.source.read(at, &mut self.power_frame);
+            let read_duration_secs = t0.elapsed().as_secs_f64();
+            // Zone labels and endpoint health (Redfish BMCs); empty for most sources.
+            let mut report = SourceReport::default();
+            s.source.report(at, &mut report);
             source_stats.push(SourceSelf {
                 source: s.name.clone(),
-                read_duration_secs: t0.elapsed().as_secs_f64(),
+                read_duration_secs,
+                report,
             });
         }
         let at = self.clock.now();
-        let snapshot = self.engine.step(&self.power_frame, activity, at);
+        let mut snapshot = self.engine.step(&self.power_frame, activity, at);
+        if let Some(gpu) = self.gpu.as_mut() {
+            source_stats.push(gpu.tick(&mut snapshot, &self.clock));
+        }
         let stats = SelfStats {
             tick_duration_secs: self.last_tick_secs,
             activity_source: self.activity.name(),
             activity_errors: self.activity_errors,
             sources: source_stats,
+            extra: self.extra_stats.as_ref().map(|f| f()).unwrap_or_default(),
         };
         let exposition = Exposition::render(&snapshot, &self.context, &stats);
         self.handle.publish(exposition);

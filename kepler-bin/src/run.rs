@@ -31,12 +31,7 @@ impl From<anyhow::Error> for RunError {
 /// Picks the CPU meter: the first of `cpu.preferredMeters` that builds. Returns it and the
 /// reasons the earlier ones were skipped.
 pub fn select_meter(config: &Config) -> (Option<NamedSource>, Vec<(String, String)>) {
-    let ctx = MeterContext {
-        sysfs: config.sysfs.clone(),
-        procfs: config.procfs.clone(),
-        rapl_zones: config.rapl_zones.clone(),
-        model: config.model,
-    };
+    let ctx = meter_context(config);
     let mut skipped = Vec::new();
     for name in &config.preferred_meters {
         let Some(entry) = kepler_sources::meter(name) else {
@@ -57,6 +52,15 @@ pub fn select_meter(config: &Config) -> (Option<NamedSource>, Vec<(String, Strin
         }
     }
     (None, skipped)
+}
+
+/// What the meter constructors get from the config.
+pub fn meter_context(config: &Config) -> MeterContext {
+    MeterContext {
+        rapl_zones: config.rapl_zones.clone(),
+        model: config.model,
+        ..MeterContext::new(&config.sysfs, &config.procfs)
+    }
 }
 
 fn build_info() -> BuildInfo {
@@ -88,6 +92,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
         })?),
         None => None,
     };
+    // The Redfish BMC file is configuration too: a bad one stops here with exit code 2.
+    let redfish = crate::redfish::source(&config).map_err(RunError::Config)?;
 
     let clock = Clock::start();
     let (meter, skipped) = select_meter(&config);
@@ -100,8 +106,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
             config.preferred_meters.join(", ")
         )));
     };
-    let activity = ProcfsActivity::new(ProcfsOptions::new(&config.procfs))
-        .with_context(|| format!("cannot read processes under {}", config.procfs.display()))?;
+    let activity = ProcfsActivity::new(ProcfsOptions {
+        // Cgroup CPU accounting charges short-lived processes to their containers (issue 4).
+        cgroup_root: Some(config.sysfs.join("fs/cgroup")),
+        ..ProcfsOptions::new(&config.procfs)
+    })
+    .with_context(|| format!("cannot read processes under {}", config.procfs.display()))?;
     let zones: Vec<String> = meter
         .source
         .zones()
@@ -126,6 +136,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
             .terminated_ttl(Nanos(config.terminated_ttl.as_nanos() as u64))
             .max_terminated(config.max_terminated)
             .default_max_power(MicroWatts::from_watts(10_000.0))
+            .idle(config.idle)
+            .idle_power(config.idle_power)
             .build(),
     );
     let handle = MetricsHandle::new();
@@ -136,20 +148,26 @@ pub fn run(config: Config) -> Result<(), RunError> {
         cpu_info,
         wall_offset_secs: clock.wall_origin_secs(),
     };
-    let mut monitor = Monitor::new(
-        vec![meter],
-        Box::new(activity),
-        engine,
-        context,
-        handle.clone(),
-        clock,
-    );
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Pod metadata (issue 8): filled in the background, read by the activity source after
+    // each read; the monitor never waits on the kubelet or the API server.
+    let (activity, informer) = crate::kube::attach(&config, &runtime, Box::new(activity))?;
+    let mut monitor = Monitor::new(
+        // Platform power from BMCs sits next to the CPU meter; it reads only its cache.
+        std::iter::once(meter).chain(redfish).collect(),
+        activity,
+        engine,
+        context,
+        handle.clone(),
+        clock,
+    );
+    if let (Some(i), Some(cfg)) = (&informer, &config.kube_informer) {
+        monitor.extra_stats = Some(crate::kube::self_metrics(i.cache().clone(), cfg.mode));
+    }
 
     // The monitor runs on its own thread: sources do blocking file I/O.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();

@@ -116,6 +116,10 @@ pub struct ProcessSample {
 }
 
 /// One read of an activity source. The caller owns it and reuses it across ticks.
+///
+/// Only `at`, `node` and `processes` are required. The other fields are optional extras
+/// (empty when a source cannot provide them) that make attribution exact under churn
+/// (issue 4): build a frame with `..Default::default()` so new extras never break a source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityFrame {
     /// When the frame was read.
@@ -124,14 +128,62 @@ pub struct ActivityFrame {
     pub node: NodeCpu,
     /// Every live process.
     pub processes: Vec<ProcessSample>,
+    /// Either empty (unknown) or exactly one entry per `processes` entry, in the same order:
+    /// parent pid, reaped children's CPU time and last CPU. Kept apart from
+    /// [`ProcessSample`] so sources that do not know them need not change.
+    pub details: Vec<ProcessDetail>,
+    /// Cumulative CPU usage of containers, from the kernel's cgroup accounting, which
+    /// includes processes that started and exited between two frames.
+    pub containers: Vec<ContainerUsage>,
+    /// Per-CPU cumulative times with the CPU's socket; empty on single-socket machines or
+    /// when the topology is unknown (the engine then splits node-wide, as before).
+    pub cpus: Vec<CpuTime>,
 }
 
 impl ActivityFrame {
     /// Empties the frame for reuse, keeping its allocation.
     pub fn clear(&mut self) {
         self.processes.clear();
+        self.details.clear();
+        self.containers.clear();
+        self.cpus.clear();
         self.node = NodeCpu::default();
     }
+}
+
+/// What a source knows of a process beyond its own CPU time (`/proc/<pid>/stat` fields 4,
+/// 16, 17 and 39; an eBPF source gets them from `task_struct` and the sched events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessDetail {
+    /// Parent process id (0 when unknown).
+    pub ppid: u32,
+    /// Cumulative CPU time (user + system) of the process's children that exited and were
+    /// waited for (`cutime + cstime`). Its growth is the work of children too short-lived
+    /// to be seen, which the engine credits to the parent.
+    pub children_time: Nanos,
+    /// The CPU the process last ran on, for the per-socket split; `None` when unknown.
+    pub last_cpu: Option<u32>,
+}
+
+/// A container's cumulative CPU time from its cgroup (`cpu.stat usage_usec` on cgroup v2,
+/// `cpuacct.usage` on v1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerUsage {
+    /// The container, with the same id its processes report.
+    pub info: ContainerInfo,
+    /// Cumulative CPU time of every task that ever ran in the container's cgroup.
+    pub usage: Nanos,
+}
+
+/// One logical CPU's cumulative times (a `cpuN` line of `/proc/stat`) and its socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// Logical CPU number.
+    pub cpu: u32,
+    /// Socket (`physical_package_id`); matches the `index` of per-socket zones.
+    pub socket: u32,
+    /// Busy and total time of this CPU.
+    pub time: NodeCpu,
 }
 
 /// One logical CPU as `/proc/cpuinfo` describes it, for `kepler_node_cpu_info`.

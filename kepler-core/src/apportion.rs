@@ -5,7 +5,7 @@
 //! over go one each to the shares with the largest remainders (ties: lowest index), so the
 //! parts always sum to `total` exactly and each part is within 1 µJ of its exact share.
 
-/// Reusable buffers for [`apportion`], so a tick allocates nothing in steady state.
+/// Reusable buffers for [`Apportioner::apportion`], so a tick allocates nothing in steady state.
 #[derive(Debug, Default)]
 pub struct Apportioner {
     remainders: Vec<(u64, u32)>,

@@ -72,23 +72,30 @@ mod counter;
 mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+mod gpu;
 mod hash;
+mod report;
 mod snapshot;
 mod source;
 mod units;
 mod zone;
 
 pub use activity::{
-    ActivityFrame, ContainerInfo, CpuInfo, NodeCpu, PodInfo, ProcessInfo, ProcessSample, Runtime,
-    VmInfo,
+    ActivityFrame, ContainerInfo, ContainerUsage, CpuInfo, CpuTime, NodeCpu, PodInfo,
+    ProcessDetail, ProcessInfo, ProcessSample, Runtime, VmInfo,
 };
 pub use apportion::Apportioner;
-pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder};
+pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder, IdlePower};
 pub use counter::{Delta, ZoneCounter};
 pub use error::{ReadError, SourceError};
+pub use gpu::{
+    GpuAttributor, GpuConfig, GpuDevice, GpuEntry, GpuFrame, GpuInstance, GpuMode, GpuNode,
+    GpuProcess, GpuProcessSample, GpuSample, GpuSnapshot,
+};
+pub use report::{EndpointStatus, SourceReport, ZoneLabels};
 pub use snapshot::{
-    ContainerEntry, Energies, EngineStats, GroupEntry, NodeZone, PerKind, PodEntry, ProcessEntry,
-    Snapshot, State, VmEntry,
+    ContainerEntry, Energies, EngineStats, GroupEntry, IdlePolicy, NodeZone, PerKind, PodEntry,
+    ProcessEntry, Snapshot, State, VmEntry,
 };
 pub use source::{ActivitySource, PowerFrame, PowerSource, ZoneSample};
 pub use units::{integrate, watts, MicroJoules, MicroWatts, Nanos, Timestamp};

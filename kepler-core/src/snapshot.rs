@@ -58,12 +58,34 @@ impl State {
 }
 
 /// Energy of a workload: cumulative since it was first seen, and this tick's share.
+///
+/// With an idle policy other than `none`, `total` and `last` include the workload's share
+/// of idle energy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Energies {
     /// Cumulative energy per zone kind; never decreases.
     pub total: PerKind,
     /// Energy attributed in the latest tick (0 for terminated workloads).
     pub last: PerKind,
+}
+
+impl Energies {
+    /// Starts a new tick: nothing attributed yet.
+    pub(crate) fn new_tick(&mut self) {
+        self.last = PerKind::default();
+    }
+
+    /// Adds `e` µJ of kind index `kind` to this tick.
+    pub(crate) fn credit(&mut self, kind: usize, e: u64) {
+        self.last.0[kind] = self.last.0[kind].saturating_add(e);
+        self.total.0[kind] = self.total.0[kind].saturating_add(e);
+    }
+
+    /// Adds another workload's latest tick (a roll-up from members).
+    pub(crate) fn add_last(&mut self, other: &Energies) {
+        self.last.add(&other.last);
+        self.total.add(&other.last);
+    }
 }
 
 /// A meter zone's node-level accounting.
@@ -132,6 +154,29 @@ pub type PodEntry = GroupEntry<PodInfo>;
 /// A VM's entry.
 pub type VmEntry = GroupEntry<VmInfo>;
 
+/// Who gets node idle energy (`attribution.idle`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IdlePolicy {
+    /// Idle stays at node level, as Kepler does: workloads get active energy only.
+    #[default]
+    None,
+    /// Idle is split like active energy, by CPU-time share (unattributed time included).
+    CpuShare,
+    /// Idle is split equally among the processes alive in the tick.
+    Equal,
+}
+
+impl IdlePolicy {
+    /// The config value: `none`, `cpu-share` or `equal`.
+    pub fn label(self) -> &'static str {
+        match self {
+            IdlePolicy::None => "none",
+            IdlePolicy::CpuShare => "cpu-share",
+            IdlePolicy::Equal => "equal",
+        }
+    }
+}
+
 /// Counters about the engine itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -145,6 +190,10 @@ pub struct EngineStats {
     pub terminated_processes: u64,
     /// Terminated workloads dropped early by the `max_terminated` cap.
     pub evicted: u64,
+    /// Containers with cgroup CPU accounting in the latest frame.
+    pub accounted_containers: u64,
+    /// Ticks where a cgroup or process counter went backwards (treated as a new baseline).
+    pub counter_regressions: u64,
 }
 
 /// Everything the exporter needs, as of one tick. Immutable; share it with `Arc`.
@@ -169,9 +218,20 @@ pub struct Snapshot {
     /// VMs.
     pub vms: Vec<VmEntry>,
     /// Active energy that no workload explains (kernel threads gone, time unaccounted...).
+    /// Under an idle policy other than `none` it also holds the matching share of idle.
     pub unattributed: Energies,
+    /// Energy of container CPU time that no live process explains: processes that started
+    /// and exited between two ticks, and the last moments of those that exited. It is
+    /// charged to the container (and pod) whose cgroup accounted the time, so a container's
+    /// energy can exceed the sum of its listed processes by this much.
+    pub exited: Energies,
+    /// How node idle energy is handled.
+    pub idle_policy: IdlePolicy,
     /// Engine counters.
     pub stats: EngineStats,
+    /// GPU accounting of the same tick, filled in by the caller after
+    /// [`crate::GpuAttributor::step`]; `None` when no GPU is metered.
+    pub gpu: Option<std::sync::Arc<crate::gpu::GpuSnapshot>>,
 }
 
 impl Snapshot {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::activity::ActivityFrame;
 use crate::error::{ReadError, SourceError};
+use crate::report::SourceReport;
 use crate::units::Timestamp;
 use crate::zone::{Reading, ZoneInfo};
 
@@ -54,6 +55,10 @@ pub trait PowerSource: Send {
     /// Reads every zone into `out`, stamping readings with `at` unless the source samples on
     /// its own schedule. A zone that fails gets an error entry; the others are still read.
     fn read(&mut self, at: Timestamp, out: &mut PowerFrame);
+
+    /// Appends zone labels and endpoint health beyond the readings (a BMC's chassis ids,
+    /// whether it answers), as of `at`. Most sources have nothing to add.
+    fn report(&self, _at: Timestamp, _out: &mut SourceReport) {}
 }
 
 /// Per-process CPU activity plus node CPU totals.
@@ -72,6 +77,9 @@ impl<T: PowerSource + ?Sized> PowerSource for Box<T> {
     fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
         (**self).read(at, out)
     }
+    fn report(&self, at: Timestamp, out: &mut SourceReport) {
+        (**self).report(at, out)
+    }
 }
 
 impl<T: PowerSource + ?Sized> PowerSource for &mut T {
@@ -80,6 +88,9 @@ impl<T: PowerSource + ?Sized> PowerSource for &mut T {
     }
     fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
         (**self).read(at, out)
+    }
+    fn report(&self, at: Timestamp, out: &mut SourceReport) {
+        (**self).report(at, out)
     }
 }
 

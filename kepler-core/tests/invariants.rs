@@ -158,7 +158,7 @@ fn replay(trace: &[TickSpec], ttl: Nanos) -> Vec<Snapshot> {
                     _ => {
                         let e = live.entry(p.pid).or_insert_with(|| {
                             next_start += 1;
-                            (next_start, 0, info_for(p.container))
+                            (next_start - 1, 0, info_for(p.container))
                         });
                         e.1 += p.cpu_ms * 1_000_000;
                         sum += p.cpu_ms * 1_000_000;
@@ -174,6 +174,7 @@ fn replay(trace: &[TickSpec], ttl: Nanos) -> Vec<Snapshot> {
                     total: Nanos(total),
                 },
                 processes: Vec::new(),
+                ..Default::default()
             };
             let mut pids: Vec<_> = live.keys().copied().collect();
             pids.sort();
@@ -217,6 +218,13 @@ proptest! {
                 let in_containers: u64 = s.processes.iter().filter(|p| p.info.container.is_some())
                     .map(|p| p.energy.last.get(kind).0).sum();
                 prop_assert_eq!(containers, in_containers);
+                // And each container of its own members (slots cached across expiries).
+                for c in &s.containers {
+                    let members: u64 = s.processes.iter()
+                        .filter(|p| p.info.container.as_ref().is_some_and(|pc| pc.id == c.info.id))
+                        .map(|p| p.energy.last.get(kind).0).sum();
+                    prop_assert_eq!(c.energy.last.get(kind).0, members);
+                }
                 let pods: u64 = s.pods.iter().map(|c| c.energy.last.get(kind).0).sum();
                 let in_pods: u64 = s.processes.iter()
                     .filter(|p| p.info.container.as_ref().is_some_and(|c| c.pod.is_some()))
@@ -277,6 +285,7 @@ fn pid_reuse_is_a_new_workload() {
             cpu_time: Nanos(cpu),
             info: info.clone(),
         }],
+        ..Default::default()
     };
     let mut power = PowerFrame::default();
     let s = 1_000_000_000;
@@ -377,4 +386,660 @@ fn failing_zone_does_not_spoil_others() {
     assert_eq!(snap.zones[0].total, MicroJoules(20_000_000));
     assert_eq!(snap.zones[1].read_errors, 3);
     assert!(snap.zones[1].last_error.is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 4: exact attribution under churn (cgroup accounting, reaped children, idle policy,
+// per-socket split). https://github.com/sustainable-computing-io/kepler-rs/issues/4
+
+const SEC: u64 = 1_000_000_000;
+const MS: u64 = 1_000_000;
+
+#[derive(Debug, Clone)]
+struct ChurnProc {
+    pid: u32,
+    /// 0 = keep running, 1 = exit, 2 = the pid is reused by a new process in this tick,
+    /// 3 = its CPU counter goes back (a bad read).
+    event: u8,
+    cpu_ms: u64,
+    /// CPU time of children that started, ran and were reaped within the tick.
+    children_ms: u64,
+    container: u8,
+    parent: u32,
+}
+
+#[derive(Debug, Clone)]
+struct ChurnTick {
+    dt_ms: u64,
+    watts: u16,
+    procs: Vec<ChurnProc>,
+    /// Per container c1..c3: short-lived processes' time, and an event: 0 = the cgroup
+    /// vanishes mid-read (no sample), 1 = its counter goes back, else normal.
+    cgroups: [(u64, u8); 3],
+    extra_busy_ms: u64,
+}
+
+fn churn_tick() -> impl Strategy<Value = ChurnTick> {
+    (
+        100u64..2000,
+        0u16..400,
+        prop::collection::vec(
+            (1u32..9, 0u8..12, 0u64..400, 0u64..300, 0u8..4, 0u32..9).prop_map(
+                |(pid, ev, cpu_ms, children_ms, container, parent)| ChurnProc {
+                    pid,
+                    event: match ev {
+                        0 => 1,
+                        1 => 2,
+                        2 => 3,
+                        _ => 0,
+                    },
+                    cpu_ms,
+                    children_ms,
+                    container,
+                    parent,
+                },
+            ),
+            0..8,
+        ),
+        [
+            (0u64..300, 0u8..12),
+            (0u64..300, 0u8..12),
+            (0u64..300, 0u8..12),
+        ],
+        0u64..300,
+    )
+        .prop_map(|(dt_ms, watts, procs, cgroups, extra_busy_ms)| ChurnTick {
+            dt_ms,
+            watts,
+            procs,
+            cgroups,
+            extra_busy_ms,
+        })
+}
+
+struct Live {
+    start: u64,
+    cpu: u64,
+    children: u64,
+    ppid: u32,
+    info: Arc<ProcessInfo>,
+}
+
+fn replay_churn(trace: &[ChurnTick], idle: IdlePolicy, learned: bool) -> Vec<Snapshot> {
+    let zone = fakes::counter_zone(ZoneKind::Package, 0, None);
+    let mut engine = Attributor::new(
+        AttributorConfig::builder()
+            .terminated_ttl(Nanos::from_secs(3))
+            .max_terminated(Some(4))
+            .idle(idle)
+            .idle_power(if learned {
+                IdlePower::LEARNED_DEFAULT
+            } else {
+                IdlePower::Usage
+            })
+            .build(),
+    );
+    let (mut at, mut energy, mut busy, mut next_start) = (0u64, 0u64, 0u64, 1u64);
+    let mut live: HashMap<u32, Live> = HashMap::new();
+    let mut usage = [0u64; 3];
+    let mut out = Vec::new();
+    for t in trace {
+        let dt = t.dt_ms * MS;
+        at += dt;
+        energy += t.watts as u64 * dt / 1000;
+        let mut power = PowerFrame::default();
+        power.push(
+            &zone,
+            Timestamp(at),
+            Ok(Reading::Energy(MicroJoules(energy))),
+        );
+        let mut frame = ActivityFrame {
+            at: Timestamp(at),
+            ..Default::default()
+        };
+        let mut regressed = std::collections::HashSet::new();
+        for p in &t.procs {
+            let info = info_for(p.container);
+            let c = p.container as usize;
+            let work = (p.cpu_ms + p.children_ms) * MS;
+            match p.event {
+                1 => {
+                    live.remove(&p.pid);
+                    continue;
+                }
+                2 => {
+                    // The old process exits and a new one takes its pid, all within the tick.
+                    live.insert(
+                        p.pid,
+                        Live {
+                            start: next_start,
+                            cpu: 0,
+                            children: 0,
+                            ppid: p.parent,
+                            info,
+                        },
+                    );
+                    next_start += 1;
+                }
+                3 => {
+                    regressed.insert(p.pid);
+                }
+                _ => {}
+            }
+            let e = live.entry(p.pid).or_insert_with(|| {
+                next_start += 1;
+                Live {
+                    start: next_start - 1,
+                    cpu: 0,
+                    children: 0,
+                    ppid: p.parent,
+                    info: info_for(p.container),
+                }
+            });
+            e.cpu += p.cpu_ms * MS;
+            e.children += p.children_ms * MS;
+            busy += work;
+            if c > 0 && e.info.container.is_some() {
+                usage[c - 1] += work;
+            }
+        }
+        for (i, &(hidden_ms, _)) in t.cgroups.iter().enumerate() {
+            usage[i] += hidden_ms * MS;
+            busy += hidden_ms * MS;
+        }
+        busy += t.extra_busy_ms * MS;
+        frame.node = NodeCpu {
+            busy: Nanos(busy),
+            total: Nanos(busy.max(at * 4) + at),
+        };
+        let mut pids: Vec<_> = live.keys().copied().collect();
+        pids.sort();
+        for pid in pids {
+            let l = &live[&pid];
+            let back = regressed.contains(&pid);
+            frame.processes.push(ProcessSample {
+                pid,
+                start_time: l.start,
+                cpu_time: Nanos(if back { l.cpu / 2 } else { l.cpu }),
+                info: l.info.clone(),
+            });
+            frame.details.push(ProcessDetail {
+                ppid: l.ppid,
+                children_time: Nanos(if back { l.children / 2 } else { l.children }),
+                last_cpu: None,
+            });
+        }
+        for (i, &(_, event)) in t.cgroups.iter().enumerate() {
+            let info = info_for(i as u8 + 1).container.clone().unwrap();
+            match event {
+                0 => continue, // vanished mid-read
+                1 => usage[i] /= 2,
+                _ => {}
+            }
+            frame.containers.push(ContainerUsage {
+                info,
+                usage: Nanos(usage[i]),
+            });
+        }
+        out.push(engine.step(&power, Some(&frame), Timestamp(at)));
+    }
+    out
+}
+
+fn idle_policy(i: u8) -> IdlePolicy {
+    [IdlePolicy::None, IdlePolicy::CpuShare, IdlePolicy::Equal][i as usize % 3]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Conservation and monotonicity under churn: short-lived children, PID reuse inside one
+    /// tick, cgroups vanishing mid-read, counters going backwards, every idle policy.
+    #[test]
+    fn churn_rules_hold_issue_4(
+        trace in prop::collection::vec(churn_tick(), 1..30),
+        policy in 0u8..3,
+        learned in any::<bool>(),
+    ) {
+        let idle = idle_policy(policy);
+        let snaps = replay_churn(&trace, idle, learned);
+        let k = ZoneKind::Package;
+        let mut prev: Option<&Snapshot> = None;
+        for s in &snaps {
+            let z = &s.zones[0];
+            prop_assert_eq!(z.total, z.active + z.idle);
+            let (pt, pa, pi) = prev.map_or((0, 0, 0), |p| {
+                let (t, a, i) = p.node_energy(k);
+                (t.0, a.0, i.0)
+            });
+            let (tot, act, idl) = s.node_energy(k);
+            let (tick_total, tick_active, tick_idle) = (tot.0 - pt, act.0 - pa, idl.0 - pi);
+            let procs: u64 = s.processes.iter().map(|p| p.energy.last.get(k).0).sum();
+            let all = procs + s.exited.last.get(k).0 + s.unattributed.last.get(k).0;
+            if idle == IdlePolicy::None {
+                // active = Σ workloads + exited + unattributed; idle stays at node level.
+                prop_assert_eq!(all, tick_active);
+            } else {
+                // Idle is handed out too: the node's whole energy, active and idle.
+                prop_assert_eq!(all, tick_active + tick_idle);
+                prop_assert_eq!(all, tick_total);
+            }
+            // Containers: their processes plus the exited time their cgroups accounted.
+            let containers: u64 = s.containers.iter().map(|c| c.energy.last.get(k).0).sum();
+            let in_containers: u64 = s.processes.iter().filter(|p| p.info.container.is_some())
+                .map(|p| p.energy.last.get(k).0).sum();
+            prop_assert_eq!(containers, in_containers + s.exited.last.get(k).0);
+            let pods: u64 = s.pods.iter().map(|p| p.energy.last.get(k).0).sum();
+            let pod_containers: u64 = s.containers.iter().filter(|c| c.info.pod.is_some())
+                .map(|c| c.energy.last.get(k).0).sum();
+            prop_assert_eq!(pods, pod_containers);
+            if let Some(p) = prev {
+                let before: HashMap<(u32, u64), &ProcessEntry> =
+                    p.processes.iter().map(|e| ((e.pid, e.start_time), e)).collect();
+                for e in &s.processes {
+                    if let Some(old) = before.get(&(e.pid, e.start_time)) {
+                        prop_assert!(e.energy.total.get(k) >= old.energy.total.get(k));
+                        if matches!(old.state, State::Terminated { .. }) {
+                            prop_assert_eq!(e.energy.total, old.energy.total);
+                        }
+                    }
+                    // TTL expiry: nothing older than the TTL is kept.
+                    if let State::Terminated { at } = e.state {
+                        prop_assert!(s.at.since(at) < Nanos::from_secs(3));
+                    }
+                }
+                for c in &s.containers {
+                    if let Some(old) = p.containers.iter().find(|o| o.info.id == c.info.id) {
+                        prop_assert!(c.energy.total.get(k) >= old.energy.total.get(k));
+                    }
+                }
+                prop_assert!(s.exited.total.get(k) >= p.exited.total.get(k));
+                prop_assert!(s.unattributed.total.get(k) >= p.unattributed.total.get(k));
+            }
+            prev = Some(s);
+        }
+        prop_assert_eq!(replay_churn(&trace, idle, learned), snaps);
+    }
+}
+
+/// One tick of a hand-built frame: (pid, start, cpu ns, children ns, ppid, container).
+type P = (u32, u64, u64, u64, u32, Option<&'static str>);
+
+fn container(id: &str) -> Arc<ProcessInfo> {
+    Arc::new(ProcessInfo {
+        comm: "c".into(),
+        exe: "".into(),
+        container: Some(ContainerInfo {
+            id: id.into(),
+            name: "".into(),
+            runtime: Runtime::Containerd,
+            pod: Some(PodInfo {
+                id: format!("pod-{id}").into(),
+                ..Default::default()
+            }),
+        }),
+        vm: None,
+    })
+}
+
+fn churn_frame(at: u64, busy: u64, procs: &[P], cgroups: &[(&str, u64)]) -> ActivityFrame {
+    let mut f = ActivityFrame {
+        at: Timestamp(at),
+        node: NodeCpu {
+            busy: Nanos(busy),
+            total: Nanos(at * 2),
+        },
+        ..Default::default()
+    };
+    for &(pid, start, cpu, children, ppid, c) in procs {
+        f.processes.push(ProcessSample {
+            pid,
+            start_time: start,
+            cpu_time: Nanos(cpu),
+            info: c.map_or_else(|| fakes::process_info("p"), container),
+        });
+        f.details.push(ProcessDetail {
+            ppid,
+            children_time: Nanos(children),
+            last_cpu: None,
+        });
+    }
+    for &(id, usage) in cgroups {
+        f.containers.push(ContainerUsage {
+            info: container(id).container.clone().unwrap(),
+            usage: Nanos(usage),
+        });
+    }
+    f
+}
+
+fn step_at(engine: &mut Attributor, t: u64, uj: u64, frame: &ActivityFrame) -> Snapshot {
+    let zone = fakes::counter_zone(ZoneKind::Package, 0, None);
+    let mut power = PowerFrame::default();
+    power.push(&zone, Timestamp(t), Ok(Reading::Energy(MicroJoules(uj))));
+    engine.step(&power, Some(frame), Timestamp(t))
+}
+
+fn pkg(e: &Energies) -> u64 {
+    e.total.get(ZoneKind::Package).0
+}
+
+/// Issue 4: a container whose work is done by children shorter than one interval gets that
+/// work from its cgroup's CPU accounting, instead of the survivors getting it.
+#[test]
+fn short_lived_children_reach_their_container_issue_4() {
+    let mut engine = Attributor::default();
+    // t=0 baseline. t=1 s: container "storm"'s parent used 0.1 s itself, its cgroup 0.7 s
+    // (0.6 s by children that came and went); container "steady" used 0.3 s; node busy 1 s.
+    let f0 = churn_frame(
+        0,
+        0,
+        &[
+            (10, 1, 0, 0, 1, Some("storm")),
+            (20, 1, 0, 0, 1, Some("steady")),
+        ],
+        &[("storm", 0), ("steady", 0)],
+    );
+    let _ = step_at(&mut engine, 0, 0, &f0);
+    let f1 = churn_frame(
+        SEC,
+        SEC,
+        &[
+            (10, 1, 100 * MS, 0, 1, Some("storm")),
+            (20, 1, 300 * MS, 0, 1, Some("steady")),
+        ],
+        &[("storm", 700 * MS), ("steady", 300 * MS)],
+    );
+    let s = step_at(&mut engine, SEC, 10_000_000, &f1);
+    let c = |id: &str| {
+        pkg(&s
+            .containers
+            .iter()
+            .find(|c| &*c.info.id == id)
+            .unwrap()
+            .energy)
+    };
+    // Active = 10 J x busy 1 s / total 2 s = 5 J, split 0.7 : 0.3.
+    assert_eq!(c("storm"), 3_500_000);
+    assert_eq!(c("steady"), 1_500_000);
+    assert_eq!(pkg(&s.exited), 3_000_000);
+    assert_eq!(pkg(&s.unattributed), 0);
+    let pod = s.pods.iter().find(|p| &*p.info.id == "pod-storm").unwrap();
+    assert_eq!(pkg(&pod.energy), 3_500_000);
+}
+
+/// Issue 4: a plain process's reaped children (`cutime + cstime`) are credited to it, and a
+/// child that was seen (and charged) before it exited is not counted twice.
+#[test]
+fn reaped_children_credit_their_parent_once_issue_4() {
+    let mut engine = Attributor::default();
+    let procs0 = [
+        (1, 1, 0, 0, 0, None),
+        (2, 1, 0, 0, 1, None),
+        (3, 1, 0, 0, 2, None),
+    ];
+    let _ = step_at(&mut engine, 0, 0, &churn_frame(0, 0, &procs0, &[]));
+    // t=1: shell (2) reaped 0.4 s of unseen children; its seen child 3 ran 0.2 s.
+    let procs1 = [
+        (1, 1, 0, 0, 0, None),
+        (2, 1, 0, 400 * MS, 1, None),
+        (3, 1, 200 * MS, 0, 2, None),
+    ];
+    let s1 = step_at(
+        &mut engine,
+        SEC,
+        12_000_000,
+        &churn_frame(SEC, 600 * MS, &procs1, &[]),
+    );
+    let e = |s: &Snapshot, pid| pkg(&s.processes.iter().find(|p| p.pid == pid).unwrap().energy);
+    // Active = 12 J x 0.6 / 2 = 3.6 J: 2.4 J to the shell, 1.2 J to the child.
+    assert_eq!(e(&s1, 2), 2_400_000);
+    assert_eq!(e(&s1, 3), 1_200_000);
+    // t=2: child 3 ran 0.1 s more, exited and was reaped: the shell's cutime grows by its
+    // whole 0.3 s, of which only the unseen 0.1 s is new work.
+    let procs2 = [(1, 1, 0, 0, 0, None), (2, 1, 0, 700 * MS, 1, None)];
+    let s2 = step_at(
+        &mut engine,
+        2 * SEC,
+        24_000_000,
+        &churn_frame(2 * SEC, 700 * MS, &procs2, &[]),
+    );
+    // Active = 12 J x 0.1 / 1 ... node busy 0.1 s over 2 s: 0.6 J, all to the shell.
+    assert_eq!(e(&s2, 2), 3_000_000);
+    assert_eq!(e(&s2, 3), 1_200_000);
+    assert_eq!(pkg(&s2.unattributed), 0);
+}
+
+/// Issue 4: the reap may be read before the child's exit is (scan order): the debt waits
+/// one tick instead of the child's time being credited twice.
+#[test]
+fn reap_seen_one_tick_late_is_not_double_counted_issue_4() {
+    let mut engine = Attributor::default();
+    let _ = step_at(
+        &mut engine,
+        0,
+        0,
+        &churn_frame(0, 0, &[(2, 1, 0, 0, 1, None), (3, 1, 0, 0, 2, None)], &[]),
+    );
+    let _ = step_at(
+        &mut engine,
+        SEC,
+        10_000_000,
+        &churn_frame(
+            SEC,
+            500 * MS,
+            &[(2, 1, 0, 0, 1, None), (3, 1, 500 * MS, 0, 2, None)],
+            &[],
+        ),
+    );
+    // Child gone at t=2, but the parent's cutime was read before the reap.
+    let s2 = step_at(
+        &mut engine,
+        2 * SEC,
+        20_000_000,
+        &churn_frame(2 * SEC, 500 * MS, &[(2, 1, 0, 0, 1, None)], &[]),
+    );
+    // t=3: the reap shows up; nothing new ran.
+    let s3 = step_at(
+        &mut engine,
+        3 * SEC,
+        30_000_000,
+        &churn_frame(3 * SEC, 500 * MS, &[(2, 1, 0, 500 * MS, 1, None)], &[]),
+    );
+    let e = |s: &Snapshot, pid| pkg(&s.processes.iter().find(|p| p.pid == pid).unwrap().energy);
+    assert_eq!(e(&s2, 2), 0);
+    assert_eq!(e(&s3, 2), 0);
+    assert_eq!(e(&s3, 3), 2_500_000);
+}
+
+/// Issue 4: under load, Kepler's usage split makes idle shrink toward zero; the learned
+/// baseline keeps it at the power measured at low usage.
+#[test]
+fn learned_idle_baseline_does_not_shrink_under_load_issue_4() {
+    let run = |idle_power| {
+        let mut engine =
+            Attributor::new(AttributorConfig::builder().idle_power(idle_power).build());
+        let zone = fakes::counter_zone(ZoneKind::Package, 0, None);
+        let (mut energy, mut busy) = (0u64, 0u64);
+        let mut last = None;
+        // 2 CPUs; 20 W idle plus 30 W per busy CPU. 10 s at 5% usage, then 10 s at 90%.
+        for t in 0..=20u64 {
+            let usage_permille = if t <= 10 { 50 } else { 900 };
+            if t > 0 {
+                energy += 20_000_000 + 30_000_000 * 2 * usage_permille / 1000;
+                busy += 2 * SEC * usage_permille / 1000;
+            }
+            let mut power = PowerFrame::default();
+            power.push(
+                &zone,
+                Timestamp(t * SEC),
+                Ok(Reading::Energy(MicroJoules(energy))),
+            );
+            let frame = ActivityFrame {
+                at: Timestamp(t * SEC),
+                node: NodeCpu {
+                    busy: Nanos(busy),
+                    total: Nanos(2 * t * SEC),
+                },
+                ..Default::default()
+            };
+            last = Some(engine.step(&power, Some(&frame), Timestamp(t * SEC)));
+        }
+        last.unwrap().zones[0].idle_power
+    };
+    let usage = run(IdlePower::Usage);
+    let learned = run(IdlePower::LEARNED_DEFAULT);
+    // Usage split at 90%: idle = 74 W x 0.1 = 7.4 W. Learned: the 23 W seen at 5% usage.
+    assert!((usage - 7.4).abs() < 1e-6, "{usage}");
+    assert!((learned - 23.0).abs() < 1e-6, "{learned}");
+}
+
+/// Issue 4: `cpu-share` splits idle like active; `equal` splits it evenly among live
+/// processes; `none` leaves it at node level.
+#[test]
+fn idle_policies_issue_4() {
+    let run = |policy| {
+        let mut engine = Attributor::new(AttributorConfig::builder().idle(policy).build());
+        let p0 = [(1, 1, 0, 0, 0, None), (2, 1, 0, 0, 0, None)];
+        let _ = step_at(&mut engine, 0, 0, &churn_frame(0, 0, &p0, &[]));
+        let p1 = [(1, 1, 300 * MS, 0, 0, None), (2, 1, 100 * MS, 0, 0, None)];
+        // 8 J, busy 0.4 s of 2 s: active 1.6 J, idle 6.4 J.
+        let s = step_at(
+            &mut engine,
+            SEC,
+            8_000_000,
+            &churn_frame(SEC, 400 * MS, &p1, &[]),
+        );
+        let e = |pid| s.processes.iter().find(|p| p.pid == pid).unwrap().energy;
+        (pkg(&e(1)), pkg(&e(2)), pkg(&s.unattributed))
+    };
+    assert_eq!(run(IdlePolicy::None), (1_200_000, 400_000, 0));
+    // cpu-share: 8 J split 3:1; equal: active 3:1 plus 3.2 J of idle each.
+    assert_eq!(run(IdlePolicy::CpuShare), (6_000_000, 2_000_000, 0));
+    assert_eq!(run(IdlePolicy::Equal), (4_400_000, 3_600_000, 0));
+}
+
+/// Issue 4: on two sockets, package N's energy goes to the work that ran on socket N.
+#[test]
+fn per_socket_split_issue_4() {
+    let zones = [
+        fakes::counter_zone(ZoneKind::Package, 0, None),
+        fakes::counter_zone(ZoneKind::Package, 1, None),
+    ];
+    let mut engine = Attributor::default();
+    let frame = |t: u64, a: u64, b: u64| {
+        let mut f = churn_frame(
+            t * SEC,
+            a + b,
+            &[(1, 1, a, 0, 0, None), (2, 1, b, 0, 0, None)],
+            &[],
+        );
+        f.details[0].last_cpu = Some(0);
+        f.details[1].last_cpu = Some(1);
+        f.node.total = Nanos(2 * t * SEC);
+        for (cpu, busy) in [(0u32, a), (1, b)] {
+            f.cpus.push(CpuTime {
+                cpu,
+                socket: cpu,
+                time: NodeCpu {
+                    busy: Nanos(busy),
+                    total: Nanos(t * SEC),
+                },
+            });
+        }
+        f
+    };
+    let mut s = None;
+    for (t, a, b, e0, e1) in [
+        (0, 0, 0, 0, 0),
+        (1, 800 * MS, 200 * MS, 10_000_000, 4_000_000),
+    ] {
+        let mut power = PowerFrame::default();
+        power.push(
+            &zones[0],
+            Timestamp(t * SEC),
+            Ok(Reading::Energy(MicroJoules(e0))),
+        );
+        power.push(
+            &zones[1],
+            Timestamp(t * SEC),
+            Ok(Reading::Energy(MicroJoules(e1))),
+        );
+        s = Some(engine.step(&power, Some(&frame(t, a, b)), Timestamp(t * SEC)));
+    }
+    let s = s.unwrap();
+    // Socket 0 is 80% busy: 8 J active, all process 1's; socket 1 20%: 0.8 J, process 2's.
+    assert_eq!(s.zones[0].active, MicroJoules(8_000_000));
+    assert_eq!(s.zones[1].active, MicroJoules(800_000));
+    let e = |pid| pkg(&s.processes.iter().find(|p| p.pid == pid).unwrap().energy);
+    assert_eq!(e(1), 8_000_000);
+    assert_eq!(e(2), 800_000);
+}
+
+/// Issue 4: with the default TTL of two intervals, scrapers one interval apart both see a
+/// terminated workload with its final energy; `max_terminated` keeps the largest.
+#[test]
+fn terminated_ttl_serves_two_scrapers_and_cap_keeps_largest_issue_4() {
+    let interval = 5 * SEC;
+    let mut engine = Attributor::new(
+        AttributorConfig::builder()
+            .terminated_ttl(Nanos(2 * interval))
+            .max_terminated(Some(1))
+            .build(),
+    );
+    let mut seen = Vec::new();
+    for t in 0..5u64 {
+        // Processes 1 (uses 3x more) and 2 run until t=1, then exit.
+        let procs: Vec<P> = if t <= 1 {
+            vec![
+                (1, 1, t * 3 * SEC / 2, 0, 0, None),
+                (2, 1, t * SEC / 2, 0, 0, None),
+            ]
+        } else {
+            vec![]
+        };
+        let f = churn_frame(t * interval, t.min(1) * 2 * SEC, &procs, &[]);
+        let s = step_at(&mut engine, t * interval, t.min(1) * 50_000_000, &f);
+        seen.push(
+            s.processes
+                .iter()
+                .map(|p| (p.pid, p.state.label(), pkg(&p.energy)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    // Active at t=1: 50 J x 2 s / 10 s = 10 J, 3:1.
+    assert_eq!(
+        seen[1],
+        vec![(1, "running", 7_500_000), (2, "running", 2_500_000)]
+    );
+    // Scraper A at t=2 and scraper B at t=3 both see process 1's final energy; the cap of
+    // one keeps the larger.
+    assert_eq!(seen[2], vec![(1, "terminated", 7_500_000)]);
+    assert_eq!(seen[3], vec![(1, "terminated", 7_500_000)]);
+    assert_eq!(seen[4], vec![]);
+}
+
+/// Issue 4: an exec probe runs in a container's cgroup but is the child of the runtime shim
+/// outside it: the container's cgroup and the shim's `cutime` both count it. Only the
+/// container gets it; the shim's credit is limited to busy time nothing else explains.
+#[test]
+fn child_in_another_cgroup_is_not_counted_twice_issue_4() {
+    let mut engine = Attributor::default();
+    let p0 = [(5, 1, 0, 0, 1, None), (10, 1, 0, 0, 5, Some("app"))];
+    let _ = step_at(&mut engine, 0, 0, &churn_frame(0, 0, &p0, &[("app", 0)]));
+    // The probe ran 0.5 s in "app"; the app itself 0.5 s; node busy 1 s.
+    let p1 = [
+        (5, 1, 0, 500 * MS, 1, None),
+        (10, 1, 500 * MS, 0, 5, Some("app")),
+    ];
+    let s = step_at(
+        &mut engine,
+        SEC,
+        10_000_000,
+        &churn_frame(SEC, SEC, &p1, &[("app", SEC)]),
+    );
+    // Active = 10 J x 1 s / 2 s = 5 J, all the container's.
+    let shim = pkg(&s.processes.iter().find(|p| p.pid == 5).unwrap().energy);
+    let app = pkg(&s.containers[0].energy);
+    assert_eq!((shim, app), (0, 5_000_000));
 }

@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use kepler_core::{CpuInfo, NodeZone, Snapshot, State, Timestamp, ZoneKind};
+use kepler_core::{CpuInfo, NodeZone, Snapshot, SourceReport, State, Timestamp, ZoneKind};
 
 use crate::level::MetricsLevel;
+
+mod platform;
 
 /// The content type of the text format 0.0.4 body.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,6 +98,24 @@ pub struct SelfStats {
     pub activity_errors: u64,
     /// Per power source timings.
     pub sources: Vec<SourceSelf>,
+    /// Self-metrics of other components (the Kubernetes pod informer), rendered as given.
+    pub extra: Vec<ExtraMetric>,
+}
+
+/// One sample of a self-metric that a component outside the engine reports, such as the
+/// Kubernetes informer's cache size and request counts. Samples of one name must be adjacent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExtraMetric {
+    /// Metric name; counters end in `_total`.
+    pub name: &'static str,
+    /// `# HELP` text (no backslash, quote or newline).
+    pub help: &'static str,
+    /// A counter (else a gauge).
+    pub counter: bool,
+    /// Labels after `node_name`.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
 }
 
 /// Self-metrics of one power source.
@@ -105,6 +125,8 @@ pub struct SourceSelf {
     pub source: String,
     /// How long its latest read took, seconds.
     pub read_duration_secs: f64,
+    /// Zone labels and endpoint health it reported (Redfish: BMC ids, chassis ids, BMC up).
+    pub report: SourceReport,
 }
 
 /// One rendered snapshot: the Prometheus text 0.0.4 body, rendered once. The gzip and
@@ -131,6 +153,7 @@ impl Exposition {
         let started = Instant::now();
         let mut r = Renderer::new(snap, ctx);
         r.node(snap, ctx);
+        platform::render(&mut r.out, snap, ctx, stats);
         r.workloads(snap, ctx.level);
         r.build_info(&ctx.build);
         r.self_metrics(snap, ctx, stats);
@@ -888,6 +911,24 @@ impl Renderer {
         );
         o.open(name);
         o.close_u64(snap.stats.evicted);
+
+        let mut family: Option<&str> = None;
+        for m in &stats.extra {
+            if family != Some(m.name) {
+                let kind = if m.counter {
+                    Kind::Counter
+                } else {
+                    Kind::Gauge
+                };
+                o.header(m.name, kind, m.help);
+                family = Some(m.name);
+            }
+            o.open(m.name);
+            for (k, v) in &m.labels {
+                o.label(k, v);
+            }
+            o.close_f64(m.value);
+        }
     }
 }
 

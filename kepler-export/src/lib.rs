@@ -43,8 +43,8 @@ mod webconfig;
 
 pub use error::{ErrorKind, ExportError};
 pub use exposition::{
-    BuildInfo, ExportContext, Exposition, Format, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
+    BuildInfo, ExportContext, Exposition, ExtraMetric, Format, SelfStats, SourceSelf,
+    OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
 };
 pub use handle::MetricsHandle;
 pub use level::{parse_levels, MetricsLevel};

@@ -2,8 +2,8 @@
 //! complete and that its gzip body
 //! matches; the time it takes is measured by `cargo bench -p kepler-benches --bench export`.
 
-use std::sync::Arc;
 use std::io::Read;
+use std::sync::Arc;
 
 use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
 use kepler_core::{
@@ -90,7 +90,12 @@ fn ten_thousand_processes_render_completely() {
     let expected = 10_000 * (2 * 4 + 1) + 1_000 * 2 * 4 * 2;
     assert!(e.samples() > expected, "{} samples", e.samples());
     let text = std::str::from_utf8(e.text()).expect("utf-8");
-    assert_eq!(text.lines().filter(|l| l.starts_with("kepler_process_cpu_joules_total{")).count(), 10_000 * 4);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("kepler_process_cpu_joules_total{"))
+            .count(),
+        10_000 * 4
+    );
     // The lazily compressed body inflates back to the same text.
     let mut inflated = String::new();
     flate2::read::GzDecoder::new(&e.text_gzip()[..])

@@ -5,23 +5,35 @@
 //! [`kepler_core::ActivitySource`] for per-process CPU time (procfs). Every reader takes a
 //! sysfs or procfs root, never a literal `/sys` or `/proc`, so the whole program runs on a
 //! fake tree (`--host.sysfs`, `--host.procfs`). This crate does I/O but no networking and no
-//! async; it must not depend on `kepler-export`, `kepler-bin` or any HTTP or Kubernetes crate.
+//! async, except behind the `redfish` feature (an HTTP client polling BMCs on its own thread);
+//! it must not depend on `kepler-export`, `kepler-bin` or any Kubernetes crate.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "acpi")]
+mod acpi;
 mod error;
+pub mod gpu;
+#[cfg(feature = "hwmon")]
+mod hwmon;
 mod meters;
 #[cfg(feature = "model")]
 mod model;
 mod procfs;
 #[cfg(feature = "rapl")]
 mod rapl;
+#[cfg(feature = "redfish")]
+pub mod redfish;
 
+#[cfg(feature = "acpi")]
+pub use acpi::AcpiPowerMeter;
 pub use error::{Error, ErrorKind};
-pub use meters::{meter, MeterContext, MeterEntry, METERS};
+#[cfg(feature = "hwmon")]
+pub use hwmon::{parse_hwmon_label, parse_hwmon_value, Hwmon, HwmonOptions, HwmonRole, HwmonRules};
+pub use meters::{meter, MeterContext, MeterEntry, METERS, PLATFORM_METERS};
 #[cfg(feature = "model")]
-pub use model::{Model, ModelParams};
+pub use model::{DramParams, Model, ModelParams, CURVE_POINTS, FAN_EXPONENT};
 pub use procfs::{
     parse_cgroup, parse_stat, read_cpuinfo, vm_from_cmdline, CgroupMatch, ProcfsActivity,
     ProcfsOptions, StatFields,

@@ -4,13 +4,21 @@
 //! `cpu.preferredMeters`), whether it is tried by default, whether its numbers are estimates,
 //! and its constructor. There is no registration by side effect: a meter that is not in
 //! [`METERS`] does not exist, and a meter behind a disabled cargo feature is simply absent.
-//! The binary walks its preferred list (default `[rapl, model]`) and uses the first meter
-//! that builds.
+//! The binary walks its preferred list (default `[rapl, hwmon, model]`) and uses the first
+//! meter that builds.
+//!
+//! [`PLATFORM_METERS`] lists the meters of the whole machine (the ACPI power meter, hwmon
+//! platform chips): they are not CPU meters, and every one that builds is read next to the
+//! selected CPU meter and exported as a `platform` zone.
 
 use std::path::PathBuf;
 
 use kepler_core::PowerSource;
 
+#[cfg(feature = "acpi")]
+use crate::acpi::AcpiPowerMeter;
+#[cfg(feature = "hwmon")]
+use crate::hwmon::{Hwmon, HwmonOptions, HwmonRole, HwmonRules};
 #[cfg(feature = "model")]
 use crate::model::{Model, ModelParams};
 #[cfg(feature = "rapl")]
@@ -29,6 +37,15 @@ pub struct MeterContext {
     /// Parameters of the utilisation model.
     #[cfg(feature = "model")]
     pub model: ModelParams,
+    /// Whether hwmon chips are read at all (`experimental.hwmon.enabled`).
+    #[cfg(feature = "hwmon")]
+    pub hwmon_enabled: bool,
+    /// Which hwmon channels are CPU, DRAM or platform (`experimental.hwmon.*`).
+    #[cfg(feature = "hwmon")]
+    pub hwmon_rules: HwmonRules,
+    /// hwmon labels or chips to keep (`experimental.hwmon.zones`); empty keeps all.
+    #[cfg(feature = "hwmon")]
+    pub hwmon_zones: Vec<String>,
 }
 
 impl MeterContext {
@@ -40,6 +57,12 @@ impl MeterContext {
             rapl_zones: Vec::new(),
             #[cfg(feature = "model")]
             model: ModelParams::default(),
+            #[cfg(feature = "hwmon")]
+            hwmon_enabled: true,
+            #[cfg(feature = "hwmon")]
+            hwmon_rules: HwmonRules::default(),
+            #[cfg(feature = "hwmon")]
+            hwmon_zones: Vec::new(),
         }
     }
 }
@@ -66,12 +89,38 @@ pub static METERS: &[MeterEntry] = &[
         estimated: false,
         build: build_rapl,
     },
+    #[cfg(feature = "hwmon")]
+    MeterEntry {
+        name: "hwmon",
+        enabled_by_default: true,
+        estimated: false,
+        build: build_hwmon_cpu,
+    },
     #[cfg(feature = "model")]
     MeterEntry {
         name: "model",
         enabled_by_default: true,
         estimated: true,
         build: build_model,
+    },
+];
+
+/// Meters of the whole machine, all read when they build; `enabled_by_default` false means
+/// only on request.
+pub static PLATFORM_METERS: &[MeterEntry] = &[
+    #[cfg(feature = "acpi")]
+    MeterEntry {
+        name: "acpi",
+        enabled_by_default: true,
+        estimated: false,
+        build: build_acpi,
+    },
+    #[cfg(feature = "hwmon")]
+    MeterEntry {
+        name: "hwmon",
+        enabled_by_default: true,
+        estimated: false,
+        build: build_hwmon_platform,
     },
 ];
 
@@ -87,6 +136,38 @@ fn build_rapl(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
         zones: ctx.rapl_zones.clone(),
     };
     Ok(Box::new(Rapl::discover(&opts)?))
+}
+
+#[cfg(feature = "hwmon")]
+fn build_hwmon(ctx: &MeterContext, role: HwmonRole) -> Result<Box<dyn PowerSource>, Error> {
+    if !ctx.hwmon_enabled {
+        return Err(Error::new(
+            crate::ErrorKind::InvalidConfig,
+            None,
+            "hwmon disabled by experimental.hwmon.enabled=false",
+        ));
+    }
+    let opts = HwmonOptions {
+        rules: ctx.hwmon_rules.clone(),
+        zones: ctx.hwmon_zones.clone(),
+        ..HwmonOptions::new(&ctx.sysfs, role)
+    };
+    Ok(Box::new(Hwmon::discover(&opts)?))
+}
+
+#[cfg(feature = "hwmon")]
+fn build_hwmon_cpu(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
+    build_hwmon(ctx, HwmonRole::Cpu)
+}
+
+#[cfg(feature = "hwmon")]
+fn build_hwmon_platform(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
+    build_hwmon(ctx, HwmonRole::Platform)
+}
+
+#[cfg(feature = "acpi")]
+fn build_acpi(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
+    Ok(Box::new(AcpiPowerMeter::discover(&ctx.sysfs)?))
 }
 
 #[cfg(feature = "model")]
@@ -107,11 +188,11 @@ mod tests {
         assert!(meter("nonesuch").is_none());
     }
 
-    #[cfg(all(feature = "rapl", feature = "model"))]
+    #[cfg(all(feature = "rapl", feature = "model", feature = "hwmon"))]
     #[test]
     fn measured_before_estimated() {
         let names: Vec<_> = METERS.iter().map(|m| m.name).collect();
-        assert_eq!(names, ["rapl", "model"]);
+        assert_eq!(names, ["rapl", "hwmon", "model"]);
         assert!(!meter("rapl").unwrap().estimated);
         assert!(meter("model").unwrap().estimated);
     }

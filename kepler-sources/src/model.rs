@@ -1,9 +1,14 @@
 //! A power estimate from CPU utilisation, for machines with no meter (VMs, cloud, ARM).
 //!
 //! Kepler refuses to start without RAPL; kepler-rs starts and says, through
-//! `source="model"` and `estimated=true` on every zone, that the numbers are a linear model
-//! and not a measurement. Per socket: `idle + (max - idle) * utilisation`, with utilisation
-//! taken from the per-CPU lines of `/proc/stat` between two reads.
+//! `source="model"` and `estimated=true` on every zone, that the numbers are a model and not
+//! a measurement. Per socket, utilisation (from the per-CPU lines of `/proc/stat` between two
+//! reads) is mapped to watts by a piecewise-linear curve through eleven SPECpower-style points
+//! (0 %, 10 %, ... 100 % load). Unless the curve is configured, its points follow the
+//! empirical server model of Fan, Weber and Barroso, "Power Provisioning for a
+//! Warehouse-sized Computer" (ISCA 2007): `P(u) = idle + (max - idle) * (2u - u^1.4)`, which
+//! rises faster at low load than a straight line, as measured servers do. An optional DRAM
+//! zone per socket is estimated linearly from the same utilisation (issue 7).
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -24,13 +29,34 @@ const MAX_SOCKET_WATTS: f64 = 10_000.0;
 /// Linux supports far fewer (NR_CPUS is at most 8192 today), so a larger one is garbage.
 const MAX_CPUS: usize = 1 << 16;
 
-/// The linear model's parameters, per socket.
+/// Points of a SPECpower-style curve: watts at 0 %, 10 %, ..., 100 % utilisation.
+pub const CURVE_POINTS: usize = 11;
+
+/// The exponent `r` of Fan, Weber and Barroso's model `2u - u^r` (ISCA 2007), fitted there
+/// to measured servers.
+pub const FAN_EXPONENT: f64 = 1.4;
+
+/// DRAM estimate of one socket, linear in the socket's CPU utilisation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DramParams {
+    /// Watts at 0 % utilisation.
+    pub idle_watts: f64,
+    /// Watts at 100 % utilisation.
+    pub max_watts: f64,
+}
+
+/// The model's parameters, per socket.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelParams {
-    /// Power of one socket at 0% utilisation, in watts.
+    /// Power of one socket at 0% utilisation, in watts (the curve's first point when no
+    /// explicit curve is given).
     pub idle_watts: f64,
-    /// Power of one socket at 100% utilisation, in watts.
+    /// Power of one socket at 100% utilisation, in watts (the curve's last point).
     pub max_watts: f64,
+    /// Explicit curve (`model.curve`): watts at 0 %, 10 %, ..., 100 %; overrides idle/max.
+    pub curve: Option<[f64; CURVE_POINTS]>,
+    /// DRAM zones per socket (`model.dram.*`); `None` exports none.
+    pub dram: Option<DramParams>,
 }
 
 impl Default for ModelParams {
@@ -42,12 +68,40 @@ impl Default for ModelParams {
         ModelParams {
             idle_watts: 10.0,
             max_watts: 45.0,
+            curve: None,
+            dram: None,
         }
     }
 }
 
 impl ModelParams {
-    /// Checks that both values are finite, `0 <= idle <= max` and `max < 10 kW`.
+    /// The curve in use: the explicit one, else idle and max joined by Fan et al.'s shape.
+    pub fn points(&self) -> [f64; CURVE_POINTS] {
+        if let Some(c) = self.curve {
+            return c;
+        }
+        let mut out = [0.0; CURVE_POINTS];
+        for (i, p) in out.iter_mut().enumerate() {
+            let u = i as f64 / (CURVE_POINTS - 1) as f64;
+            *p = self.idle_watts
+                + (self.max_watts - self.idle_watts) * (2.0 * u - u.powf(FAN_EXPONENT));
+        }
+        out
+    }
+
+    /// Watts of one socket at `util` (clamped to 0..=1), interpolated linearly between the
+    /// two neighbouring curve points.
+    pub fn socket_watts(&self, util: f64) -> f64 {
+        curve_at(&self.points(), util)
+    }
+
+    /// The highest watts the curve reaches.
+    fn peak(&self) -> f64 {
+        self.points().into_iter().fold(0.0, f64::max)
+    }
+
+    /// Checks that every value is finite, `0 <= idle <= max`, `max < 10 kW`, an explicit
+    /// curve never decreases, and DRAM idle <= max.
     ///
     /// The error ([`ErrorKind::InvalidConfig`]) names the offending field.
     pub fn validate(&self) -> Result<(), Error> {
@@ -79,8 +133,64 @@ impl ModelParams {
                 format!("{} is below idle_watts {}", self.max_watts, self.idle_watts),
             );
         }
+        if let Some(c) = &self.curve {
+            for (i, &w) in c.iter().enumerate() {
+                if !w.is_finite() || !(0.0..MAX_SOCKET_WATTS).contains(&w) {
+                    return bad(
+                        "curve",
+                        format!(
+                            "point {i} ({}%) = {w} is not within 0..{MAX_SOCKET_WATTS} W",
+                            i * 10
+                        ),
+                    );
+                }
+                if i > 0 && w < c[i - 1] {
+                    return bad(
+                        "curve",
+                        format!(
+                            "point {i} ({}%) = {w} W is below the previous point {} W",
+                            i * 10,
+                            c[i - 1]
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(d) = &self.dram {
+            if !(d.idle_watts.is_finite() && d.idle_watts >= 0.0) {
+                return bad(
+                    "dram.idle_watts",
+                    format!("{} is not a finite value >= 0", d.idle_watts),
+                );
+            }
+            if !(d.max_watts.is_finite()
+                && d.max_watts >= d.idle_watts
+                && d.max_watts < MAX_SOCKET_WATTS)
+            {
+                return bad(
+                    "dram.max_watts",
+                    format!(
+                        "{} is not between dram.idle_watts and {MAX_SOCKET_WATTS}",
+                        d.max_watts
+                    ),
+                );
+            }
+        }
         Ok(())
     }
+}
+
+/// Piecewise-linear interpolation over evenly spaced points from 0 to 1.
+fn curve_at(points: &[f64; CURVE_POINTS], util: f64) -> f64 {
+    let u = if util.is_finite() {
+        util.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = u * (CURVE_POINTS - 1) as f64;
+    let i = (x.floor() as usize).min(CURVE_POINTS - 2);
+    let frac = x - i as f64;
+    points[i] + (points[i + 1] - points[i]) * frac
 }
 
 /// Busy and total jiffies of one CPU, cumulative since boot.
@@ -94,6 +204,8 @@ struct Jiffies {
 #[derive(Debug)]
 pub struct Model {
     params: ModelParams,
+    /// `params.points()`, computed once.
+    points: [f64; CURVE_POINTS],
     stat_path: PathBuf,
     zones: Vec<Arc<ZoneInfo>>,
     /// Socket id of each CPU number; CPUs beyond it, or `None`, count for the first socket.
@@ -127,32 +239,41 @@ impl Model {
         } else {
             sockets.into_iter().collect()
         };
-        let max_power = MicroWatts::from_watts(params.max_watts * 2.0);
-        let zones: Vec<Arc<ZoneInfo>> = sockets
-            .iter()
-            .map(|&s| {
-                Arc::new(ZoneInfo {
-                    id: format!("model:package-{s}"),
-                    kind: ZoneKind::Package,
-                    index: s,
-                    path: "model".to_owned(),
-                    source: SourceKind::Model,
-                    metering: Metering::PowerGauge,
-                    estimated: true,
-                    max_power: Some(max_power),
-                })
+        let zone = |kind: ZoneKind, s: u32, peak: f64| {
+            Arc::new(ZoneInfo {
+                id: format!("model:{}-{s}", kind.label()),
+                kind,
+                index: s,
+                path: "model".to_owned(),
+                source: SourceKind::Model,
+                metering: Metering::PowerGauge,
+                estimated: true,
+                max_power: Some(MicroWatts::from_watts(peak * 2.0)),
             })
+        };
+        // Packages first (one per socket), then DRAM zones in the same socket order.
+        let mut zones: Vec<Arc<ZoneInfo>> = sockets
+            .iter()
+            .map(|&s| zone(ZoneKind::Package, s, params.peak()))
             .collect();
+        if let Some(d) = params.dram {
+            zones.extend(
+                sockets
+                    .iter()
+                    .map(|&s| zone(ZoneKind::Dram, s, d.max_watts)),
+            );
+        }
         tracing::info!(
-            sockets = zones.len(),
-            idle_watts = params.idle_watts,
-            max_watts = params.max_watts,
+            sockets = sockets.len(),
+            curve = ?params.points(),
+            dram = params.dram.is_some(),
             "using the CPU-utilisation power model: values are estimates"
         );
         Ok(Model {
+            points: params.points(),
             params,
             stat_path,
-            last_util: vec![0.0; zones.len()],
+            last_util: vec![0.0; sockets.len()],
             zones,
             cpu_socket,
             prev: Vec::new(),
@@ -199,7 +320,8 @@ impl Model {
         }
 
         let first = self.prev.is_empty();
-        let mut sums = vec![Jiffies::default(); self.zones.len()];
+        // One sum per socket (the package zones come first in `zones`).
+        let mut sums = vec![Jiffies::default(); self.last_util.len()];
         for i in 0..self.parsed.len() {
             let (cpu, cur) = self.parsed[i];
             if self.prev.len() <= cpu {
@@ -236,13 +358,23 @@ impl PowerSource for Model {
                     if d.total > 0 {
                         self.last_util[i] = (d.busy as f64 / d.total as f64).clamp(0.0, 1.0);
                     }
-                    let p = self.params;
-                    let watts = p.idle_watts + (p.max_watts - p.idle_watts) * self.last_util[i];
+                    let watts = curve_at(&self.points, self.last_util[i]);
                     out.push(
                         &self.zones[i],
                         at,
                         Ok(Reading::Power(MicroWatts::from_watts(watts))),
                     );
+                }
+                if let Some(d) = self.params.dram {
+                    let n = sums.len();
+                    for i in 0..n {
+                        let watts = d.idle_watts + (d.max_watts - d.idle_watts) * self.last_util[i];
+                        out.push(
+                            &self.zones[n + i],
+                            at,
+                            Ok(Reading::Power(MicroWatts::from_watts(watts))),
+                        );
+                    }
                 }
             }
             Err(e) => {
@@ -383,5 +515,53 @@ mod tests {
     #[test]
     fn default_params_are_valid() {
         assert!(ModelParams::default().validate().is_ok());
+    }
+
+    #[test]
+    fn default_curve_follows_fan_weber_barroso() {
+        // 10 + 35 * (2u - u^1.4), worked out by hand at three points.
+        let p = ModelParams::default().points();
+        assert_eq!((p[0], p[10]), (10.0, 45.0));
+        assert!((p[5] - 31.7376).abs() < 1e-3, "{}", p[5]);
+        assert!((p[1] - 15.6067).abs() < 1e-3, "{}", p[1]);
+        // Concave: above the straight line between idle and max everywhere inside.
+        for (i, w) in p.iter().enumerate().skip(1).take(9) {
+            assert!(*w > 10.0 + 3.5 * i as f64, "point {i}");
+        }
+    }
+
+    #[test]
+    fn curve_interpolates_between_points() {
+        let mut c = [0.0; CURVE_POINTS];
+        for (i, w) in c.iter_mut().enumerate() {
+            *w = (i * i) as f64;
+        }
+        assert_eq!(curve_at(&c, 0.0), 0.0);
+        assert_eq!(curve_at(&c, 1.0), 100.0);
+        assert_eq!(curve_at(&c, 0.35), 12.5);
+        assert_eq!(curve_at(&c, 2.0), 100.0);
+        assert_eq!(curve_at(&c, f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn bad_curves_are_named() {
+        let mut p = ModelParams {
+            curve: Some([10.0; CURVE_POINTS]),
+            ..ModelParams::default()
+        };
+        assert!(p.validate().is_ok());
+        p.curve.as_mut().unwrap()[4] = 9.0;
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("curve") && e.contains("40%"), "{e}");
+        p.curve = None;
+        p.dram = Some(DramParams {
+            idle_watts: 5.0,
+            max_watts: 2.0,
+        });
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("dram.max_watts"));
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use kepler_core::{
     Metering, MicroWatts, PowerFrame, PowerSource, Reading, SourceKind, Timestamp, ZoneKind,
 };
-use kepler_sources::{ErrorKind, Model, ModelParams};
+use kepler_sources::{DramParams, ErrorKind, Model, ModelParams, CURVE_POINTS};
 use tempfile::TempDir;
 
 struct Tree {
@@ -58,8 +58,23 @@ fn write_stat(proc: &Path, cpus: &[(u64, u64)]) {
     fs::write(proc.join("stat"), s).unwrap();
 }
 
+/// A straight-line curve from `idle` to `max`, so the utilisation arithmetic is easy to
+/// check by hand; the default (Fan et al.) curve has its own tests below.
+fn linear(idle: f64, max: f64) -> ModelParams {
+    let mut curve = [0.0; CURVE_POINTS];
+    for (i, w) in curve.iter_mut().enumerate() {
+        *w = idle + (max - idle) * i as f64 / 10.0;
+    }
+    ModelParams {
+        idle_watts: idle,
+        max_watts: max,
+        curve: Some(curve),
+        dram: None,
+    }
+}
+
 fn model(t: &Tree) -> Model {
-    Model::new(&t.proc, &t.sys, ModelParams::default()).unwrap()
+    Model::new(&t.proc, &t.sys, linear(10.0, 45.0)).unwrap()
 }
 
 fn watts(m: &mut Model, at: u64) -> Vec<(u32, f64)> {
@@ -107,10 +122,7 @@ fn later_reads_use_utilisation_since_the_previous_read() {
 fn two_sockets_with_different_loads() {
     let t = tree(&[0, 0, 1, 1]);
     write_stat(&t.proc, &[(0, 0); 4]);
-    let params = ModelParams {
-        idle_watts: 20.0,
-        max_watts: 120.0,
-    };
+    let params = linear(20.0, 120.0);
     let mut m = Model::new(&t.proc, &t.sys, params).unwrap();
     let zones: Vec<_> = m.zones().iter().map(|z| (z.id.clone(), z.index)).collect();
     assert_eq!(
@@ -145,7 +157,7 @@ fn missing_topology_means_one_socket() {
     let proc = dir.path().join("proc");
     fs::create_dir_all(&proc).unwrap();
     write_stat(&proc, &[(30, 70), (30, 70)]);
-    let mut m = Model::new(&proc, &dir.path().join("sys"), ModelParams::default()).unwrap();
+    let mut m = Model::new(&proc, &dir.path().join("sys"), linear(10.0, 45.0)).unwrap();
     assert_eq!(watts(&mut m, 1), [(0, 20.5)]);
 }
 
@@ -210,6 +222,7 @@ fn invalid_params_are_rejected_naming_the_field() {
         let params = ModelParams {
             idle_watts,
             max_watts,
+            ..ModelParams::default()
         };
         let err = Model::new(&t.proc, &t.sys, params).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{params:?}");
@@ -220,7 +233,71 @@ fn invalid_params_are_rejected_naming_the_field() {
         let params = ModelParams {
             idle_watts,
             max_watts,
+            ..ModelParams::default()
         };
         assert!(Model::new(&t.proc, &t.sys, params).is_ok(), "{params:?}");
     }
+}
+
+/// Issue 7: with no curve configured, idle and max are joined by Fan, Weber and Barroso's
+/// empirical shape `2u - u^1.4`, read off at the SPECpower load levels and interpolated.
+#[test]
+fn default_curve_is_concave_issue_7() {
+    let cases = [
+        // (busy, idle jiffies, expected watts for 10 W idle / 45 W max)
+        (0, 100, 10.0),
+        (50, 50, 31.7376), // 10 + 35 * (1 - 0.5^1.4)
+        (25, 75, 22.4180), // halfway between the 20 % (20.3229) and 30 % (24.5131) points
+        (100, 0, 45.0),
+    ];
+    for (busy, idle, expect) in cases {
+        let t = tree(&[0]);
+        write_stat(&t.proc, &[(busy, idle)]);
+        let mut m = Model::new(&t.proc, &t.sys, ModelParams::default()).unwrap();
+        let got = watts(&mut m, 1)[0].1;
+        assert!(
+            (got - expect).abs() < 1e-3,
+            "busy {busy}: {got} vs {expect}"
+        );
+    }
+}
+
+#[test]
+fn an_explicit_curve_and_dram_zones() {
+    let t = tree(&[0, 1]);
+    write_stat(&t.proc, &[(0, 0), (0, 0)]);
+    let params = ModelParams {
+        curve: Some([
+            50.0, 80.0, 95.0, 105.0, 113.0, 120.0, 127.0, 134.0, 142.0, 151.0, 160.0,
+        ]),
+        dram: Some(DramParams {
+            idle_watts: 4.0,
+            max_watts: 12.0,
+        }),
+        ..ModelParams::default()
+    };
+    let mut m = Model::new(&t.proc, &t.sys, params).unwrap();
+    let zones: Vec<(String, ZoneKind, bool)> = m
+        .zones()
+        .iter()
+        .map(|z| (z.id.clone(), z.kind, z.estimated))
+        .collect();
+    assert_eq!(
+        zones,
+        [
+            ("model:package-0".into(), ZoneKind::Package, true),
+            ("model:package-1".into(), ZoneKind::Package, true),
+            ("model:dram-0".into(), ZoneKind::Dram, true),
+            ("model:dram-1".into(), ZoneKind::Dram, true),
+        ]
+    );
+    watts(&mut m, 1);
+    // Socket 0 at 15 %: between 80 and 95 W; socket 1 fully busy.
+    write_stat(&t.proc, &[(15, 85), (100, 0)]);
+    let w = watts(&mut m, 2);
+    assert_eq!(w.len(), 4);
+    assert!((w[0].1 - 87.5).abs() < 1e-6, "{w:?}");
+    assert_eq!(w[1], (1, 160.0));
+    assert!((w[2].1 - 5.2).abs() < 1e-6, "{w:?}");
+    assert_eq!(w[3], (1, 12.0));
 }

@@ -110,6 +110,7 @@ impl Tree {
             root: self.root().to_path_buf(),
             user_hz: Some(100),
             max_open_files: Some(max_open_files),
+            cgroup_root: None,
         })
         .expect("source")
     }
@@ -688,4 +689,114 @@ fn kept_stat_files_on_real_proc_see_time_advance() {
     }
     let after = find(&scan(&mut src, 1), me).cpu_time;
     assert!(after > before, "{after:?} > {before:?}");
+}
+
+/// Issue 4: parent pid, reaped children's time (`cutime + cstime`) and last CPU reach the
+/// frame, one detail per process in the same order.
+#[test]
+fn details_carry_ppid_children_time_and_last_cpu_issue_4() {
+    let tree = Tree::new();
+    tree.add(
+        40,
+        &Proc {
+            ppid: 7,
+            utime: 5,
+            stime: 1,
+            ..Proc::default()
+        },
+    );
+    // Patch cutime = 30, cstime = 12 ticks into the stat line.
+    let line = stat_line(
+        40,
+        &Proc {
+            ppid: 7,
+            utime: 5,
+            stime: 1,
+            ..Proc::default()
+        },
+    )
+    .replacen(" 5 1 0 0 20 ", " 5 1 30 12 20 ", 1);
+    fs::write(tree.pid_dir(40).join("stat"), line).unwrap();
+    tree.add(41, &Proc::default());
+    let mut src = tree.source();
+    let frame = scan(&mut src, 1);
+    assert_eq!(frame.details.len(), frame.processes.len());
+    let i = frame.processes.iter().position(|p| p.pid == 40).unwrap();
+    assert_eq!(frame.details[i].ppid, 7);
+    assert_eq!(frame.details[i].children_time, Nanos(42 * TICK_NS));
+    assert_eq!(frame.details[i].last_cpu, Some(1));
+}
+
+/// Issue 4: a container's cgroup CPU counter (v2 `cpu.stat` under a hybrid `unified`
+/// mount) is read each scan; when the cgroup vanishes mid-run it is dropped, not misread.
+#[test]
+fn container_cgroup_usage_is_read_and_dropped_when_gone_issue_4() {
+    let tree = Tree::new();
+    let cgroot = tempfile::tempdir().unwrap();
+    let cgdir = cgroot
+        .path()
+        .join(format!("unified/system.slice/docker-{ID_A}.scope"));
+    fs::create_dir_all(&cgdir).unwrap();
+    fs::write(cgdir.join("cpu.stat"), "usage_usec 250000\nuser_usec 1\n").unwrap();
+    tree.add(
+        50,
+        &Proc {
+            cgroup: format!("0::/system.slice/docker-{ID_A}.scope\n"),
+            ..Proc::default()
+        },
+    );
+    let mut src = ProcfsActivity::new(ProcfsOptions {
+        user_hz: Some(100),
+        cgroup_root: Some(cgroot.path().to_path_buf()),
+        ..ProcfsOptions::new(tree.root())
+    })
+    .unwrap();
+    let frame = scan(&mut src, 1);
+    assert_eq!(frame.containers.len(), 1);
+    assert_eq!(&*frame.containers[0].info.id, ID_A);
+    assert_eq!(frame.containers[0].usage, Nanos(250_000_000));
+    fs::write(cgdir.join("cpu.stat"), "usage_usec 900000\n").unwrap();
+    assert_eq!(scan(&mut src, 2).containers[0].usage, Nanos(900_000_000));
+    // A removed cgroup's kept file fails to read (ENODEV on cgroupfs); on a fake tree the
+    // nearest thing is a file that reads empty mid-run.
+    fs::write(cgdir.join("cpu.stat"), "").unwrap();
+    assert!(scan(&mut src, 3).containers.is_empty());
+    assert_eq!(src.accounted_containers(), 0);
+}
+
+/// Issue 4: on a two-socket machine the per-CPU lines of `stat` come with their socket;
+/// on one socket they are not read at all.
+#[test]
+fn per_cpu_times_with_sockets_on_two_socket_machines_issue_4() {
+    let tree = Tree::new();
+    let mut src = tree.source();
+    assert!(
+        scan(&mut src, 1).cpus.is_empty(),
+        "no cpuinfo: no per-CPU split"
+    );
+    fs::write(
+        tree.root().join("cpuinfo"),
+        "processor\t: 0\nphysical id\t: 0\n\nprocessor\t: 1\nphysical id\t: 1\n\n",
+    )
+    .unwrap();
+    fs::write(
+        tree.root().join("stat"),
+        "cpu  3 0 0 7 0 0 0 0 0 0\ncpu0 1 0 0 4 0 0 0 0 0 0\ncpu1 2 0 0 3 0 0 0 0 0 0\nintr 1\n",
+    )
+    .unwrap();
+    let mut src = tree.source();
+    let frame = scan(&mut src, 1);
+    let got: Vec<(u32, u32, u64, u64)> = frame
+        .cpus
+        .iter()
+        .map(|c| (c.cpu, c.socket, c.time.busy.0, c.time.total.0))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 0, TICK_NS, 5 * TICK_NS),
+            (1, 1, 2 * TICK_NS, 5 * TICK_NS)
+        ]
+    );
+    assert_eq!(frame.node.busy, Nanos(3 * TICK_NS));
 }

@@ -32,8 +32,10 @@ pub struct FileConfig {
     pub web: Option<WebSection>,
     /// `kube.*`
     pub kube: Option<KubeSection>,
-    /// Sections Kepler has that this build does not use yet (accepted silently).
-    pub experimental: Option<IgnoredAny>,
+    /// `attribution.*` (kepler-rs: idle policy and idle power, issue 4)
+    pub attribution: Option<AttributionSection>,
+    /// `experimental.*`: hwmon and GPU meters (issue 7); `platform` is accepted.
+    pub experimental: Option<super::meters::ExperimentalSection>,
     /// `dev.*` (Kepler's fake meter switches; accepted, unused)
     pub dev: Option<IgnoredAny>,
     #[serde(flatten)]
@@ -106,6 +108,10 @@ pub struct ModelSection {
     pub idle_watts: Option<f64>,
     /// `model.maxWatts` per socket.
     pub max_watts: Option<f64>,
+    /// `model.curve`: watts per socket at 0%, 10%, ..., 100% load (11 values).
+    pub curve: Option<Vec<f64>>,
+    /// `model.dram.*`: optional DRAM estimate per socket.
+    pub dram: Option<super::meters::DramSection>,
     #[serde(flatten)]
     unknown: Unknown,
 }
@@ -157,8 +163,35 @@ pub struct KubeSection {
     pub config: Option<String>,
     /// `kube.nodeName`
     pub node_name: Option<String>,
-    /// `kube.podInformer` (accepted; used by the Kubernetes integration)
-    pub pod_informer: Option<IgnoredAny>,
+    /// `kube.podInformer`
+    pub pod_informer: Option<super::kube::PodInformerSection>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+
+/// `attribution.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributionSection {
+    /// `attribution.idle`: none, cpu-share, equal, requests.
+    pub idle: Option<String>,
+    /// `attribution.idlePower`: usage or learned.
+    pub idle_power: Option<String>,
+    /// `attribution.learnedIdle.*`
+    pub learned_idle: Option<LearnedIdleSection>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+
+/// `attribution.learnedIdle.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedIdleSection {
+    /// `attribution.learnedIdle.maxUsage`: CPU usage ratio (0..1) up to which a tick teaches
+    /// the baseline.
+    pub max_usage: Option<f64>,
+    /// `attribution.learnedIdle.decay` (Go duration): how fast the baseline rises again.
+    pub decay: Option<String>,
     #[serde(flatten)]
     unknown: Unknown,
 }
@@ -208,6 +241,23 @@ impl FileConfig {
         }
         if let Some(s) = &self.kube {
             add("kube.", &s.unknown);
+            if let Some(p) = &s.pod_informer {
+                add("kube.podInformer.", &p.unknown);
+            }
+        }
+        if let Some(s) = &self.attribution {
+            add("attribution.", &s.unknown);
+            if let Some(l) = &s.learned_idle {
+                add("attribution.learnedIdle.", &l.unknown);
+            }
+        }
+        super::meters::unknown_keys(
+            self.experimental.as_ref(),
+            self.model.as_ref().and_then(|m| m.dram.as_ref()),
+            &mut out,
+        );
+        if let Some(p) = self.experimental.as_ref().and_then(|e| e.platform.as_ref()) {
+            p.unknown_keys(&mut out);
         }
         out
     }

@@ -90,4 +90,29 @@ pub struct Flags {
     /// This node's name (default: $NODE_NAME, then the hostname).
     #[arg(long = "kube.node-name", value_name = "NAME")]
     pub kube_node_name: Option<String>,
+
+    /// Who gets node idle energy: none (Kepler's: it stays at node level), cpu-share, equal.
+    #[arg(long = "attribution.idle", value_name = "POLICY")]
+    pub attribution_idle: Option<String>,
+
+    /// How idle power is estimated: usage (Kepler's split) or learned (a baseline learned
+    /// at low CPU usage).
+    #[arg(long = "attribution.idle-power", value_name = "METHOD")]
+    pub attribution_idle_power: Option<String>,
+
+    /// Enable platform power from this node's BMC over Redfish (experimental, EP-001).
+    #[arg(long = "experimental.platform.redfish.enabled", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub redfish_enabled: Option<bool>,
+
+    /// Node name to look up in the Redfish BMC file (default: the node name).
+    #[arg(long = "experimental.platform.redfish.node-name", value_name = "NAME")]
+    pub redfish_node_name: Option<String>,
+
+    /// The Redfish BMC file: nodes -> BMC id, bmcs -> endpoint and credentials (mode 0600).
+    #[arg(
+        long = "experimental.platform.redfish.config",
+        visible_alias = "experimental.platform.redfish.config-file",
+        value_name = "PATH"
+    )]
+    pub redfish_config: Option<String>,
 }

@@ -4,17 +4,23 @@
 mod duration;
 mod file;
 mod flags;
+mod kube;
+mod meters;
+mod redfish;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kepler_core::{IdlePolicy, IdlePower, Nanos};
 use kepler_export::MetricsLevel;
 use kepler_sources::ModelParams;
 
 pub use duration::parse_duration;
 pub use file::FileConfig;
 pub use flags::Flags;
+pub use meters::MeterConfig;
+pub use redfish::RedfishConfig;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +66,20 @@ pub struct Config {
     pub kube_enabled: bool,
     /// `kube.config`
     pub kube_config: Option<String>,
+    /// `kube.podInformer.*`; `None` unless `kube.enabled`.
+    pub kube_informer: Option<kepler_k8s::InformerConfig>,
     /// The node name: `kube.nodeName`, else `$NODE_NAME`, else the hostname.
     pub node_name: String,
+    /// `attribution.idle`
+    pub idle: IdlePolicy,
+    /// `attribution.idlePower` with `attribution.learnedIdle.*`
+    pub idle_power: IdlePower,
+    /// `experimental.platform.redfish.*`; `None` when disabled.
+    pub redfish: Option<RedfishConfig>,
     /// Warnings to log once logging is set up (unknown keys...).
     pub warnings: Vec<String>,
+    /// `experimental.hwmon.*` and `experimental.gpu.*`
+    pub meters: MeterConfig,
 }
 
 /// A configuration value that cannot be used. Maps to exit code 2.
@@ -225,7 +241,7 @@ impl Config {
             .cpu_preferred_meters
             .clone()
             .or(file.cpu.as_ref().and_then(|c| c.preferred_meters.clone()))
-            .unwrap_or_else(|| vec!["rapl".into(), "model".into()])
+            .unwrap_or_else(|| vec!["rapl".into(), "hwmon".into(), "model".into()])
             .iter()
             .map(|m| one_of("cpu.preferredMeters", m, &meter_names))
             .collect::<Result<Vec<_>, _>>()?;
@@ -247,6 +263,16 @@ impl Config {
                 .model_max_watts
                 .or(model_file.and_then(|m| m.max_watts))
                 .unwrap_or(defaults.max_watts),
+            ..defaults
+        };
+        let (curve, dram) = meters::model_extras(
+            model_file.and_then(|m| m.curve.as_ref()),
+            model_file.and_then(|m| m.dram.as_ref()),
+        )?;
+        let model = ModelParams {
+            curve,
+            dram,
+            ..model
         };
         if !(model.idle_watts.is_finite() && model.idle_watts >= 0.0) {
             return Err(err("model.idleWatts", "must be a number >= 0"));
@@ -309,11 +335,6 @@ impl Config {
             .clone()
             .or(kube.and_then(|k| k.config.clone()))
             .filter(|s| !s.is_empty());
-        if kube_enabled {
-            warnings.push(
-                "kube.enabled: pod names and namespaces are not resolved by this build yet; pod ids come from cgroup paths".into(),
-            );
-        }
         let node_name = flags
             .kube_node_name
             .clone()
@@ -321,8 +342,25 @@ impl Config {
             .filter(|s| !s.trim().is_empty())
             .or(env_node_name.filter(|s| !s.trim().is_empty()))
             .unwrap_or_else(hostname);
+        let kube_informer = kube::informer_config(
+            kube_enabled,
+            kube_config.as_deref(),
+            &node_name,
+            kube.and_then(|k| k.pod_informer.as_ref()),
+        )?;
+
+        let (idle, idle_power) = attribution(flags, file.attribution.as_ref())?;
+
+        let redfish = redfish::redfish(
+            flags,
+            file.experimental.as_ref().and_then(|e| e.platform.as_ref()),
+            &node_name,
+        )?;
 
         Ok(Config {
+            redfish,
+            idle,
+            idle_power,
             log_level,
             log_format,
             sysfs: sysfs.into(),
@@ -339,10 +377,78 @@ impl Config {
             listen,
             kube_enabled,
             kube_config,
+            kube_informer,
             node_name,
             warnings,
+            meters: meters::meter_config(file.experimental.as_ref())?,
         })
     }
+}
+
+/// `attribution.*`: who gets idle energy and how idle power is estimated (issue 4).
+fn attribution(
+    flags: &Flags,
+    file: Option<&file::AttributionSection>,
+) -> Result<(IdlePolicy, IdlePower), ConfigError> {
+    let idle = match one_of(
+        "attribution.idle",
+        flags
+            .attribution_idle
+            .as_deref()
+            .or(file.and_then(|a| a.idle.as_deref()))
+            .unwrap_or("none"),
+        &["none", "cpu-share", "equal", "requests"],
+    )?
+    .as_str()
+    {
+        "cpu-share" => IdlePolicy::CpuShare,
+        "equal" => IdlePolicy::Equal,
+        "requests" => {
+            return Err(err(
+                "attribution.idle",
+                "\"requests\" needs pods' CPU requests from Kubernetes, which this build does not read; use none, cpu-share or equal",
+            ))
+        }
+        _ => IdlePolicy::None,
+    };
+    let learned = file.and_then(|a| a.learned_idle.as_ref());
+    let idle_power = match one_of(
+        "attribution.idlePower",
+        flags
+            .attribution_idle_power
+            .as_deref()
+            .or(file.and_then(|a| a.idle_power.as_deref()))
+            .unwrap_or("usage"),
+        &["usage", "learned"],
+    )?
+    .as_str()
+    {
+        "learned" => {
+            let max_usage_permille = match learned.and_then(|l| l.max_usage) {
+                Some(u) if (0.0..=1.0).contains(&u) => (u * 1000.0).round() as u32,
+                Some(u) => {
+                    return Err(err(
+                        "attribution.learnedIdle.maxUsage",
+                        format!("{u} is not a usage ratio between 0 and 1"),
+                    ))
+                }
+                None => IdlePower::DEFAULT_MAX_USAGE_PERMILLE,
+            };
+            let decay = match learned.and_then(|l| l.decay.as_deref()) {
+                Some(d) => Nanos(
+                    u64::try_from(duration("attribution.learnedIdle.decay", d)?.as_nanos())
+                        .unwrap_or(u64::MAX),
+                ),
+                None => IdlePower::DEFAULT_DECAY,
+            };
+            IdlePower::Learned {
+                max_usage_permille,
+                decay,
+            }
+        }
+        _ => IdlePower::Usage,
+    };
+    Ok((idle, idle_power))
 }
 
 /// `:PORT` or `HOST:PORT` (IPv6 hosts in brackets).
@@ -377,7 +483,7 @@ mod tests {
         assert_eq!(c.listen, vec![":28282"]);
         assert_eq!(c.sysfs, PathBuf::from("/sys"));
         assert_eq!(c.node_name, "host-a");
-        assert_eq!(c.preferred_meters, vec!["rapl", "model"]);
+        assert_eq!(c.preferred_meters, vec!["rapl", "hwmon", "model"]);
     }
 
     #[test]
@@ -429,6 +535,36 @@ mod tests {
         let flags = Flags::try_parse_from(["kepler"]).unwrap();
         let c = Config::build(&flags, None, Some("n2".into()), || "h".into()).unwrap();
         assert_eq!(c.node_name, "n2");
+    }
+
+    /// Issue 4: the idle policy and idle power keys.
+    #[test]
+    fn attribution_keys_issue_4() {
+        let c = build(&[], None).unwrap();
+        assert_eq!((c.idle, c.idle_power), (IdlePolicy::None, IdlePower::Usage));
+        let file = "attribution:\n  idle: cpu-share\n  idlePower: learned\n  learnedIdle:\n    maxUsage: 0.2\n    decay: 30m\n";
+        let c = build(&[], Some(file)).unwrap();
+        assert_eq!(c.idle, IdlePolicy::CpuShare);
+        assert_eq!(
+            c.idle_power,
+            IdlePower::Learned {
+                max_usage_permille: 200,
+                decay: Nanos::from_secs(1800)
+            }
+        );
+        let c = build(&["--attribution.idle=equal"], Some(file)).unwrap();
+        assert_eq!(c.idle, IdlePolicy::Equal);
+        let e = build(&["--attribution.idle=requests"], None).unwrap_err();
+        assert_eq!(e.key, "attribution.idle");
+        assert!(e.message.contains("Kubernetes"), "{}", e.message);
+        let e = build(&["--attribution.idle=fair"], None).unwrap_err();
+        assert_eq!(e.key, "attribution.idle");
+        let e = build(
+            &["--attribution.idle-power=learned"],
+            Some("attribution:\n  learnedIdle:\n    maxUsage: 3\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "attribution.learnedIdle.maxUsage");
     }
 
     #[test]

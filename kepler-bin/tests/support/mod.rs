@@ -98,6 +98,44 @@ impl FakeRapl {
     pub fn sysfs(&self) -> &Path {
         self.dir.path()
     }
+
+    /// One package zone whose `energy_uj` is whatever `energy_uj()` says, rewritten every
+    /// `period`: a power model of something the test measures (issue 4's accuracy harness).
+    pub fn driven(
+        max_range_uj: u64,
+        period: Duration,
+        mut energy_uj: impl FnMut() -> u64 + Send + 'static,
+    ) -> FakeRapl {
+        let dir = tempfile::tempdir().unwrap();
+        let zdir = dir.path().join("class/powercap/intel-rapl:0");
+        fs::create_dir_all(&zdir).unwrap();
+        fs::write(zdir.join("name"), "package-0\n").unwrap();
+        fs::write(
+            zdir.join("max_energy_range_uj"),
+            format!("{max_range_uj}\n"),
+        )
+        .unwrap();
+        fs::write(zdir.join("enabled"), "1\n").unwrap();
+        let f = File::create(zdir.join("energy_uj")).unwrap();
+        let mut write = move || {
+            let v = energy_uj() % max_range_uj;
+            f.write_at(format!("{v:020}\n").as_bytes(), 0).unwrap();
+        };
+        write();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let writer = thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                write();
+                thread::sleep(period);
+            }
+        });
+        FakeRapl {
+            dir,
+            stop,
+            writer: Some(writer),
+        }
+    }
 }
 
 impl Drop for FakeRapl {
@@ -117,7 +155,8 @@ pub struct Kepler {
     _logdir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -128,7 +167,11 @@ fn free_port() -> u16 {
 impl Kepler {
     /// Starts `kepler` with `args` plus a listen address, and waits until `/healthz` answers.
     pub fn start(args: &[&str]) -> Kepler {
-        let port = free_port();
+        Kepler::start_on(free_port(), args)
+    }
+
+    /// As [`Kepler::start`], on a given port (a restart on the address a scraper knows).
+    pub fn start_on(port: u16, args: &[&str]) -> Kepler {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("kepler.log");
         let child = Command::new(env!("CARGO_BIN_EXE_kepler"))

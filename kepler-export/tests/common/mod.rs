@@ -118,6 +118,8 @@ pub fn stats() -> SelfStats {
         sources: vec![SourceSelf {
             source: "fake".into(),
             read_duration_secs: 0.001,
+            ..Default::default()
         }],
+        ..Default::default()
     }
 }

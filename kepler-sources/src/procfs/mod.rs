@@ -21,10 +21,17 @@
 //! The cache is refreshed when the comm in `stat` differs from the cached one: that is what
 //! an `exec` looks like, and it is free to check since the comm is in the line we read anyway.
 //!
+//! For exact attribution under churn (issue 4) each scan also reports, per process, its
+//! parent pid, its reaped children's time (`cutime + cstime`) and its last CPU
+//! ([`kepler_core::ProcessDetail`]); with a cgroup root, each container's cgroup CPU counter
+//! (see `cgroup_usage.rs`); and on multi-socket machines (by `<root>/cpuinfo`), the per-CPU
+//! lines of `<root>/stat` with each CPU's socket.
+//!
 //! Parsing is hand-written (see `stat.rs`) rather than through the `procfs` crate, to keep
 //! the hot loop allocation-free and the dependency list short.
 
 mod cgroup;
+mod cgroup_usage;
 mod cpuinfo;
 mod stat;
 mod vm;
@@ -40,8 +47,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kepler_core::{
-    ActivityFrame, ActivitySource, ContainerInfo, Nanos, NodeCpu, PodInfo, ProcessInfo,
-    ProcessSample, ReadError, SourceError, Timestamp,
+    ActivityFrame, ActivitySource, ContainerInfo, CpuTime, Nanos, NodeCpu, PodInfo, ProcessDetail,
+    ProcessInfo, ProcessSample, ReadError, SourceError, Timestamp,
 };
 
 use crate::{Error, ErrorKind};
@@ -51,7 +58,11 @@ pub use cpuinfo::read_cpuinfo;
 pub use stat::{parse_stat, StatFields};
 pub use vm::vm_from_cmdline;
 
-use stat::{comm_matches, parse_node_cpu, parse_stat_raw, sanitize_comm, NodeTicks, PF_KTHREAD};
+use cgroup_usage::CgroupUsage;
+use stat::{
+    comm_matches, parse_node_cpu, parse_per_cpu, parse_stat_raw, sanitize_comm, NodeTicks,
+    PF_KTHREAD,
+};
 
 /// The Linux `USER_HZ` on every mainstream architecture; used when it cannot be detected.
 const DEFAULT_USER_HZ: u64 = 100;
@@ -86,6 +97,9 @@ pub struct ProcfsOptions {
     /// unreadable (fake trees). Raising the soft limit to the hard one at start, as Go
     /// programs do, lets the budget cover large nodes.
     pub max_open_files: Option<usize>,
+    /// The cgroupfs root (`<sysfs>/fs/cgroup`) whose per-container CPU counters account the
+    /// processes that start and exit between two scans (issue 4). `None` reads no cgroups.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 impl Default for ProcfsOptions {
@@ -101,6 +115,7 @@ impl ProcfsOptions {
             root: root.into(),
             user_hz: None,
             max_open_files: None,
+            cgroup_root: None,
         }
     }
 }
@@ -136,6 +151,11 @@ pub struct ProcfsActivity {
     skipped: u64,
     vanished: u64,
     empty: Arc<str>,
+    /// Per-container cgroup counters, when a cgroup root is set.
+    cgroups: Option<CgroupUsage>,
+    /// Socket of each logical CPU, indexed by CPU, when the machine has more than one
+    /// socket; empty otherwise (then per-CPU lines are not read).
+    cpu_socket: Vec<Option<u32>>,
 }
 
 impl fmt::Debug for ProcfsActivity {
@@ -171,6 +191,7 @@ impl ProcfsActivity {
         let max_open_files = opts
             .max_open_files
             .unwrap_or_else(|| auto_max_open_files(&opts.root));
+        let cpu_socket = socket_map(&opts.root);
         let mut source = ProcfsActivity {
             paths: PidPaths::new(&opts.root),
             root: opts.root,
@@ -184,6 +205,8 @@ impl ProcfsActivity {
             skipped: 0,
             vanished: 0,
             empty: Arc::from(""),
+            cgroups: opts.cgroup_root.map(CgroupUsage::new),
+            cpu_socket,
         };
         let path = source.root.join("stat");
         match source.read_node() {
@@ -234,10 +257,38 @@ impl ProcfsActivity {
     fn read_node(&mut self) -> Result<NodeTicks, NodeError> {
         let path = self.paths.root_file(b"stat");
         let file = File::open(path).map_err(NodeError::Io)?;
-        self.buf
-            .fill(&file, STAT_LIMIT, Stop::AnyNewline)
-            .map_err(NodeError::Io)?;
+        // Per-CPU lines only matter for the per-socket split.
+        let (limit, stop) = if self.cpu_socket.is_empty() {
+            (STAT_LIMIT, Stop::AnyNewline)
+        } else {
+            (AUX_LIMIT, Stop::Eof)
+        };
+        self.buf.fill(&file, limit, stop).map_err(NodeError::Io)?;
         parse_node_cpu(self.buf.bytes()).ok_or(NodeError::Parse)
+    }
+
+    /// The per-CPU lines of the `/proc/stat` last read by `read_node`, with their sockets.
+    fn push_cpus(&self, out: &mut ActivityFrame) {
+        if self.cpu_socket.is_empty() {
+            return;
+        }
+        parse_per_cpu(self.buf.bytes(), |cpu, ticks| {
+            if let Some(Some(socket)) = self.cpu_socket.get(cpu as usize) {
+                out.cpus.push(CpuTime {
+                    cpu,
+                    socket: *socket,
+                    time: NodeCpu {
+                        busy: self.ticks_to_ns(ticks.busy),
+                        total: self.ticks_to_ns(ticks.total),
+                    },
+                });
+            }
+        });
+    }
+
+    /// How many containers have their cgroup CPU counter read each scan.
+    pub fn accounted_containers(&self) -> usize {
+        self.cgroups.as_ref().map_or(0, CgroupUsage::tracked)
     }
 
     /// Reads one process into `out`, from the cache when it is known.
@@ -281,6 +332,11 @@ impl ProcfsActivity {
         };
         let start_time = raw.starttime;
         let cpu_time = self.ticks_to_ns(raw.utime.saturating_add(raw.stime));
+        let detail = ProcessDetail {
+            ppid: raw.ppid,
+            children_time: self.ticks_to_ns(raw.cutime.saturating_add(raw.cstime)),
+            last_cpu: Some(raw.processor),
+        };
         let generation = self.generation;
         let keep = self.open_files < self.max_open_files;
         let info = match self.cache.get_mut(&pid) {
@@ -323,6 +379,7 @@ impl ProcfsActivity {
             cpu_time,
             info,
         });
+        out.details.push(detail);
     }
 
     /// Opens `<root>/<pid>/stat`; when descriptors run out, gives half of the kept ones
@@ -377,16 +434,22 @@ impl ProcfsActivity {
             .fill_path(self.paths.pid_file(name, b"cgroup"), AUX_LIMIT)
         {
             Ok(()) => {
-                parse_cgroup(&String::from_utf8_lossy(self.aux.bytes())).map(|m| ContainerInfo {
-                    id: Arc::from(m.container_id),
-                    name: Arc::clone(&self.empty),
-                    runtime: m.runtime,
-                    pod: m.pod_uid.map(|uid| PodInfo {
-                        id: Arc::from(uid),
+                let found = parse_cgroup(&String::from_utf8_lossy(self.aux.bytes())).map(|m| {
+                    ContainerInfo {
+                        id: Arc::from(m.container_id),
                         name: Arc::clone(&self.empty),
-                        namespace: Arc::clone(&self.empty),
-                    }),
-                })
+                        runtime: m.runtime,
+                        pod: m.pod_uid.map(|uid| PodInfo {
+                            id: Arc::from(uid),
+                            name: Arc::clone(&self.empty),
+                            namespace: Arc::clone(&self.empty),
+                        }),
+                    }
+                });
+                if let (Some(c), Some(cgroups)) = (&found, &mut self.cgroups) {
+                    cgroups.register(c, self.aux.bytes(), self.generation);
+                }
+                found
             }
             Err(_) => None,
         };
@@ -427,6 +490,7 @@ impl ActivitySource for ProcfsActivity {
             busy: self.ticks_to_ns(node.busy),
             total: self.ticks_to_ns(node.total),
         };
+        self.push_cpus(out);
 
         let dir = std::fs::read_dir(&self.root).map_err(|e| read_error(&self.root, &e))?;
         self.generation = self.generation.wrapping_add(1);
@@ -440,6 +504,11 @@ impl ActivitySource for ProcfsActivity {
                 continue;
             };
             self.scan_pid(pid, name, out);
+        }
+
+        if let Some(cgroups) = &mut self.cgroups {
+            cgroups.mark(out, first, self.generation);
+            cgroups.read(out, self.generation);
         }
 
         // Every pid appears once per scan, so when the cache holds exactly the processes
@@ -486,6 +555,31 @@ fn read_error(path: &Path, e: &io::Error) -> ReadError {
             detail: e.to_string(),
         },
     }
+}
+
+/// Socket of each logical CPU from `<root>/cpuinfo`, when there is more than one socket.
+fn socket_map(root: &Path) -> Vec<Option<u32>> {
+    let Ok(cpus) = read_cpuinfo(root) else {
+        return Vec::new();
+    };
+    let Some(first) = cpus.first() else {
+        return Vec::new();
+    };
+    if cpus.iter().all(|c| c.physical_id == first.physical_id) {
+        return Vec::new();
+    }
+    let mut map = Vec::new();
+    for c in &cpus {
+        let i = c.processor as usize;
+        if i >= 65_536 {
+            continue; // not a real CPU number: ignore rather than allocate
+        }
+        if i >= map.len() {
+            map.resize(i + 1, None);
+        }
+        map[i] = Some(c.physical_id);
+    }
+    map
 }
 
 /// Half the soft `Max open files` of `<root>/self/limits` (this process, when `<root>` is

@@ -154,6 +154,28 @@ pub(crate) struct NodeTicks {
 pub(crate) fn parse_node_cpu(buf: &[u8]) -> Option<NodeTicks> {
     let line = buf.split(|&b| b == b'\n').next()?;
     let rest = line.strip_prefix(b"cpu ")?;
+    parse_cpu_fields(rest)
+}
+
+/// Calls `each(cpu, ticks)` for every per-CPU line (`cpuN ...`) of `/proc/stat`; lines that
+/// do not parse are skipped (one bad line must not hide the others).
+pub(crate) fn parse_per_cpu(buf: &[u8], mut each: impl FnMut(u32, NodeTicks)) {
+    for line in buf.split(|&b| b == b'\n') {
+        let Some(rest) = line.strip_prefix(b"cpu") else {
+            continue;
+        };
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            continue;
+        }
+        let (num, fields) = rest.split_at(digits);
+        if let (Some(cpu), Some(ticks)) = (parse_u32(num), parse_cpu_fields(fields)) {
+            each(cpu, ticks);
+        }
+    }
+}
+
+fn parse_cpu_fields(rest: &[u8]) -> Option<NodeTicks> {
     let mut vals = [0u64; 8];
     let mut n = 0usize;
     for tok in rest

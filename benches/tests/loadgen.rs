@@ -1,0 +1,198 @@
+//! `loadgen` spawns the processes it is asked for, in the cgroups it is asked for, and leaves
+//! nothing behind on SIGTERM or at the end of its run (issue 9).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// PIDs whose parent is `parent`, with their command lines.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let mut f = rest.split_whitespace();
+        let state = f.next();
+        if f.next() == Some(&parent.to_string()) && state != Some("Z") {
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the comm.
+    f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn spawns_sleeping_busy_and_churn_then_cleans_up_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let mut lg = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--sleeping",
+            "6",
+            "--busy",
+            "2",
+            "--duty",
+            "0.3",
+            "--churn",
+            "40",
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = lg.id();
+    wait_for("ready file", Duration::from_secs(20), || ready.exists());
+    assert_eq!(fs::read_to_string(&ready).unwrap().trim(), "8");
+    let kids = children(pid);
+    let count = |mode: &str| {
+        kids.iter()
+            .filter(|(_, c)| c.contains(&format!("--worker {mode}")))
+            .count()
+    };
+    assert_eq!(count("sleep"), 6, "{kids:?}");
+    assert_eq!(count("busy"), 2, "{kids:?}");
+    // Churn children come and go: some are seen within a second.
+    let mut churned = std::collections::HashSet::new();
+    wait_for("churn children", Duration::from_secs(5), || {
+        for (p, c) in children(pid) {
+            if c.contains("--worker churn") {
+                churned.insert(p);
+            }
+        }
+        churned.len() >= 5
+    });
+    // The busy workers burn CPU; the sleeping ones do not.
+    let busy: Vec<u32> = kids
+        .iter()
+        .filter(|(_, c)| c.contains("--worker busy"))
+        .map(|(p, _)| *p)
+        .collect();
+    let before = cpu_ticks(busy[0]);
+    thread::sleep(Duration::from_millis(1500));
+    assert!(cpu_ticks(busy[0]) > before, "busy worker did not run");
+
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = lg.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    for (p, _) in &kids {
+        assert!(
+            !Path::new(&format!("/proc/{p}")).exists()
+                || fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true),
+            "worker {p} survived SIGTERM"
+        );
+    }
+}
+
+#[test]
+fn duration_ends_the_run_and_bad_flags_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--sleeping", "3", "--duration", "0.5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 processes"), "{text}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--duty", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duty"));
+}
+
+/// cgroup placement needs writable hierarchies (root); skipped with a reason otherwise.
+#[test]
+fn workers_land_in_docker_named_cgroups_which_are_removed_after() {
+    let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("cgroup.procs").exists());
+    let Some(root) = v2 else {
+        eprintln!("skipping: no cgroup v2 hierarchy mounted");
+        return;
+    };
+    let probe = root.join(format!("kepler-loadgen-probe-{}", std::process::id()));
+    if fs::create_dir(&probe).is_err() {
+        eprintln!("skipping: {} is not writable (needs root)", root.display());
+        return;
+    }
+    fs::remove_dir(&probe).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let mut lg = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        // No --cgroup-root: every mounted hierarchy, v1 and v2.
+        .args(["--sleeping", "4", "--cgroups", "2"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = lg.id();
+    wait_for("ready file", Duration::from_secs(20), || ready.exists());
+    let parent = root.join(format!("kepler-loadgen-{pid}"));
+    let mut leaves: Vec<String> = fs::read_dir(&parent)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    leaves.sort();
+    assert_eq!(leaves.len(), 2, "{leaves:?}");
+    for leaf in &leaves {
+        let id = leaf
+            .strip_prefix("docker-")
+            .and_then(|l| l.strip_suffix(".scope"))
+            .unwrap();
+        assert_eq!(id.len(), 64, "{leaf}");
+        let procs = fs::read_to_string(parent.join(leaf).join("cgroup.procs")).unwrap();
+        assert_eq!(procs.lines().count(), 2, "{leaf}: {procs}");
+        for p in procs.lines() {
+            let cg = fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();
+            // In that leaf in every hierarchy (cgroup v1 cpuset included).
+            for line in cg.lines() {
+                assert!(line.ends_with(leaf.as_str()), "{p}: {line}");
+            }
+        }
+    }
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(lg.wait().unwrap().success());
+    assert!(!parent.exists(), "{} left behind", parent.display());
+}

@@ -1,0 +1,573 @@
+//! Turns the BPF maps' records into the same [`ActivityFrame`] the procfs source fills.
+//!
+//! Identity is (tgid, start time in clock ticks since boot), computed from the group
+//! leader's `start_boottime` exactly as the kernel computes field 22 of `/proc/<pid>/stat`,
+//! so a process has the same key here as under procfs. What does not change for the life
+//! of a process (exe, container, VM) is read from procfs once, with kepler-sources' own
+//! cgroup and command-line parsers, and cached under that key; a changed comm (an exec)
+//! reloads it. Processes that exited before they were ever read have no procfs entry left:
+//! their container comes from the cgroup id the BPF program recorded, resolved through the
+//! containers of live processes seen in the same cgroup, else through the cgroup's
+//! directory name the program saved.
+//!
+//! Exited processes are reported on two reads (their final slice is charged at their last
+//! context switch, which can land just after the first read), then their map entries are
+//! handed back for deletion.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kepler_core::{
+    ActivityFrame, ContainerInfo, Nanos, NodeCpu, PodInfo, ProcessInfo, ProcessSample, ReadError,
+    Timestamp,
+};
+use kepler_sources::{parse_cgroup, vm_from_cmdline, CgroupMatch};
+
+use crate::raw::{CpuSlot, ProcRecord, COMM_LEN, PROC_KTHREAD};
+
+/// How many reads an exited process is reported on before its entry is deleted.
+const EXITED_READS: u8 = 2;
+/// Enough for the cgroup file of any real process and a QEMU command line.
+const AUX_LIMIT: u64 = 256 * 1024;
+
+struct Cached {
+    info: Arc<ProcessInfo>,
+    comm: [u8; COMM_LEN],
+    seen: u64,
+    exited_reads: u8,
+}
+
+struct CachedContainer {
+    container: Option<ContainerInfo>,
+    seen: u64,
+}
+
+/// Builds activity frames from BPF records; owns the per-process static-data cache.
+pub struct FrameBuilder {
+    procfs: PathBuf,
+    ns_per_tick: u64,
+    cache: HashMap<(u32, u64), Cached>,
+    containers: HashMap<u64, CachedContainer>,
+    in_flight: HashMap<u32, u64>,
+    generation: u64,
+    delete: Vec<u32>,
+    empty: Arc<str>,
+    stat_buf: String,
+}
+
+impl std::fmt::Debug for FrameBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameBuilder")
+            .field("procfs", &self.procfs)
+            .field("ns_per_tick", &self.ns_per_tick)
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameBuilder {
+    /// A builder reading static data and node totals under `procfs`, converting start
+    /// times with `user_hz` clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+    pub fn new(procfs: impl Into<PathBuf>, user_hz: u64) -> FrameBuilder {
+        FrameBuilder {
+            procfs: procfs.into(),
+            ns_per_tick: 1_000_000_000 / user_hz.clamp(1, 1_000_000_000),
+            cache: HashMap::new(),
+            containers: HashMap::new(),
+            in_flight: HashMap::new(),
+            generation: 0,
+            delete: Vec::new(),
+            empty: Arc::from(""),
+            stat_buf: String::new(),
+        }
+    }
+
+    /// Processes with cached static data.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Fills `out` from `records` (the process map) and `slots` (per-CPU state read after
+    /// it, at monotonic time `now_ns`): each running process is also credited the time
+    /// since its current slice began. `cgroup_name` looks a cgroup id up in the BPF
+    /// program's `cgroups` map. Returns the tgids whose entries are done and must be
+    /// deleted from the map.
+    pub fn build(
+        &mut self,
+        at: Timestamp,
+        records: &[ProcRecord],
+        slots: &[CpuSlot],
+        now_ns: u64,
+        cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
+        out: &mut ActivityFrame,
+    ) -> Result<&[u32], ReadError> {
+        out.clear();
+        out.at = at;
+        out.node = self.read_node()?;
+        self.generation = self.generation.wrapping_add(1);
+        self.delete.clear();
+        self.in_flight.clear();
+        for s in slots {
+            if s.tgid != 0 && s.since_ns != 0 {
+                *self.in_flight.entry(s.tgid).or_default() += now_ns.saturating_sub(s.since_ns);
+            }
+        }
+        // Live processes first: they teach which container each cgroup id belongs to, which
+        // the exited ones (no procfs entry left) then reuse.
+        for pass_exited in [false, true] {
+            for r in records.iter().filter(|r| r.exited() == pass_exited) {
+                self.push(r, cgroup_name, out);
+            }
+        }
+        let generation = self.generation;
+        if self.cache.len() > out.processes.len() {
+            self.cache.retain(|_, c| c.seen == generation);
+        }
+        if generation % 64 == 0 {
+            self.containers
+                .retain(|_, c| generation.wrapping_sub(c.seen) < 64);
+        }
+        Ok(&self.delete)
+    }
+
+    fn push(
+        &mut self,
+        r: &ProcRecord,
+        cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
+        out: &mut ActivityFrame,
+    ) {
+        let start_time = r.start_boottime_ns / self.ns_per_tick;
+        let key = (r.tgid, start_time);
+        let generation = self.generation;
+        let info = match self.cache.get_mut(&key) {
+            Some(c) if c.comm == r.comm => {
+                c.seen = generation;
+                Arc::clone(&c.info)
+            }
+            // New process, or an exec (new comm): read the rest.
+            _ => {
+                let info = Arc::new(self.load_static(r, cgroup_name));
+                let exited_reads = self.cache.get(&key).map_or(0, |c| c.exited_reads);
+                self.cache.insert(
+                    key,
+                    Cached {
+                        info: Arc::clone(&info),
+                        comm: r.comm,
+                        seen: generation,
+                        exited_reads,
+                    },
+                );
+                info
+            }
+        };
+        if let Some(c) = self.containers.get_mut(&r.cgroup_id) {
+            c.seen = generation;
+        }
+        if r.exited() {
+            if let Some(c) = self.cache.get_mut(&key) {
+                c.exited_reads = c.exited_reads.saturating_add(1);
+                if c.exited_reads >= EXITED_READS {
+                    self.delete.push(r.tgid);
+                    self.cache.remove(&key);
+                }
+            }
+        }
+        let extra = if r.exited() {
+            0
+        } else {
+            self.in_flight.get(&r.tgid).copied().unwrap_or(0)
+        };
+        out.processes.push(ProcessSample {
+            pid: r.tgid,
+            start_time,
+            cpu_time: Nanos(r.on_cpu_ns.saturating_add(extra)),
+            info,
+        });
+    }
+
+    /// Static data of a process: from procfs while it lives, from what the BPF program
+    /// recorded once it is gone. Every part degrades on its own, as under procfs.
+    fn load_static(
+        &mut self,
+        r: &ProcRecord,
+        cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
+    ) -> ProcessInfo {
+        let comm: Arc<str> = Arc::from(sanitize_comm(r.comm_bytes()));
+        if r.flags & PROC_KTHREAD != 0 {
+            return ProcessInfo {
+                comm,
+                exe: Arc::clone(&self.empty),
+                container: None,
+                vm: None,
+            };
+        }
+        let dir = self.procfs.join(r.tgid.to_string());
+        let mut exe = Arc::clone(&self.empty);
+        let mut vm = None;
+        let mut container = None;
+        let mut from_procfs = false;
+        if !r.exited() {
+            if let Ok(target) = std::fs::read_link(dir.join("exe")) {
+                exe = Arc::from(target.to_string_lossy());
+            }
+            if let Ok(text) = read_limited(&dir.join("cgroup")) {
+                container = parse_cgroup(&text).map(|m| self.container_info(m));
+                from_procfs = true;
+                self.containers.insert(
+                    r.cgroup_id,
+                    CachedContainer {
+                        container: container.clone(),
+                        seen: self.generation,
+                    },
+                );
+            }
+            if let Ok(cmdline) = read_limited(&dir.join("cmdline")) {
+                vm = vm_from_cmdline(cmdline.as_bytes());
+            }
+        }
+        if !from_procfs {
+            container = self.container_of_cgroup(r.cgroup_id, cgroup_name);
+        }
+        ProcessInfo {
+            comm,
+            exe,
+            container,
+            vm,
+        }
+    }
+
+    fn container_of_cgroup(
+        &mut self,
+        id: u64,
+        cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
+    ) -> Option<ContainerInfo> {
+        if let Some(c) = self.containers.get(&id) {
+            return c.container.clone();
+        }
+        // Only the directory's own name is known: enough for every runtime's scope name,
+        // though a pod id carried by a parent directory is lost.
+        let name = cgroup_name(id)?;
+        let path = format!("0::/{}\n", String::from_utf8_lossy(&name));
+        let container = parse_cgroup(&path).map(|m| self.container_info(m));
+        self.containers.insert(
+            id,
+            CachedContainer {
+                container: container.clone(),
+                seen: self.generation,
+            },
+        );
+        container
+    }
+
+    fn container_info(&self, m: CgroupMatch) -> ContainerInfo {
+        ContainerInfo {
+            id: Arc::from(m.container_id),
+            name: Arc::clone(&self.empty),
+            runtime: m.runtime,
+            pod: m.pod_uid.map(|uid| PodInfo {
+                id: Arc::from(uid),
+                name: Arc::clone(&self.empty),
+                namespace: Arc::clone(&self.empty),
+            }),
+        }
+    }
+
+    /// Node totals from the aggregate `cpu ` line of `<procfs>/stat`, as the procfs source
+    /// computes them.
+    fn read_node(&mut self) -> Result<NodeCpu, ReadError> {
+        let path = self.procfs.join("stat");
+        self.stat_buf.clear();
+        let mut file = std::fs::File::open(&path).map_err(|e| read_error(&path, &e))?;
+        io::Read::read_to_string(&mut file, &mut self.stat_buf)
+            .map_err(|e| read_error(&path, &e))?;
+        let ticks = parse_node_ticks(&self.stat_buf).ok_or_else(|| ReadError::Parse {
+            what: path.display().to_string(),
+            detail: "no aggregate `cpu ` line".into(),
+        })?;
+        let ns = |t: u64| Nanos(t.saturating_mul(self.ns_per_tick));
+        Ok(NodeCpu {
+            busy: ns(ticks.0),
+            total: ns(ticks.1),
+        })
+    }
+}
+
+/// (busy, total) ticks: busy = user + nice + system + irq + softirq + steal, total = busy +
+/// idle + iowait (guest time is already in user and nice).
+fn parse_node_ticks(stat: &str) -> Option<(u64, u64)> {
+    let rest = stat.lines().next()?.strip_prefix("cpu ")?;
+    let mut v = [0u64; 8];
+    let mut n = 0;
+    for tok in rest.split_ascii_whitespace() {
+        if let Some(slot) = v.get_mut(n) {
+            *slot = tok.parse().ok()?;
+        }
+        n += 1;
+    }
+    if n < 4 {
+        return None;
+    }
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = v;
+    let busy = [nice, system, irq, softirq, steal]
+        .iter()
+        .fold(user, |a, &b| a.saturating_add(b));
+    Some((busy, busy.saturating_add(idle).saturating_add(iowait)))
+}
+
+fn read_limited(path: &Path) -> io::Result<String> {
+    let file = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, AUX_LIMIT), &mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn read_error(path: &Path, e: &io::Error) -> ReadError {
+    let what = path.display().to_string();
+    match e.kind() {
+        io::ErrorKind::NotFound => ReadError::Missing { what },
+        io::ErrorKind::PermissionDenied => ReadError::NotPermitted {
+            what,
+            needs: "read access to procfs".into(),
+        },
+        _ => ReadError::Io {
+            what,
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// The comm as one printable line, as the procfs source shows it: control characters
+/// become `?`, invalid UTF-8 becomes U+FFFD.
+fn sanitize_comm(raw: &[u8]) -> String {
+    let cleaned: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b < 0x20 || b == 0x7f { b'?' } else { b })
+        .collect();
+    String::from_utf8_lossy(&cleaned).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::PROC_EXITED;
+    use kepler_core::Runtime;
+
+    const ID: &str = "3f2a9c1b7e4d8a6f0b5c2e9d1a7f3b8c4e6d0a2f9b1c7e5d3a8f6b4c2e0d9a7f";
+
+    fn comm(s: &str) -> [u8; COMM_LEN] {
+        let mut c = [0u8; COMM_LEN];
+        c[..s.len()].copy_from_slice(s.as_bytes());
+        c
+    }
+
+    fn rec(tgid: u32, ns: u64, cgroup_id: u64, flags: u32, name: &str) -> ProcRecord {
+        ProcRecord {
+            tgid,
+            on_cpu_ns: ns,
+            start_boottime_ns: 5_000_000_000 + u64::from(tgid) * 10_000_000,
+            cgroup_id,
+            last_cpu: 0,
+            flags,
+            comm: comm(name),
+        }
+    }
+
+    /// A procfs tree with `/stat` and one process in a docker container.
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("stat"),
+            "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 100 0 50 800 50 0 0 0 0 0\n",
+        )
+        .unwrap();
+        let p = root.join("10");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(
+            p.join("cgroup"),
+            format!("0::/system.slice/docker-{ID}.scope\n"),
+        )
+        .unwrap();
+        std::fs::write(p.join("cmdline"), b"sh\0-c\0work\0").unwrap();
+        std::os::unix::fs::symlink("/bin/sh", p.join("exe")).unwrap();
+        dir
+    }
+
+    fn no_names(_: u64) -> Option<Vec<u8>> {
+        None
+    }
+
+    #[test]
+    fn live_and_exited_processes_of_one_cgroup_share_the_container() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        // The child 11 exited before it was ever read: no procfs entry, same cgroup id.
+        let records = [
+            rec(11, 4_000_000, 900, PROC_EXITED, "child"),
+            rec(10, 7_000_000, 900, 0, "sh"),
+        ];
+        let del = b
+            .build(Timestamp(1), &records, &[], 0, &mut no_names, &mut out)
+            .unwrap()
+            .to_vec();
+        assert!(del.is_empty(), "exited entries are reported twice first");
+        assert_eq!(out.node.busy, Nanos(1_500_000_000));
+        assert_eq!(out.node.total, Nanos(10_000_000_000));
+        assert_eq!(out.processes.len(), 2);
+        let parent = out.processes.iter().find(|p| p.pid == 10).unwrap();
+        let child = out.processes.iter().find(|p| p.pid == 11).unwrap();
+        assert_eq!(&*parent.info.exe, "/bin/sh");
+        assert_eq!(parent.start_time, 510, "start_boottime / (1e9 / USER_HZ)");
+        let c = parent.info.container.as_ref().unwrap();
+        assert_eq!(&*c.id, ID);
+        assert_eq!(c.runtime, Runtime::Docker);
+        assert_eq!(child.info.container, parent.info.container);
+        assert_eq!(&*child.info.comm, "child");
+        assert_eq!(child.cpu_time, Nanos(4_000_000));
+
+        // Second read: the exited entry is reported once more, then handed back.
+        let del = b
+            .build(Timestamp(2), &records, &[], 0, &mut no_names, &mut out)
+            .unwrap()
+            .to_vec();
+        assert_eq!(del, vec![11]);
+        assert_eq!(out.processes.len(), 2);
+    }
+
+    #[test]
+    fn unknown_cgroup_resolves_through_the_saved_name() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        let records = [rec(12, 1, 901, PROC_EXITED, "job")];
+        let mut names = |id: u64| (id == 901).then(|| format!("crio-{ID}.scope").into_bytes());
+        b.build(Timestamp(1), &records, &[], 0, &mut names, &mut out)
+            .unwrap();
+        let c = out.processes[0].info.container.as_ref().unwrap();
+        assert_eq!(c.runtime, Runtime::CriO);
+        assert_eq!(&*c.id, ID);
+    }
+
+    #[test]
+    fn running_process_is_credited_its_current_slice() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        let records = [rec(10, 1_000, 900, 0, "sh")];
+        let slots = [
+            CpuSlot {
+                since_ns: 9_000,
+                tgid: 10,
+                dropped: 0,
+            },
+            CpuSlot {
+                since_ns: 9_500,
+                tgid: 0,
+                dropped: 0,
+            },
+        ];
+        b.build(
+            Timestamp(1),
+            &records,
+            &slots,
+            10_000,
+            &mut no_names,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.processes[0].cpu_time, Nanos(2_000));
+    }
+
+    #[test]
+    fn static_data_is_cached_until_an_exec_changes_the_comm() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        b.build(
+            Timestamp(1),
+            &[rec(10, 1, 900, 0, "sh")],
+            &[],
+            0,
+            &mut no_names,
+            &mut out,
+        )
+        .unwrap();
+        let first = Arc::clone(&out.processes[0].info);
+        b.build(
+            Timestamp(2),
+            &[rec(10, 2, 900, 0, "sh")],
+            &[],
+            0,
+            &mut no_names,
+            &mut out,
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&first, &out.processes[0].info));
+        b.build(
+            Timestamp(3),
+            &[rec(10, 3, 900, 0, "make")],
+            &[],
+            0,
+            &mut no_names,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(&*out.processes[0].info.comm, "make");
+        assert_eq!(b.cached(), 1);
+        b.build(Timestamp(4), &[], &[], 0, &mut no_names, &mut out)
+            .unwrap();
+        assert_eq!(b.cached(), 0, "processes gone from the map leave the cache");
+    }
+
+    #[test]
+    fn kernel_threads_have_no_exe_or_container() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        b.build(
+            Timestamp(1),
+            &[rec(10, 1, 900, PROC_KTHREAD, "kworker/0:1")],
+            &[],
+            0,
+            &mut no_names,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(&*out.processes[0].info.exe, "");
+        assert_eq!(out.processes[0].info.container, None);
+    }
+
+    #[test]
+    fn missing_proc_stat_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let e = b
+            .build(
+                Timestamp(1),
+                &[],
+                &[],
+                0,
+                &mut no_names,
+                &mut ActivityFrame::default(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, ReadError::Missing { ref what } if what.ends_with("stat")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn node_ticks_match_the_procfs_rule() {
+        assert_eq!(
+            parse_node_ticks("cpu  1 2 3 4 5 6 7 8 9 10\n"),
+            Some((27, 36))
+        );
+        assert_eq!(parse_node_ticks("cpu  1 2 3 4\n"), Some((6, 10)));
+        assert_eq!(parse_node_ticks("cpu  1 2\n"), None);
+        assert_eq!(parse_node_ticks("intr 5\n"), None);
+    }
+}

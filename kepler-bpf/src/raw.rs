@@ -1,0 +1,144 @@
+//! The map values of `src/bpf/activity.h`, decoded from bytes without `unsafe`.
+
+/// `KEPLER_PROC_EXITED`: every thread of the process has exited.
+pub const PROC_EXITED: u32 = 1;
+/// `KEPLER_PROC_KTHREAD`: a kernel thread.
+pub const PROC_KTHREAD: u32 = 2;
+/// `KEPLER_COMM_LEN`.
+pub const COMM_LEN: usize = 16;
+/// Size of `struct proc_acct`.
+pub const PROC_ACCT_SIZE: usize = 48;
+/// Size of `struct cpu_slot`.
+pub const CPU_SLOT_SIZE: usize = 24;
+
+/// One process as the BPF program accounts it (`struct proc_acct`, keyed by tgid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcRecord {
+    /// Process id (tgid): the map key.
+    pub tgid: u32,
+    /// On-CPU nanoseconds of all its threads since the program was attached.
+    pub on_cpu_ns: u64,
+    /// The group leader's start time, nanoseconds since boot (`start_boottime`).
+    pub start_boottime_ns: u64,
+    /// cgroup v2 id of its cgroup when first seen.
+    pub cgroup_id: u64,
+    /// The CPU it was last switched out on.
+    pub last_cpu: u32,
+    /// [`PROC_EXITED`], [`PROC_KTHREAD`].
+    pub flags: u32,
+    /// The group leader's `comm`, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+impl ProcRecord {
+    /// Decodes a map entry; `None` when a slice has the wrong size.
+    pub fn decode(key: &[u8], value: &[u8]) -> Option<ProcRecord> {
+        let tgid = u32::from_ne_bytes(key.try_into().ok()?);
+        if value.len() != PROC_ACCT_SIZE {
+            return None;
+        }
+        let comm = value.get(32..32 + COMM_LEN)?.try_into().ok()?;
+        Some(ProcRecord {
+            tgid,
+            on_cpu_ns: u64_at(value, 0)?,
+            start_boottime_ns: u64_at(value, 8)?,
+            cgroup_id: u64_at(value, 16)?,
+            last_cpu: u32_at(value, 24)?,
+            flags: u32_at(value, 28)?,
+            comm,
+        })
+    }
+
+    /// Encodes the value as the kernel stores it (for tests and benchmarks that fill a map).
+    pub fn encode_value(&self) -> [u8; PROC_ACCT_SIZE] {
+        let mut v = [0u8; PROC_ACCT_SIZE];
+        v[0..8].copy_from_slice(&self.on_cpu_ns.to_ne_bytes());
+        v[8..16].copy_from_slice(&self.start_boottime_ns.to_ne_bytes());
+        v[16..24].copy_from_slice(&self.cgroup_id.to_ne_bytes());
+        v[24..28].copy_from_slice(&self.last_cpu.to_ne_bytes());
+        v[28..32].copy_from_slice(&self.flags.to_ne_bytes());
+        v[32..48].copy_from_slice(&self.comm);
+        v
+    }
+
+    /// Whether every thread of the process has exited.
+    pub fn exited(&self) -> bool {
+        self.flags & PROC_EXITED != 0
+    }
+
+    /// The comm up to its first NUL.
+    pub fn comm_bytes(&self) -> &[u8] {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        self.comm.get(..end).unwrap_or_default()
+    }
+}
+
+/// One CPU's state (`struct cpu_slot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuSlot {
+    /// Monotonic ns of the last context switch on this CPU; 0 before the first.
+    pub since_ns: u64,
+    /// The process running since then (0: idle).
+    pub tgid: u32,
+    /// Charges lost on this CPU because the process map was full.
+    pub dropped: u64,
+}
+
+impl CpuSlot {
+    /// Decodes one CPU's value; `None` when it has the wrong size.
+    pub fn decode(value: &[u8]) -> Option<CpuSlot> {
+        if value.len() != CPU_SLOT_SIZE {
+            return None;
+        }
+        Some(CpuSlot {
+            since_ns: u64_at(value, 0)?,
+            tgid: u32_at(value, 8)?,
+            dropped: u64_at(value, 16)?,
+        })
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The name of a cgroup from a `cgroups` map value: up to the first NUL.
+pub fn cgroup_name(value: &[u8]) -> &[u8] {
+    let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+    value.get(..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_record_round_trips() {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..4].copy_from_slice(b"busy");
+        let r = ProcRecord {
+            tgid: 42,
+            on_cpu_ns: 123_456_789,
+            start_boottime_ns: 9_000_000_000,
+            cgroup_id: 77,
+            last_cpu: 3,
+            flags: PROC_EXITED,
+            comm,
+        };
+        let back = ProcRecord::decode(&42u32.to_ne_bytes(), &r.encode_value()).unwrap();
+        assert_eq!(back, r);
+        assert!(back.exited());
+        assert_eq!(back.comm_bytes(), b"busy");
+    }
+
+    #[test]
+    fn wrong_sizes_are_rejected() {
+        assert_eq!(ProcRecord::decode(&[0; 4], &[0; 40]), None);
+        assert_eq!(ProcRecord::decode(&[0; 8], &[0; PROC_ACCT_SIZE]), None);
+        assert_eq!(CpuSlot::decode(&[0; 16]), None);
+    }
+}

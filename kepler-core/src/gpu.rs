@@ -1,0 +1,612 @@
+//! GPU energy accounting (issue 7): per-device readings in, node / process / container / pod
+//! GPU energy out. Pure like the rest of this crate: no I/O, no clock.
+//!
+//! Per device and tick, in integer microjoules and exactly:
+//!
+//! ```text
+//!  total = idle + active            idle   = configured idle power × dt, or the learned
+//!  active = Σ processes + unattributed        minimum power of ticks with no process, capped at total
+//! ```
+//!
+//! `active` is split among the device's processes by the mode the device runs in:
+//!
+//! - **shared** (time-slicing): in proportion to each process's SM utilisation (the backend
+//!   reports the largest sample per pid since the previous read); all zero means an equal split;
+//! - **exclusive**: equally (normally one process);
+//! - **MIG**: first among the GPU instances that run processes, by instance weight (slices),
+//!   then equally (or by SM samples when present) among the processes of each instance.
+//!
+//! Processes are matched by pid to the CPU snapshot of the same tick, which gives them their
+//! identity (start time), command, container and pod; GPU energy rolls up to containers and pods
+//! along the same hierarchy as CPU energy. Remainders are distributed with the
+//! largest-remainder method so no microjoule is created or lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::activity::{ContainerInfo, PodInfo, ProcessInfo};
+use crate::apportion::Apportioner;
+use crate::counter::{Delta, ZoneCounter};
+use crate::error::ReadError;
+use crate::snapshot::{Snapshot, State};
+use crate::units::{integrate, watts, MicroJoules, MicroWatts, Nanos, Timestamp};
+use crate::zone::{Metering, Reading, SourceKind, ZoneInfo, ZoneKind};
+
+/// What does not change about a GPU for the life of the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GpuDevice {
+    /// The backend's device index (the `gpu` label).
+    pub index: u32,
+    /// Stable identity (`gpu_uuid`), e.g. `GPU-5c0e...`.
+    pub uuid: Arc<str>,
+    /// Marketing name (`gpu_name`), e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: Arc<str>,
+    /// `vendor` label, e.g. `nvidia`.
+    pub vendor: Arc<str>,
+    /// Where the numbers come from (`source` of `kepler_node_power_source_info`).
+    pub source: SourceKind,
+}
+
+/// How a device shares itself between processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum GpuMode {
+    /// Time-slicing between contexts (NVML compute mode `Default`).
+    #[default]
+    Shared,
+    /// One context at a time (`ExclusiveProcess`).
+    Exclusive,
+    /// Partitioned into Multi-Instance GPU instances.
+    Mig,
+}
+
+impl GpuMode {
+    /// The `mode` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            GpuMode::Shared => "shared",
+            GpuMode::Exclusive => "exclusive",
+            GpuMode::Mig => "mig",
+        }
+    }
+}
+
+/// One process seen on a device in one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuProcessSample {
+    /// Process id as the host sees it.
+    pub pid: u32,
+    /// Largest SM utilisation sample (percent) since the previous read; 0 when none.
+    pub sm_util: u32,
+    /// The MIG GPU instance it runs on, when the driver says.
+    pub instance: Option<u32>,
+}
+
+/// A MIG GPU instance and its relative size (compute slices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuInstance {
+    /// GPU instance id.
+    pub id: u32,
+    /// Relative size; instances that run processes share active energy in this proportion.
+    pub weight: u32,
+}
+
+/// One device's reading in one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuSample {
+    /// Which device.
+    pub device: Arc<GpuDevice>,
+    /// When it was read.
+    pub at: Timestamp,
+    /// Cumulative energy (preferred) or power, or why there is none.
+    pub reading: Result<Reading, ReadError>,
+    /// Sharing mode.
+    pub mode: GpuMode,
+    /// Processes using the device.
+    pub processes: Vec<GpuProcessSample>,
+    /// MIG instances (empty unless `mode` is MIG).
+    pub instances: Vec<GpuInstance>,
+}
+
+/// What the GPU backend read in one tick. The caller owns and reuses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuFrame {
+    /// One entry per device read (a vanished device has no entry, or an error entry).
+    pub samples: Vec<GpuSample>,
+}
+
+impl GpuFrame {
+    /// Empties the frame, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+}
+
+/// GPU accounting settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuConfig {
+    /// Fixed idle power per device (`experimental.gpu.idlePower`); `None` learns it as the
+    /// lowest power seen while no process used the device.
+    pub idle_power: Option<MicroWatts>,
+    /// How long terminated workloads stay exported.
+    pub terminated_ttl: Nanos,
+    /// Most power a device may plausibly draw; bigger deltas are counter resets and dropped.
+    pub max_power: MicroWatts,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            idle_power: None,
+            terminated_ttl: Nanos::from_secs(10),
+            max_power: MicroWatts::from_watts(3_000.0),
+        }
+    }
+}
+
+/// A device's node-level accounting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuNode {
+    /// The device.
+    pub device: Arc<GpuDevice>,
+    /// Sharing mode at the latest good read.
+    pub mode: GpuMode,
+    /// Cumulative energy since start.
+    pub total: MicroJoules,
+    /// Cumulative idle share.
+    pub idle: MicroJoules,
+    /// Cumulative active share; `idle + active == total`.
+    pub active: MicroJoules,
+    /// Active energy no process explains (no process on the device).
+    pub unattributed: MicroJoules,
+    /// Power over the latest interval, watts.
+    pub power: f64,
+    /// Idle part of `power`.
+    pub idle_power: f64,
+    /// Active part of `power`.
+    pub active_power: f64,
+    /// The idle power in use (configured or learned); `None` while still unknown.
+    pub idle_baseline: Option<MicroWatts>,
+    /// True when the latest read succeeded.
+    pub up: bool,
+    /// The latest read error.
+    pub last_error: Option<ReadError>,
+    /// Failed reads (and reads where the device was missing) since start.
+    pub read_errors: u64,
+    /// Deltas dropped as implausible (counter resets) since start.
+    pub dropped_deltas: u64,
+}
+
+/// GPU energy of one workload on one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuEntry<I> {
+    /// Identity and metadata of the workload.
+    pub info: I,
+    /// Position of the device in [`GpuSnapshot::devices`].
+    pub device: usize,
+    /// Running or terminated.
+    pub state: State,
+    /// Cumulative energy; never decreases.
+    pub total: MicroJoules,
+    /// Energy in the latest tick.
+    pub last: MicroJoules,
+    /// Power over the latest tick, watts.
+    pub watts: f64,
+}
+
+/// A process's identity for GPU entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuProcess {
+    /// Process id.
+    pub pid: u32,
+    /// Start time (0 when the CPU snapshot did not know the process).
+    pub start_time: u64,
+    /// Static data (empty comm when unknown).
+    pub info: Arc<ProcessInfo>,
+}
+
+/// Everything GPU-related as of one tick. Immutable; share it with `Arc`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuSnapshot {
+    /// Devices in the order first seen.
+    pub devices: Vec<GpuNode>,
+    /// Per process and device.
+    pub processes: Vec<GpuEntry<GpuProcess>>,
+    /// Per container and device (sums of their processes).
+    pub containers: Vec<GpuEntry<ContainerInfo>>,
+    /// Per pod and device (sums of their containers).
+    pub pods: Vec<GpuEntry<PodInfo>>,
+}
+
+#[derive(Debug)]
+struct DeviceState {
+    node: GpuNode,
+    counter: ZoneCounter,
+    learned_idle: Option<MicroWatts>,
+    idle_carry: u64,
+}
+
+/// Cumulative entries of one level, keyed for deterministic order.
+#[derive(Debug)]
+struct Ledger<K: Ord, I> {
+    entries: BTreeMap<K, (GpuEntry<I>, u64)>,
+}
+
+impl<K: Ord, I> Default for Ledger<K, I> {
+    fn default() -> Self {
+        Ledger {
+            entries: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone, I: Clone> Ledger<K, I> {
+    fn charge(&mut self, key: K, info: &I, device: usize, energy: u64, dt: Nanos, tick: u64) {
+        let (e, seen) = self.entries.entry(key).or_insert_with(|| {
+            (
+                GpuEntry {
+                    info: info.clone(),
+                    device,
+                    state: State::Running,
+                    total: MicroJoules::ZERO,
+                    last: MicroJoules::ZERO,
+                    watts: 0.0,
+                },
+                tick,
+            )
+        });
+        if *seen != tick {
+            *seen = tick;
+            e.last = MicroJoules::ZERO;
+        }
+        e.state = State::Running;
+        e.last += MicroJoules(energy);
+        e.total += MicroJoules(energy);
+        e.watts = watts(e.last, dt);
+    }
+
+    /// Entries not charged this tick get no energy; they are terminated when their device was
+    /// read (`read_ok`) and dropped after the TTL.
+    fn finish(&mut self, tick: u64, at: Timestamp, ttl: Nanos, read_ok: &[bool]) {
+        for (e, seen) in self.entries.values_mut() {
+            if *seen != tick {
+                e.last = MicroJoules::ZERO;
+                e.watts = 0.0;
+                if e.state == State::Running && read_ok.get(e.device).copied().unwrap_or(false) {
+                    e.state = State::Terminated { at };
+                }
+            }
+        }
+        self.entries.retain(|_, (e, _)| match e.state {
+            State::Running => true,
+            State::Terminated { at: gone } => at.since(gone) < ttl,
+        });
+    }
+
+    fn list(&self) -> Vec<GpuEntry<I>> {
+        self.entries.values().map(|(e, _)| e.clone()).collect()
+    }
+}
+
+/// Splits GPU energy into idle and active and attributes active energy to processes.
+///
+/// Deterministic: the same frames and CPU snapshots give the same results, bit for bit.
+#[derive(Debug, Default)]
+pub struct GpuAttributor {
+    config: GpuConfig,
+    devices: Vec<DeviceState>,
+    tick: u64,
+    processes: Ledger<(u32, u64, usize), GpuProcess>,
+    containers: Ledger<(Arc<str>, usize), ContainerInfo>,
+    pods: Ledger<(Arc<str>, usize), PodInfo>,
+    apportioner: Apportioner,
+}
+
+impl GpuAttributor {
+    /// A new accountant with no history.
+    pub fn new(config: GpuConfig) -> GpuAttributor {
+        GpuAttributor {
+            config,
+            ..GpuAttributor::default()
+        }
+    }
+
+    /// Advances by one tick. `cpu` is the CPU snapshot of the same tick, used to identify
+    /// processes by pid and roll them up to containers and pods.
+    #[must_use = "the snapshot is the result of the step"]
+    pub fn step(&mut self, frame: &GpuFrame, cpu: &Snapshot, at: Timestamp) -> GpuSnapshot {
+        self.tick += 1;
+        let tick = self.tick;
+        let mut read_ok = vec![false; self.devices.len()];
+        let mut seen = vec![false; self.devices.len()];
+        let mut unknown: BTreeMap<u32, Arc<ProcessInfo>> = BTreeMap::new();
+        for sample in &frame.samples {
+            let slot = self.slot(&sample.device);
+            if read_ok.len() <= slot {
+                read_ok.resize(slot + 1, false);
+                seen.resize(slot + 1, false);
+            }
+            seen[slot] = true;
+            let d = &mut self.devices[slot];
+            let reading = match &sample.reading {
+                Ok(r) => *r,
+                Err(e) => {
+                    d.node.up = false;
+                    d.node.read_errors += 1;
+                    d.node.last_error = Some(e.clone());
+                    continue;
+                }
+            };
+            d.node.up = true;
+            d.node.last_error = None;
+            d.node.mode = sample.mode;
+            read_ok[slot] = true;
+            let (energy, dt) = match d.counter.update(sample.at, reading) {
+                Delta::Baseline => continue,
+                Delta::Implausible => {
+                    d.node.dropped_deltas += 1;
+                    continue;
+                }
+                Delta::Energy { energy, dt, .. } => (energy, dt),
+            };
+            // Idle: configured, else learned from ticks where nothing ran.
+            let avg = MicroWatts((energy.0 as u128 * 1_000_000_000 / dt.0 as u128) as u64);
+            if sample.processes.is_empty() {
+                d.learned_idle = Some(d.learned_idle.map_or(avg, |m| m.min(avg)));
+            }
+            let baseline = self.config.idle_power.or(d.learned_idle);
+            let idle = match baseline {
+                Some(p) => {
+                    let (e, carry) = integrate(p, dt, d.idle_carry);
+                    d.idle_carry = carry;
+                    e.min(energy)
+                }
+                None => MicroJoules::ZERO,
+            };
+            let active = energy - idle;
+            d.node.idle_baseline = baseline;
+            d.node.total += energy;
+            d.node.idle += idle;
+            d.node.active += active;
+            d.node.power = watts(energy, dt);
+            d.node.idle_power = watts(idle, dt);
+            d.node.active_power = watts(active, dt);
+
+            let parts = split(&mut self.apportioner, sample, active.0);
+            let mut attributed = 0u64;
+            for (p, part) in sample.processes.iter().zip(parts) {
+                attributed += part;
+                let (start_time, info) = identify(cpu, p.pid, &mut unknown);
+                let proc_id = GpuProcess {
+                    pid: p.pid,
+                    start_time,
+                    info: Arc::clone(&info),
+                };
+                self.processes
+                    .charge((p.pid, start_time, slot), &proc_id, slot, part, dt, tick);
+                if let Some(c) = &info.container {
+                    self.containers
+                        .charge((Arc::clone(&c.id), slot), c, slot, part, dt, tick);
+                    if let Some(pod) = &c.pod {
+                        self.pods
+                            .charge((Arc::clone(&pod.id), slot), pod, slot, part, dt, tick);
+                    }
+                }
+            }
+            self.devices[slot].node.unattributed += MicroJoules(active.0 - attributed);
+        }
+        // A device that vanished from the frame is down until it comes back.
+        for (slot, d) in self.devices.iter_mut().enumerate() {
+            if !seen.get(slot).copied().unwrap_or(false) {
+                d.node.up = false;
+                d.node.read_errors += 1;
+                d.node.power = 0.0;
+                d.node.idle_power = 0.0;
+                d.node.active_power = 0.0;
+                d.node.last_error = Some(ReadError::Missing {
+                    what: format!("GPU {}", d.node.device.uuid),
+                });
+            }
+        }
+        let ttl = self.config.terminated_ttl;
+        self.processes.finish(tick, at, ttl, &read_ok);
+        self.containers.finish(tick, at, ttl, &read_ok);
+        self.pods.finish(tick, at, ttl, &read_ok);
+        GpuSnapshot {
+            devices: self.devices.iter().map(|d| d.node.clone()).collect(),
+            processes: self.processes.list(),
+            containers: self.containers.list(),
+            pods: self.pods.list(),
+        }
+    }
+
+    /// The slot of `device`, matched by UUID; new devices are appended.
+    fn slot(&mut self, device: &Arc<GpuDevice>) -> usize {
+        if let Some(i) = self
+            .devices
+            .iter()
+            .position(|d| d.node.device.uuid == device.uuid)
+        {
+            return i;
+        }
+        let zone = ZoneInfo {
+            id: format!("gpu:{}", device.uuid),
+            kind: ZoneKind::Gpu,
+            index: device.index,
+            path: device.uuid.to_string(),
+            source: device.source,
+            // NVML's total-energy counter is 64-bit millijoules since the driver loaded: it does
+            // not wrap in practice, and a value that goes back is a driver reload (a reset).
+            metering: Metering::EnergyCounter { max_range: None },
+            estimated: false,
+            max_power: Some(self.config.max_power),
+        };
+        self.devices.push(DeviceState {
+            counter: ZoneCounter::new(&zone, self.config.max_power),
+            node: GpuNode {
+                device: Arc::clone(device),
+                mode: GpuMode::Shared,
+                total: MicroJoules::ZERO,
+                idle: MicroJoules::ZERO,
+                active: MicroJoules::ZERO,
+                unattributed: MicroJoules::ZERO,
+                power: 0.0,
+                idle_power: 0.0,
+                active_power: 0.0,
+                idle_baseline: self.config.idle_power,
+                up: false,
+                last_error: None,
+                read_errors: 0,
+                dropped_deltas: 0,
+            },
+            learned_idle: None,
+            idle_carry: 0,
+        });
+        self.devices.len() - 1
+    }
+}
+
+/// The process's identity from the CPU snapshot (a running entry with that pid), else a
+/// placeholder shared by every unknown pid's entries.
+fn identify(
+    cpu: &Snapshot,
+    pid: u32,
+    unknown: &mut BTreeMap<u32, Arc<ProcessInfo>>,
+) -> (u64, Arc<ProcessInfo>) {
+    let found = cpu
+        .processes
+        .iter()
+        .filter(|p| p.pid == pid)
+        .max_by_key(|p| (p.state == State::Running, p.start_time));
+    match found {
+        Some(p) => (p.start_time, Arc::clone(&p.info)),
+        None => {
+            let info = unknown.entry(pid).or_insert_with(|| {
+                Arc::new(ProcessInfo {
+                    comm: "".into(),
+                    exe: "".into(),
+                    container: None,
+                    vm: None,
+                })
+            });
+            (0, Arc::clone(info))
+        }
+    }
+}
+
+/// Active energy per process of `sample`, in the order of `sample.processes`; sums to
+/// `active` exactly when there is at least one process.
+fn split(ap: &mut Apportioner, sample: &GpuSample, active: u64) -> Vec<u64> {
+    let procs = &sample.processes;
+    let mut out = Vec::with_capacity(procs.len());
+    if procs.is_empty() {
+        return out;
+    }
+    let by_sm = |ap: &mut Apportioner, idx: &[usize], total: u64, out: &mut Vec<u64>| {
+        let mut w: Vec<u64> = idx.iter().map(|&i| procs[i].sm_util as u64).collect();
+        if w.iter().all(|&x| x == 0) {
+            w.iter_mut().for_each(|x| *x = 1);
+        }
+        ap.apportion(total, &w, out);
+    };
+    match sample.mode {
+        GpuMode::Exclusive => {
+            let w = vec![1u64; procs.len()];
+            ap.apportion(active, &w, &mut out);
+        }
+        GpuMode::Shared => {
+            let idx: Vec<usize> = (0..procs.len()).collect();
+            by_sm(ap, &idx, active, &mut out);
+        }
+        GpuMode::Mig => {
+            // Instances with processes, in id order; unknown instance = its own bucket.
+            let mut groups: BTreeMap<Option<u32>, Vec<usize>> = BTreeMap::new();
+            for (i, p) in procs.iter().enumerate() {
+                groups.entry(p.instance).or_default().push(i);
+            }
+            let weights: Vec<u64> = groups
+                .keys()
+                .map(|id| {
+                    id.and_then(|id| sample.instances.iter().find(|g| g.id == id))
+                        .map_or(1, |g| g.weight.max(1) as u64)
+                })
+                .collect();
+            let mut per_group = Vec::new();
+            ap.apportion(active, &weights, &mut per_group);
+            out.resize(procs.len(), 0);
+            let mut parts = Vec::new();
+            for ((_, idx), &share) in groups.iter().zip(&per_group) {
+                by_sm(ap, idx, share, &mut parts);
+                for (&i, &part) in idx.iter().zip(&parts) {
+                    out[i] = part;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Arc<GpuDevice> {
+        Arc::new(GpuDevice {
+            index: 0,
+            uuid: "GPU-0".into(),
+            name: "Test GPU".into(),
+            vendor: "nvidia".into(),
+            source: SourceKind::Fake,
+        })
+    }
+
+    fn sample(mode: GpuMode, procs: &[(u32, u32, Option<u32>)]) -> GpuSample {
+        GpuSample {
+            device: device(),
+            at: Timestamp(0),
+            reading: Ok(Reading::Energy(MicroJoules(0))),
+            mode,
+            processes: procs
+                .iter()
+                .map(|&(pid, sm_util, instance)| GpuProcessSample {
+                    pid,
+                    sm_util,
+                    instance,
+                })
+                .collect(),
+            instances: vec![
+                GpuInstance { id: 1, weight: 3 },
+                GpuInstance { id: 2, weight: 1 },
+            ],
+        }
+    }
+
+    #[test]
+    fn shared_split_follows_sm_shares() {
+        let mut ap = Apportioner::default();
+        let s = sample(
+            GpuMode::Shared,
+            &[(1, 10, None), (2, 30, None), (3, 60, None)],
+        );
+        assert_eq!(split(&mut ap, &s, 1_000), vec![100, 300, 600]);
+        let s = sample(GpuMode::Shared, &[(1, 0, None), (2, 0, None)]);
+        assert_eq!(split(&mut ap, &s, 11), vec![6, 5]);
+    }
+
+    #[test]
+    fn exclusive_split_is_equal() {
+        let mut ap = Apportioner::default();
+        let s = sample(GpuMode::Exclusive, &[(1, 90, None), (2, 10, None)]);
+        assert_eq!(split(&mut ap, &s, 1_000), vec![500, 500]);
+    }
+
+    #[test]
+    fn mig_split_by_instance_weight_then_within() {
+        let mut ap = Apportioner::default();
+        // Instance 1 (weight 3) has two processes, instance 2 (weight 1) one.
+        let s = sample(
+            GpuMode::Mig,
+            &[(1, 0, Some(1)), (2, 0, Some(2)), (3, 0, Some(1))],
+        );
+        assert_eq!(split(&mut ap, &s, 800), vec![300, 200, 300]);
+    }
+}

@@ -1,0 +1,293 @@
+//! Background polling: one thread with a small async runtime, one task per BMC. Each task
+//! walks its BMC, stores the last good result with the instant it was taken, and sleeps:
+//! the interval ±10% on success, an exponential backoff on failure. Readers only lock the
+//! shared state for a copy of an `Arc`; nothing they do waits on the network.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::client::Client;
+use super::config::{BmcConfig, RedfishOptions};
+use super::error::{FetchError, FetchErrorKind};
+use super::model::PowerReading;
+use super::walk::{walk, Walk};
+use crate::{Error, ErrorKind};
+
+/// What the poller knows about one BMC.
+#[derive(Debug, Default, Clone)]
+pub struct BmcState {
+    /// The readings of the last successful walk.
+    pub readings: Arc<Vec<PowerReading>>,
+    /// When the last successful walk finished; `None` before the first.
+    pub polled_at: Option<Instant>,
+    /// True when the latest walk succeeded.
+    pub up: bool,
+    /// How long the latest walk took.
+    pub last_duration: Duration,
+    /// Walks since start.
+    pub polls: u64,
+    /// Failed requests since start, by [`FetchErrorKind::index`].
+    pub errors: [u64; FetchErrorKind::ALL.len()],
+}
+
+/// One BMC's state, shared between its polling task and the readers.
+#[derive(Debug)]
+pub struct BmcShared {
+    /// The BMC id.
+    pub id: String,
+    state: Mutex<BmcState>,
+}
+
+impl BmcShared {
+    /// A BMC not polled yet.
+    pub fn new(id: &str) -> BmcShared {
+        BmcShared {
+            id: id.to_string(),
+            state: Mutex::new(BmcState::default()),
+        }
+    }
+
+    /// The state, for a short look.
+    pub fn lock(&self) -> MutexGuard<'_, BmcState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The polling thread; stopping it (or dropping it) ends every task and deletes sessions.
+#[derive(Debug)]
+pub struct Poller {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The delay after `failures` consecutive failed walks: starts at min(interval, 5 s) so a
+/// passing glitch is retried soon, doubles each time, and stops at `max_backoff`.
+pub fn backoff(opts: &RedfishOptions, failures: u32) -> Duration {
+    let base = opts.interval.min(Duration::from_secs(5));
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(opts.max_backoff.max(base))
+}
+
+/// `d` scaled by a factor in [0.9, 1.1): BMCs of many nodes then drift apart instead of
+/// being polled in lockstep.
+pub fn jitter(d: Duration, rng: &mut u64) -> Duration {
+    // xorshift64: plenty for spreading timers.
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let unit = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(0.9 + 0.2 * unit)
+}
+
+impl Poller {
+    /// Starts polling every BMC in `bmcs`; each gets its own client and shared state.
+    pub fn start(
+        bmcs: Vec<(BmcConfig, Arc<BmcShared>)>,
+        opts: RedfishOptions,
+    ) -> Result<Poller, Error> {
+        let mut clients = Vec::with_capacity(bmcs.len());
+        for (b, shared) in bmcs {
+            let client = Client::new(&b, opts.http_timeout, opts.max_body).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    None,
+                    format!("BMC {:?}: {e}", b.id),
+                )
+            })?;
+            clients.push((client, shared));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    None,
+                    format!("cannot start the Redfish runtime: {e}"),
+                )
+            })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let grace = opts.http_timeout + Duration::from_secs(1);
+        let thread = std::thread::Builder::new()
+            .name("redfish".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let seed = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(1, |d| d.as_nanos() as u64)
+                        ^ 0x9E37_79B9_7F4A_7C15;
+                    let mut tasks = Vec::new();
+                    for (i, (client, shared)) in clients.into_iter().enumerate() {
+                        let rng = seed.wrapping_mul(i as u64 + 1) | 1;
+                        tasks.push(tokio::spawn(poll_loop(
+                            client,
+                            shared,
+                            opts.clone(),
+                            stop_rx.clone(),
+                            rng,
+                        )));
+                    }
+                    let mut stop_rx = stop_rx;
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                    // Tasks log out (bounded by the HTTP timeout); don't wait longer than that.
+                    let _ = tokio::time::timeout(grace, async {
+                        for t in tasks {
+                            let _ = t.await;
+                        }
+                    })
+                    .await;
+                });
+            })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    None,
+                    format!("cannot start the Redfish thread: {e}"),
+                )
+            })?;
+        Ok(Poller {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops every task, deletes open sessions, and waits for the thread.
+    pub fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A short, stable description of what went wrong in a walk, to log only when it changes.
+fn problem(result: &Result<Walk, FetchError>) -> Option<String> {
+    match result {
+        Err(e) => Some(format!("{} {}", e.kind.label(), e.path)),
+        Ok(w) if !w.partial_errors.is_empty() => {
+            let mut parts: Vec<String> = w
+                .partial_errors
+                .iter()
+                .map(|e| format!("{} {}", e.kind.label(), e.path))
+                .collect();
+            parts.sort();
+            parts.dedup();
+            Some(parts.join(", "))
+        }
+        Ok(_) => None,
+    }
+}
+
+async fn poll_loop(
+    client: Client,
+    shared: Arc<BmcShared>,
+    opts: RedfishOptions,
+    mut stop: watch::Receiver<bool>,
+    mut rng: u64,
+) {
+    let mut failures = 0u32;
+    let mut last_problem: Option<String> = None;
+    let mut logged_empty = false;
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = walk(&client) => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let took = started.elapsed();
+        {
+            let mut st = shared.lock();
+            st.polls += 1;
+            st.last_duration = took;
+            match &result {
+                Ok(w) => {
+                    st.readings = Arc::new(w.readings.clone());
+                    st.polled_at = Some(Instant::now());
+                    st.up = true;
+                    for e in &w.partial_errors {
+                        st.errors[e.kind.index()] += 1;
+                    }
+                }
+                Err(e) => {
+                    st.up = false;
+                    st.errors[e.kind.index()] += 1;
+                }
+            }
+        }
+        // Log once per change of state, not once per poll.
+        let now_problem = problem(&result);
+        if now_problem != last_problem {
+            match (&result, &now_problem) {
+                (Err(e), _) => {
+                    tracing::warn!(bmc = %shared.id, error = %e, "Redfish BMC poll failed; its platform power is not exported until it recovers")
+                }
+                (Ok(w), Some(p)) => {
+                    tracing::warn!(bmc = %shared.id, chassis = w.chassis, failed = %p, "Redfish BMC answered but some resources failed; they are skipped")
+                }
+                (Ok(_), None) => {
+                    tracing::info!(bmc = %shared.id, "Redfish BMC polled cleanly again")
+                }
+            }
+            last_problem = now_problem;
+        }
+        if let Ok(w) = &result {
+            if w.readings.is_empty() && !logged_empty {
+                tracing::info!(bmc = %shared.id, chassis = w.chassis, "Redfish BMC reports no power readings (no PowerControl, EnvironmentMetrics, PSU input or chassis power sensor)");
+                logged_empty = true;
+            }
+        }
+        let delay = if result.is_ok() {
+            failures = 0;
+            jitter(opts.interval, &mut rng)
+        } else {
+            failures += 1;
+            jitter(backoff(&opts, failures), &mut rng)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    client.logout().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_short_first_retry_to_the_cap() {
+        let opts = RedfishOptions::default();
+        let d: Vec<u64> = (1..=8).map(|n| backoff(&opts, n).as_secs()).collect();
+        assert_eq!(d, [5, 10, 20, 40, 80, 160, 240, 240]);
+        let fast = RedfishOptions {
+            interval: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(1),
+            ..RedfishOptions::default()
+        };
+        assert_eq!(backoff(&fast, 1), Duration::from_millis(200));
+        assert_eq!(backoff(&fast, 30), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent_and_varies() {
+        let mut rng = 0x1234_5678_9abc_def1;
+        let d = Duration::from_secs(30);
+        let xs: Vec<Duration> = (0..1000).map(|_| jitter(d, &mut rng)).collect();
+        assert!(xs
+            .iter()
+            .all(|x| *x >= d.mul_f64(0.9) && *x < d.mul_f64(1.1)));
+        let min = xs.iter().min().unwrap();
+        let max = xs.iter().max().unwrap();
+        assert!(*max - *min > Duration::from_secs(4), "{min:?}..{max:?}");
+    }
+}

@@ -59,6 +59,9 @@ pub fn meter_context(config: &Config) -> MeterContext {
     MeterContext {
         rapl_zones: config.rapl_zones.clone(),
         model: config.model,
+        hwmon_enabled: config.meters.hwmon_enabled,
+        hwmon_rules: config.meters.hwmon_rules.clone(),
+        hwmon_zones: config.meters.hwmon_zones.clone(),
         ..MeterContext::new(&config.sysfs, &config.procfs)
     }
 }
@@ -158,13 +161,18 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let (activity, informer) = crate::kube::attach(&config, &runtime, Box::new(activity))?;
     let mut monitor = Monitor::new(
         // Platform power from BMCs sits next to the CPU meter; it reads only its cache.
-        std::iter::once(meter).chain(redfish).collect(),
+        // ACPI and hwmon platform meters too (issue 7), exported as platform zones.
+        std::iter::once(meter)
+            .chain(redfish)
+            .chain(crate::meters::platform_sources(&meter_context(&config)))
+            .collect(),
         activity,
         engine,
         context,
         handle.clone(),
         clock,
     );
+    monitor.gpu = crate::meters::GpuMonitor::from_config(&config);
     if let (Some(i), Some(cfg)) = (&informer, &config.kube_informer) {
         monitor.extra_stats = Some(crate::kube::self_metrics(i.cache().clone(), cfg.mode));
     }

@@ -115,24 +115,29 @@ fn cgroup2_root() -> Result<PathBuf, String> {
     Err("no cgroup v2 hierarchy mounted".into())
 }
 
-/// A workload: its cgroup leaf (named by a container id) and its process.
+/// A workload: its cgroup leaf (named by a container id).
 struct Workload {
     name: &'static str,
     id: String,
     dir: PathBuf,
-    process: Option<KillOnDrop>,
 }
 
-/// Removes the harness's cgroups once their processes are gone.
-struct CgroupTree(PathBuf, Vec<PathBuf>);
+/// The harness's cgroups and the processes in them: on drop (also after a failed assertion)
+/// the processes are killed first, then the cgroups removed.
+struct CgroupTree {
+    base: PathBuf,
+    leaves: Vec<PathBuf>,
+    processes: Vec<KillOnDrop>,
+}
 
 impl Drop for CgroupTree {
     fn drop(&mut self) {
+        self.processes.clear();
         for _ in 0..100 {
-            for d in &self.1 {
+            for d in &self.leaves {
                 let _ = fs::remove_dir(d);
             }
-            if fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+            if fs::remove_dir(&self.base).is_ok() || !self.base.exists() {
                 return;
             }
             thread::sleep(Duration::from_millis(20));
@@ -270,26 +275,24 @@ fn attribution_matches_ground_truth_under_churn_issue_4() {
         ("duty-60%", "duty:60"),
         ("storm", "storm:200"),
     ];
-    let mut workloads: Vec<Workload> = specs
+    let workloads: Vec<Workload> = specs
         .iter()
         .enumerate()
         .map(|(i, (name, _))| {
-            let id = format!("{:x}", 0xacc0 + i).repeat(16);
+            // Unique per run: two harnesses at once (parallel test runs) must not share a
+            // container id, or each kepler would see one container in two cgroups.
+            let id = format!("{:016x}{:048x}", std::process::id(), 0xacc0 + i);
             let dir = base.join(&id);
             fs::create_dir(&dir).expect("leaf cgroup");
-            Workload {
-                name,
-                id,
-                dir,
-                process: None,
-            }
+            Workload { name, id, dir }
         })
         .collect();
-    let _cleanup = CgroupTree(
-        base.clone(),
-        workloads.iter().map(|w| w.dir.clone()).collect(),
-    );
-    for (w, (_, role)) in workloads.iter_mut().zip(specs) {
+    let mut tree = CgroupTree {
+        base: base.clone(),
+        leaves: workloads.iter().map(|w| w.dir.clone()).collect(),
+        processes: Vec::new(),
+    };
+    for (w, (_, role)) in workloads.iter().zip(specs) {
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
@@ -308,7 +311,7 @@ fn attribution_matches_ground_truth_under_churn_issue_4() {
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(b"g").expect("go");
         std::mem::forget(stdin);
-        w.process = Some(KillOnDrop(child));
+        tree.processes.push(KillOnDrop(child));
     }
 
     // The power model of the machine's real CPU time.
@@ -392,7 +395,5 @@ fn attribution_matches_ground_truth_under_churn_issue_4() {
         ACCEPTED_ERROR * 100.0,
         kepler.log()
     );
-    for w in &mut workloads {
-        w.process.take();
-    }
+    drop(tree);
 }

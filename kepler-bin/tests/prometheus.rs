@@ -401,6 +401,11 @@ fn real_prometheus_sees_exact_watts_conservation_shares_and_one_reset_issue_9() 
         t1,
     );
     assert_eq!(resets, 0.0, "a wrap was seen as a counter reset");
+    let dropped = prom.scalar(
+        r#"sum(kepler_exporter_dropped_deltas_total{zone="package"})"#,
+        t1,
+    );
+    assert_eq!(dropped, 0.0, "a wrap was dropped as implausible");
     eprintln!("package rate {watts:.3} W (true {PACKAGE_WATTS} W) over {wraps} wraps, 0 resets");
 
     // 3. active + idle == total at every evaluated instant, both zones.

@@ -28,7 +28,7 @@ use crate::activity::{ContainerInfo, PodInfo, ProcessInfo};
 use crate::apportion::Apportioner;
 use crate::counter::{Delta, ZoneCounter};
 use crate::error::ReadError;
-use crate::snapshot::{Snapshot, State};
+use crate::snapshot::{ProcessEntry, Snapshot, State};
 use crate::units::{integrate, watts, MicroJoules, MicroWatts, Nanos, Timestamp};
 use crate::zone::{Metering, Reading, SourceKind, ZoneInfo, ZoneKind};
 
@@ -319,6 +319,23 @@ impl GpuAttributor {
         let mut read_ok = vec![false; self.devices.len()];
         let mut seen = vec![false; self.devices.len()];
         let mut unknown: BTreeMap<u32, Arc<ProcessInfo>> = BTreeMap::new();
+        // pid -> the CPU snapshot's entry, built only when some GPU runs processes.
+        let by_pid: BTreeMap<u32, &ProcessEntry> =
+            if frame.samples.iter().any(|s| !s.processes.is_empty()) {
+                let mut m: BTreeMap<u32, &ProcessEntry> = BTreeMap::new();
+                for p in &cpu.processes {
+                    let better = m.get(&p.pid).is_none_or(|q| {
+                        (p.state == State::Running, p.start_time)
+                            > (q.state == State::Running, q.start_time)
+                    });
+                    if better {
+                        m.insert(p.pid, p);
+                    }
+                }
+                m
+            } else {
+                BTreeMap::new()
+            };
         for sample in &frame.samples {
             let slot = self.slot(&sample.device);
             if read_ok.len() <= slot {
@@ -375,7 +392,7 @@ impl GpuAttributor {
             let mut attributed = 0u64;
             for (p, part) in sample.processes.iter().zip(parts) {
                 attributed += part;
-                let (start_time, info) = identify(cpu, p.pid, &mut unknown);
+                let (start_time, info) = identify(&by_pid, p.pid, &mut unknown);
                 let proc_id = GpuProcess {
                     pid: p.pid,
                     start_time,
@@ -465,19 +482,14 @@ impl GpuAttributor {
     }
 }
 
-/// The process's identity from the CPU snapshot (a running entry with that pid), else a
-/// placeholder shared by every unknown pid's entries.
+/// The process's identity from the CPU snapshot (its running entry with that pid, the newest
+/// when there are several), else a placeholder for that pid.
 fn identify(
-    cpu: &Snapshot,
+    by_pid: &BTreeMap<u32, &ProcessEntry>,
     pid: u32,
     unknown: &mut BTreeMap<u32, Arc<ProcessInfo>>,
 ) -> (u64, Arc<ProcessInfo>) {
-    let found = cpu
-        .processes
-        .iter()
-        .filter(|p| p.pid == pid)
-        .max_by_key(|p| (p.state == State::Running, p.start_time));
-    match found {
+    match by_pid.get(&pid) {
         Some(p) => (p.start_time, Arc::clone(&p.info)),
         None => {
             let info = unknown.entry(pid).or_insert_with(|| {
@@ -608,5 +620,78 @@ mod tests {
             &[(1, 0, Some(1)), (2, 0, Some(2)), (3, 0, Some(1))],
         );
         assert_eq!(split(&mut ap, &s, 800), vec![300, 200, 300]);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mode(m: u8) -> GpuMode {
+        match m % 3 {
+            0 => GpuMode::Shared,
+            1 => GpuMode::Exclusive,
+            _ => GpuMode::Mig,
+        }
+    }
+
+    proptest! {
+        /// Per device and tick, whatever the power, processes, mode, idle setting, counter
+        /// resets and missing devices: total = idle + active, active = Σ processes +
+        /// unattributed, exactly, and no cumulative value ever decreases.
+        #[test]
+        fn gpu_energy_is_conserved_and_monotonic(
+            idle in prop::option::of(0u64..400_000_000),
+            ticks in prop::collection::vec(
+                (0u64..5_000_000_000, 1u64..3_000_000_000, any::<bool>(), any::<bool>(), any::<u8>(),
+                 prop::collection::vec((1u32..6, 0u32..101, prop::option::of(0u32..3)), 0..5)),
+                1..25),
+        ) {
+            let device = Arc::new(GpuDevice {
+                index: 0,
+                uuid: "GPU-p".into(),
+                name: "P".into(),
+                vendor: "nvidia".into(),
+                source: SourceKind::Fake,
+            });
+            let mut engine = GpuAttributor::new(GpuConfig {
+                idle_power: idle.map(MicroWatts),
+                ..GpuConfig::default()
+            });
+            let cpu = crate::Attributor::default().step(&Default::default(), None, Timestamp(0));
+            let (mut t, mut energy) = (0u64, 0u64);
+            let mut prev: Option<GpuSnapshot> = None;
+            for (uw, dt, reset, absent, m, procs) in ticks {
+                t += dt;
+                energy = if reset { 0 } else { energy + (uw as u128 * dt as u128 / 1_000_000_000) as u64 };
+                let mut frame = GpuFrame::default();
+                if !absent {
+                    frame.samples.push(GpuSample {
+                        device: Arc::clone(&device),
+                        at: Timestamp(t),
+                        reading: Ok(Reading::Energy(MicroJoules(energy))),
+                        mode: mode(m),
+                        processes: procs.iter().map(|&(pid, sm_util, instance)| GpuProcessSample { pid, sm_util, instance }).collect(),
+                        instances: vec![GpuInstance { id: 1, weight: 2 }],
+                    });
+                }
+                let s = engine.step(&frame, &cpu, Timestamp(t));
+                for d in &s.devices {
+                    prop_assert_eq!(d.total, d.idle + d.active);
+                    // Terminated entries may have expired, so compare against what is kept.
+                    let procs: u64 = s.processes.iter().map(|p| p.total.0).sum();
+                    prop_assert!(procs + d.unattributed.0 <= d.active.0);
+                    let last: u64 = s.processes.iter().map(|p| p.last.0).sum();
+                    if let Some(pd) = prev.as_ref().and_then(|p| p.devices.first()) {
+                        prop_assert!(d.total >= pd.total && d.idle >= pd.idle && d.active >= pd.active);
+                        let tick_active = d.active.0 - pd.active.0;
+                        let tick_unattr = d.unattributed.0 - pd.unattributed.0;
+                        prop_assert_eq!(last + tick_unattr, tick_active);
+                    }
+                }
+                prev = Some(s);
+            }
+        }
     }
 }

@@ -1043,3 +1043,25 @@ fn child_in_another_cgroup_is_not_counted_twice_issue_4() {
     let app = pkg(&s.containers[0].energy);
     assert_eq!((shim, app), (0, 5_000_000));
 }
+
+/// Issue 4: over many ticks a container's listed processes keep explaining its cgroup time
+/// (no exited energy appears for a container without short-lived processes).
+#[test]
+fn steady_container_has_no_exited_energy_issue_4() {
+    let mut engine = Attributor::default();
+    let mut last = None;
+    for t in 0..5u64 {
+        let f = churn_frame(
+            t * SEC,
+            t * 500 * MS,
+            &[(10, 1, t * 500 * MS, 0, 1, Some("steady"))],
+            &[("steady", t * 500 * MS)],
+        );
+        last = Some(step_at(&mut engine, t * SEC, t * 10_000_000, &f));
+    }
+    let s = last.unwrap();
+    assert_eq!(pkg(&s.exited), 0);
+    // 4 ticks x 10 J x 0.5 s / 2 s busy share = 10 J, all the process's and its container's.
+    assert_eq!(pkg(&s.containers[0].energy), 10_000_000);
+    assert_eq!(pkg(&s.processes[0].energy), 10_000_000);
+}

@@ -29,6 +29,7 @@ use kepler_core::{CpuInfo, NodeZone, Snapshot, SourceReport, State, Timestamp, Z
 
 use crate::level::MetricsLevel;
 
+mod gpu;
 mod platform;
 
 /// The content type of the text format 0.0.4 body.
@@ -154,6 +155,7 @@ impl Exposition {
         let mut r = Renderer::new(snap, ctx);
         r.node(snap, ctx);
         platform::render(&mut r.out, snap, ctx, stats);
+        gpu::render(&mut r.out, snap, ctx);
         r.workloads(snap, ctx.level);
         r.build_info(&ctx.build);
         r.self_metrics(snap, ctx, stats);
@@ -573,19 +575,29 @@ impl Renderer {
             }
         }
 
-        if !cpu_zones.is_empty() {
+        // Every zone: CPU, platform (ACPI, hwmon, Redfish) and GPU (issue 7).
+        let gpus = snap.gpu.as_deref().map_or(&[][..], |g| &g.devices[..]);
+        if !snap.zones.is_empty() || !gpus.is_empty() {
             let name = "kepler_node_power_source_info";
             o.header(
                 name,
                 Kind::Gauge,
-                "Where each CPU zone's numbers come from; estimated=true (e.g. source=model) means an estimate, not a measurement. Always 1.",
+                "Where each zone's numbers come from; estimated=true (e.g. source=model) means an estimate, not a measurement. Always 1.",
             );
-            for z in &cpu_zones {
+            for z in &snap.zones {
                 o.open(name);
                 o.label_raw("zone", z.info.kind.label());
                 o.label("path", &z.info.path);
                 o.label_raw("source", z.info.source.label());
                 o.label_raw("estimated", if z.info.estimated { "true" } else { "false" });
+                o.close_u64(1);
+            }
+            for g in gpus {
+                o.open(name);
+                o.label_raw("zone", ZoneKind::Gpu.label());
+                o.label("path", &g.device.uuid);
+                o.label_raw("source", g.device.source.label());
+                o.label_raw("estimated", "false");
                 o.close_u64(1);
             }
         }

@@ -151,7 +151,16 @@ impl FakeKubelet {
 }
 
 /// A `/pods` answer: `(name, uid, node, [(container, id)], annotations)`.
-fn pod_list(pods: &[(&str, &str, &str, Vec<(&str, String)>, serde_json::Value)]) -> String {
+/// `(name, uid, node, [(container, id)], annotations)`.
+type PodSpec<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<(&'a str, String)>,
+    serde_json::Value,
+);
+
+fn pod_list(pods: &[PodSpec<'_>]) -> String {
     let items: Vec<_> = pods
         .iter()
         .map(|(name, uid, node, cs, ann)| {

@@ -800,3 +800,49 @@ fn per_cpu_times_with_sockets_on_two_socket_machines_issue_4() {
     );
     assert_eq!(frame.node.busy, Nanos(3 * TICK_NS));
 }
+
+/// Hundreds of kept descriptors re-read across scans (times moving, a process gone, a new
+/// one) give exactly the frames of a source that reopens every file.
+#[test]
+fn many_kept_descriptors_give_the_same_frames_as_reopening() {
+    let tree = Tree::new();
+    for pid in 100..800u32 {
+        tree.add(
+            pid,
+            &Proc {
+                utime: u64::from(pid),
+                ..Proc::default()
+            },
+        );
+    }
+    let mut kept = tree.source_with(4096);
+    let mut reopen = tree.source_with(0);
+    let sorted = |mut f: ActivityFrame| {
+        let mut rows: Vec<_> = f
+            .processes
+            .drain(..)
+            .zip(f.details.drain(..))
+            .map(|(p, d)| (p.pid, p.start_time, p.cpu_time, d))
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    };
+    assert_eq!(sorted(scan(&mut kept, 1)), sorted(scan(&mut reopen, 1)));
+    assert!(kept.open_files() >= 700);
+    // Times move, one process goes away, one is new.
+    for pid in (100..800u32).step_by(7) {
+        tree.add(
+            pid,
+            &Proc {
+                utime: u64::from(pid) + 50,
+                ..Proc::default()
+            },
+        );
+    }
+    fs::remove_dir_all(tree.pid_dir(101)).unwrap();
+    tree.add(900, &Proc::default());
+    let a = sorted(scan(&mut kept, 2));
+    assert_eq!(a, sorted(scan(&mut reopen, 2)));
+    let p107 = a.iter().find(|r| r.0 == 107).unwrap();
+    assert_eq!(p107.2, Nanos((107 + 50) * TICK_NS));
+}

@@ -42,7 +42,7 @@ fn which(name: &str) -> Option<PathBuf> {
 /// The cached kube-apiserver binary: `$KUBE_APISERVER`, else the script's cache path.
 pub fn apiserver_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KUBE_APISERVER") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let cache = std::env::var_os("KEPLER_CACHE_DIR")
         .map(PathBuf::from)

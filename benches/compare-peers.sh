@@ -65,18 +65,8 @@ if [ -n "$node_exporter" ] && [ -x "$node_exporter" ]; then exporters+=(node_exp
   echo "skipping node_exporter: not installed (Debian package prometheus-node-exporter)"
 fi
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-scripts/fake-rapl.sh "$tmp/sys" 2>/dev/null &
-pids+=($!)
+. scripts/lib.sh
+start_fake_rapl
 sleep 0.5
 
 preload=()  # VAR=value words for env

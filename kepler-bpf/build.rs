@@ -7,8 +7,6 @@
 //! `prebuilt_object_matches_source` keeps that object honest, and
 //! `scripts/bpf-prebuilt.sh` regenerates it.
 
-use std::path::PathBuf;
-
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/bpf");
@@ -20,7 +18,7 @@ fn main() {
 
 #[cfg(feature = "libbpf")]
 mod object {
-    use super::*;
+    use std::path::PathBuf;
     use std::process::Command;
 
     pub fn build() {

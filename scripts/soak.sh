@@ -31,18 +31,8 @@ fi
 kepler="${KEPLER_BIN:-$target/$outdir/kepler}"
 loadgen="${LOADGEN_BIN:-$target/$outdir/loadgen}"
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-scripts/fake-rapl.sh "$tmp/sys" 2>/dev/null &
-pids+=($!)
+. scripts/lib.sh
+start_fake_rapl
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$kepler" --host.sysfs "$tmp/sys" --web.listen-address "127.0.0.1:$port" \
   --monitor.interval "$interval" --cpu.preferred-meters rapl 2> "$tmp/kepler.log" &

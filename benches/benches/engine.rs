@@ -8,6 +8,27 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use kepler_benches::SyntheticNode;
 use kepler_core::Attributor;
 
+/// Runs `iters` engine steps and returns the time spent in `step` alone: advancing the node
+/// and `prepare` (the frame a source would have filled) are not timed.
+fn timed_steps(
+    iters: u64,
+    node: &mut SyntheticNode,
+    engine: &mut Attributor,
+    mut prepare: impl FnMut(&mut SyntheticNode),
+) -> Duration {
+    let mut spent = Duration::ZERO;
+    for _ in 0..iters {
+        node.advance();
+        prepare(node);
+        let t = Instant::now();
+        let snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+        std::hint::black_box(&snap);
+        drop(snap);
+        spent += t.elapsed();
+    }
+    spent
+}
+
 fn step(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     for &(procs, containers) in &[(1_000usize, 100usize), (10_000, 1_000)] {
@@ -15,18 +36,7 @@ fn step(c: &mut Criterion) {
             let mut node = SyntheticNode::new(procs, containers);
             let mut engine = Attributor::default();
             let _ = engine.step(&node.power, Some(&node.activity), node.activity.at);
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    node.advance(); // not timed: the frame a source would have filled
-                    let t = Instant::now();
-                    let snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
-                    std::hint::black_box(&snap);
-                    drop(snap);
-                    spent += t.elapsed();
-                }
-                spent
-            });
+            b.iter_custom(|iters| timed_steps(iters, &mut node, &mut engine, |_| {}));
         });
     }
     group.finish();
@@ -90,18 +100,10 @@ fn step_churn(c: &mut Criterion) {
             fill(&mut node, tick);
             let _ = engine.step(&node.power, Some(&node.activity), node.activity.at);
             b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
+                timed_steps(iters, &mut node, &mut engine, |node| {
                     tick += 1;
-                    node.advance(); // not timed: the frame a source would have filled
-                    fill(&mut node, tick);
-                    let t = Instant::now();
-                    let snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
-                    std::hint::black_box(&snap);
-                    drop(snap);
-                    spent += t.elapsed();
-                }
-                spent
+                    fill(node, tick);
+                })
             });
         },
     );

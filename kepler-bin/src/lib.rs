@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod clock;
 pub mod config;
 pub mod kube;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kepler_core::{Attributor, AttributorConfig, MicroWatts, Nanos};
 use kepler_export::{BuildInfo, ExportContext, MetricsHandle, ServerConfig, WebConfig};
-use kepler_sources::{MeterContext, ProcfsActivity, ProcfsOptions};
+use kepler_sources::MeterContext;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
@@ -109,12 +109,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
             config.preferred_meters.join(", ")
         )));
     };
-    let activity = ProcfsActivity::new(ProcfsOptions {
-        // Cgroup CPU accounting charges short-lived processes to their containers (issue 4).
-        cgroup_root: Some(config.sysfs.join("fs/cgroup")),
-        ..ProcfsOptions::new(&config.procfs)
-    })
-    .with_context(|| format!("cannot read processes under {}", config.procfs.display()))?;
+    let selected = crate::activity::select(&config)?;
+    let (activity, activity_name) = (selected.source, selected.name);
     let zones: Vec<String> = meter
         .source
         .zones()
@@ -125,7 +121,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         meter = %meter.name,
         zones = %zones.join(","),
         estimated = meter.source.zones().iter().any(|z| z.estimated),
-        activity = "procfs",
+        activity = activity_name,
         node_name = %config.node_name,
         "sources selected"
     );
@@ -158,7 +154,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .context("cannot start the async runtime")?;
     // Pod metadata (issue 8): filled in the background, read by the activity source after
     // each read; the monitor never waits on the kubelet or the API server.
-    let (activity, informer) = crate::kube::attach(&config, &runtime, Box::new(activity))?;
+    let (activity, informer) = crate::kube::attach(&config, &runtime, activity)?;
     let mut monitor = Monitor::new(
         // Platform power from BMCs sits next to the CPU meter; it reads only its cache.
         // ACPI and hwmon platform meters too (issue 7), exported as platform zones.
@@ -176,6 +172,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     if let (Some(i), Some(cfg)) = (&informer, &config.kube_informer) {
         monitor.extra_stats = Some(crate::kube::self_metrics(i.cache().clone(), cfg.mode));
     }
+    monitor.extra_stats = crate::activity::combine(selected.stats, monitor.extra_stats.take());
 
     // The monitor runs on its own thread: sources do blocking file I/O.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();

@@ -3,8 +3,9 @@
 //! pod GPU metrics, `kepler_node_power_source_info` names every zone, and Prometheus's own
 //! `promtool check metrics` accepts the text. No NVIDIA hardware needed.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+#[path = "../../kepler-export/tests/promtool/mod.rs"]
+mod promtool;
+
 use std::sync::Arc;
 
 use kepler_bin::clock::Clock;
@@ -141,34 +142,5 @@ fn gpu_families_and_labels_issue_7() {
 #[test]
 fn promtool_accepts_the_gpu_exposition_issue_7() {
     let text = render_with_fake_gpus();
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var("REQUIRE_E2E").as_deref() != Ok("1"),
-                "REQUIRE_E2E=1 but promtool cannot run: {e}"
-            );
-            eprintln!("skipped: promtool not available ({e}); install Debian's prometheus");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool::check_metrics("promtool_accepts_the_gpu_exposition_issue_7", &text);
 }

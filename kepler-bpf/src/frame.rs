@@ -25,7 +25,7 @@ use kepler_core::{
 };
 use kepler_sources::{parse_cgroup, vm_from_cmdline, CgroupMatch};
 
-use crate::raw::{CpuSlot, ProcRecord, COMM_LEN, PROC_KTHREAD};
+use crate::raw::{ProcRecord, COMM_LEN, PROC_KTHREAD};
 
 /// How many reads an exited process is reported on before its entry is deleted.
 const EXITED_READS: u8 = 2;
@@ -89,17 +89,17 @@ impl FrameBuilder {
         self.cache.len()
     }
 
-    /// Fills `out` from `records` (the process map) and `slots` (per-CPU state read after
-    /// it, at monotonic time `now_ns`): each running process is also credited the time
-    /// since its current slice began. `cgroup_name` looks a cgroup id up in the BPF
+    /// Fills `out` from `records` (the process map) and `in_flight`: (tgid, ns) on-CPU time
+    /// not in the map yet (pending in a per-CPU cache, or the current slice of a running
+    /// thread).
+    /// `cgroup_name` looks a cgroup id up in the BPF
     /// program's `cgroups` map. Returns the tgids whose entries are done and must be
     /// deleted from the map.
     pub fn build(
         &mut self,
         at: Timestamp,
         records: &[ProcRecord],
-        slots: &[CpuSlot],
-        now_ns: u64,
+        in_flight: &[(u32, u64)],
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
     ) -> Result<&[u32], ReadError> {
@@ -109,10 +109,8 @@ impl FrameBuilder {
         self.generation = self.generation.wrapping_add(1);
         self.delete.clear();
         self.in_flight.clear();
-        for s in slots {
-            if s.tgid != 0 && s.since_ns != 0 {
-                *self.in_flight.entry(s.tgid).or_default() += now_ns.saturating_sub(s.since_ns);
-            }
+        for &(tgid, ns) in in_flight {
+            *self.in_flight.entry(tgid).or_default() += ns;
         }
         // Live processes first: they teach which container each cgroup id belongs to, which
         // the exited ones (no procfs entry left) then reuse.
@@ -174,11 +172,7 @@ impl FrameBuilder {
                 }
             }
         }
-        let extra = if r.exited() {
-            0
-        } else {
-            self.in_flight.get(&r.tgid).copied().unwrap_or(0)
-        };
+        let extra = self.in_flight.get(&r.tgid).copied().unwrap_or(0);
         out.processes.push(ProcessSample {
             pid: r.tgid,
             start_time,
@@ -215,13 +209,22 @@ impl FrameBuilder {
             if let Ok(text) = read_limited(&dir.join("cgroup")) {
                 container = parse_cgroup(&text).map(|m| self.container_info(m));
                 from_procfs = true;
-                self.containers.insert(
-                    r.cgroup_id,
-                    CachedContainer {
-                        container: container.clone(),
-                        seen: self.generation,
-                    },
-                );
+                // The record's cgroup id is where the process was first seen; it may have
+                // moved since. Teach the id's container only when the process is still in
+                // that cgroup (same directory name), so that exited processes of the id
+                // are not charged to where this one went.
+                let still_there = cgroup_v2_leaf(&text).is_some_and(|leaf| {
+                    cgroup_name(r.cgroup_id).is_some_and(|n| n == leaf.as_bytes())
+                });
+                if still_there {
+                    self.containers.insert(
+                        r.cgroup_id,
+                        CachedContainer {
+                            container: container.clone(),
+                            seen: self.generation,
+                        },
+                    );
+                }
             }
             if let Ok(cmdline) = read_limited(&dir.join("cmdline")) {
                 vm = vm_from_cmdline(cmdline.as_bytes());
@@ -314,6 +317,13 @@ fn parse_node_ticks(stat: &str) -> Option<(u64, u64)> {
         .iter()
         .fold(user, |a, &b| a.saturating_add(b));
     Some((busy, busy.saturating_add(idle).saturating_add(iowait)))
+}
+
+/// The last component of the cgroup v2 (`0::`) path in a `/proc/<pid>/cgroup` text ("" for
+/// the root).
+fn cgroup_v2_leaf(text: &str) -> Option<&str> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim_end();
+    Some(path.rsplit('/').next().unwrap_or(""))
 }
 
 fn read_limited(path: &Path) -> io::Result<String> {
@@ -409,8 +419,9 @@ mod tests {
             rec(11, 4_000_000, 900, PROC_EXITED, "child"),
             rec(10, 7_000_000, 900, 0, "sh"),
         ];
+        let mut names = |id: u64| (id == 900).then(|| format!("docker-{ID}.scope").into_bytes());
         let del = b
-            .build(Timestamp(1), &records, &[], 0, &mut no_names, &mut out)
+            .build(Timestamp(1), &records, &[], &mut names, &mut out)
             .unwrap()
             .to_vec();
         assert!(del.is_empty(), "exited entries are reported twice first");
@@ -430,11 +441,27 @@ mod tests {
 
         // Second read: the exited entry is reported once more, then handed back.
         let del = b
-            .build(Timestamp(2), &records, &[], 0, &mut no_names, &mut out)
+            .build(Timestamp(2), &records, &[], &mut names, &mut out)
             .unwrap()
             .to_vec();
         assert_eq!(del, vec![11]);
         assert_eq!(out.processes.len(), 2);
+    }
+
+    #[test]
+    fn a_process_that_moved_does_not_lend_its_container_to_its_old_cgroup() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        // 10 was first seen in cgroup 1 (the root), then moved into the container; 13
+        // exited in the root cgroup.
+        let records = [rec(13, 1, 1, PROC_EXITED, "cron"), rec(10, 1, 1, 0, "sh")];
+        let mut names = |id: u64| (id == 1).then(Vec::new);
+        b.build(Timestamp(1), &records, &[], &mut names, &mut out)
+            .unwrap();
+        let by_pid = |pid| out.processes.iter().find(|p| p.pid == pid).unwrap();
+        assert!(by_pid(10).info.container.is_some());
+        assert_eq!(by_pid(13).info.container, None);
     }
 
     #[test]
@@ -444,7 +471,7 @@ mod tests {
         let mut out = ActivityFrame::default();
         let records = [rec(12, 1, 901, PROC_EXITED, "job")];
         let mut names = |id: u64| (id == 901).then(|| format!("crio-{ID}.scope").into_bytes());
-        b.build(Timestamp(1), &records, &[], 0, &mut names, &mut out)
+        b.build(Timestamp(1), &records, &[], &mut names, &mut out)
             .unwrap();
         let c = out.processes[0].info.container.as_ref().unwrap();
         assert_eq!(c.runtime, Runtime::CriO);
@@ -457,27 +484,10 @@ mod tests {
         let mut b = FrameBuilder::new(dir.path(), 100);
         let mut out = ActivityFrame::default();
         let records = [rec(10, 1_000, 900, 0, "sh")];
-        let slots = [
-            CpuSlot {
-                since_ns: 9_000,
-                tgid: 10,
-                dropped: 0,
-            },
-            CpuSlot {
-                since_ns: 9_500,
-                tgid: 0,
-                dropped: 0,
-            },
-        ];
-        b.build(
-            Timestamp(1),
-            &records,
-            &slots,
-            10_000,
-            &mut no_names,
-            &mut out,
-        )
-        .unwrap();
+        // Two threads of it on a CPU now; an unknown process's slice is ignored.
+        let in_flight = [(10, 600), (10, 400), (99, 5)];
+        b.build(Timestamp(1), &records, &in_flight, &mut no_names, &mut out)
+            .unwrap();
         assert_eq!(out.processes[0].cpu_time, Nanos(2_000));
     }
 
@@ -490,7 +500,6 @@ mod tests {
             Timestamp(1),
             &[rec(10, 1, 900, 0, "sh")],
             &[],
-            0,
             &mut no_names,
             &mut out,
         )
@@ -500,7 +509,6 @@ mod tests {
             Timestamp(2),
             &[rec(10, 2, 900, 0, "sh")],
             &[],
-            0,
             &mut no_names,
             &mut out,
         )
@@ -510,14 +518,13 @@ mod tests {
             Timestamp(3),
             &[rec(10, 3, 900, 0, "make")],
             &[],
-            0,
             &mut no_names,
             &mut out,
         )
         .unwrap();
         assert_eq!(&*out.processes[0].info.comm, "make");
         assert_eq!(b.cached(), 1);
-        b.build(Timestamp(4), &[], &[], 0, &mut no_names, &mut out)
+        b.build(Timestamp(4), &[], &[], &mut no_names, &mut out)
             .unwrap();
         assert_eq!(b.cached(), 0, "processes gone from the map leave the cache");
     }
@@ -531,7 +538,6 @@ mod tests {
             Timestamp(1),
             &[rec(10, 1, 900, PROC_KTHREAD, "kworker/0:1")],
             &[],
-            0,
             &mut no_names,
             &mut out,
         )
@@ -549,7 +555,6 @@ mod tests {
                 Timestamp(1),
                 &[],
                 &[],
-                0,
                 &mut no_names,
                 &mut ActivityFrame::default(),
             )

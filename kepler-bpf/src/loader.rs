@@ -2,7 +2,8 @@
 
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kepler_core::{ActivityFrame, ActivitySource, ReadError, SourceError, Timestamp};
@@ -78,6 +79,11 @@ pub struct BpfActivity {
     values: Vec<u8>,
     records: Vec<ProcRecord>,
     cpus: Vec<CpuSlot>,
+    in_flight: Vec<(u32, u64)>,
+    reads: u64,
+    shared: Arc<Mutex<BpfStats>>,
+    procfs: PathBuf,
+    path: String,
     builder: FrameBuilder,
     stats: BpfStats,
 }
@@ -158,7 +164,12 @@ impl BpfActivity {
             values: Vec::new(),
             records: Vec::new(),
             cpus: Vec::new(),
-            builder: FrameBuilder::new(opts.procfs, user_hz),
+            in_flight: Vec::new(),
+            reads: 0,
+            shared: Arc::new(Mutex::new(stats)),
+            builder: FrameBuilder::new(opts.procfs.clone(), user_hz),
+            procfs: opts.procfs,
+            path: String::new(),
             stats,
         })
     }
@@ -166,6 +177,12 @@ impl BpfActivity {
     /// Self-metrics as of the latest read.
     pub fn stats(&self) -> BpfStats {
         self.stats
+    }
+
+    /// The self-metrics, updated after every read, for a reader on another thread (the
+    /// exporter) while the monitor owns the source.
+    pub fn shared_stats(&self) -> Arc<Mutex<BpfStats>> {
+        Arc::clone(&self.shared)
     }
 
     /// Cumulative run count and run time of each attached program, when the kernel counts
@@ -226,7 +243,21 @@ impl BpfActivity {
     fn read_frame(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
         let started = Instant::now();
         self.read_records().map_err(|e| io_error(&e))?;
-        let now = monotonic_ns();
+        self.in_flight.clear();
+        for slot in &self.cpus {
+            self.in_flight.extend(
+                slot.pending
+                    .iter()
+                    .filter(|&&(tgid, ns)| tgid != 0 && ns != 0),
+            );
+            if slot.pid != 0 {
+                let now = thread_runtime_ns(&mut self.path, &self.procfs, slot.tgid, slot.pid);
+                if let Some(now) = now {
+                    let ns = now.saturating_sub(slot.start_runtime_ns);
+                    self.in_flight.push((slot.tgid, ns));
+                }
+            }
+        }
         let cgroups = &self.cgroups;
         let mut names = |id: u64| {
             cgroups
@@ -237,7 +268,7 @@ impl BpfActivity {
         };
         let delete = self
             .builder
-            .build(at, &self.records, &self.cpus, now, &mut names, out)?;
+            .build(at, &self.records, &self.in_flight, &mut names, out)?;
         let deleted = delete.len();
         delete_all(self.procs.as_fd(), delete)
             .map_err(|e| io_error(&bpf_err("delete map entries", e)))?;
@@ -246,12 +277,21 @@ impl BpfActivity {
         self.stats.entries_deleted += deleted as u64;
         self.stats.events_dropped = self.cpus.iter().map(|c| c.dropped).sum();
         self.stats.read_duration = started.elapsed();
+        if let Ok(mut shared) = self.shared.lock() {
+            *shared = self.stats;
+        }
         Ok(())
     }
 
     /// Keeps the cgroup-name map from filling: once it is three quarters full, drops the
     /// names no process in the latest read refers to.
     fn prune_cgroups(&mut self) {
+        // Reading the map walks all its buckets (~0.2 ms): once every 64 reads is plenty
+        // for names that arrive once per new cgroup.
+        self.reads = self.reads.wrapping_add(1);
+        if self.reads % 64 != 1 {
+            return;
+        }
         let cap = self.cgroups.max_entries() as usize;
         let mut keys = Vec::new();
         let mut values = Vec::new();
@@ -396,17 +436,15 @@ fn delete_all(fd: BorrowedFd<'_>, tgids: &[u32]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+/// The thread's `se.sum_exec_runtime` now, from `<procfs>/<tgid>/task/<pid>/schedstat`:
+/// what the CPU it runs on has given it so far, of which the map holds only the part
+/// before its current slice. `None` when it is gone.
+fn thread_runtime_ns(path: &mut String, procfs: &Path, tgid: u32, pid: u32) -> Option<u64> {
+    use std::fmt::Write;
+    path.clear();
+    let _ = write!(path, "{}/{tgid}/task/{pid}/schedstat", procfs.display());
+    let text = std::fs::read_to_string(&*path).ok()?;
+    text.split_ascii_whitespace().next()?.parse().ok()
 }
 
 fn unsafe_sysconf_clk_tck() -> i64 {

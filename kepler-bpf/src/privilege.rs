@@ -27,7 +27,7 @@ impl std::fmt::Display for Missing {
             ),
             Missing::Capabilities(caps) => write!(
                 f,
-                "missing capability {} (CAP_BPF + CAP_PERFMON, or run as root)",
+                "missing capability {} (needs CAP_BPF + CAP_PERFMON, or root)",
                 caps.join(" + ")
             ),
         }

@@ -9,7 +9,9 @@ pub const COMM_LEN: usize = 16;
 /// Size of `struct proc_acct`.
 pub const PROC_ACCT_SIZE: usize = 48;
 /// Size of `struct cpu_slot`.
-pub const CPU_SLOT_SIZE: usize = 24;
+pub const CPU_SLOT_SIZE: usize = 80;
+/// `KEPLER_CACHE_WAYS`.
+pub const CACHE_WAYS: usize = 4;
 
 /// One process as the BPF program accounts it (`struct proc_acct`, keyed by tgid).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,12 +78,17 @@ impl ProcRecord {
 /// One CPU's state (`struct cpu_slot`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuSlot {
-    /// Monotonic ns of the last context switch on this CPU; 0 before the first.
-    pub since_ns: u64,
-    /// The process running since then (0: idle).
+    /// The running thread's `se.sum_exec_runtime` when it was switched in.
+    pub start_runtime_ns: u64,
+    /// Its process (0: idle).
     pub tgid: u32,
+    /// The thread (0: idle, or no switch seen yet on this CPU).
+    pub pid: u32,
     /// Charges lost on this CPU because the process map was full.
     pub dropped: u64,
+    /// Processes charged on this CPU with time not yet added to their map entry:
+    /// (tgid, ns); tgid 0 is an empty way.
+    pub pending: [(u32, u64); CACHE_WAYS],
 }
 
 impl CpuSlot {
@@ -91,9 +98,16 @@ impl CpuSlot {
             return None;
         }
         Some(CpuSlot {
-            since_ns: u64_at(value, 0)?,
+            start_runtime_ns: u64_at(value, 0)?,
             tgid: u32_at(value, 8)?,
+            pid: u32_at(value, 12)?,
             dropped: u64_at(value, 16)?,
+            pending: [0, 1, 2, 3].map(|w| {
+                (
+                    u32_at(value, 24 + 4 * w).unwrap_or(0),
+                    u64_at(value, 40 + 8 * w).unwrap_or(0),
+                )
+            }),
         })
     }
 }
@@ -140,5 +154,12 @@ mod tests {
         assert_eq!(ProcRecord::decode(&[0; 4], &[0; 40]), None);
         assert_eq!(ProcRecord::decode(&[0; 8], &[0; PROC_ACCT_SIZE]), None);
         assert_eq!(CpuSlot::decode(&[0; 16]), None);
+        let mut v = [0u8; CPU_SLOT_SIZE];
+        v[12..16].copy_from_slice(&7u32.to_ne_bytes());
+        v[28..32].copy_from_slice(&42u32.to_ne_bytes());
+        v[48..56].copy_from_slice(&900u64.to_ne_bytes());
+        let slot = CpuSlot::decode(&v).unwrap();
+        assert_eq!(slot.pid, 7);
+        assert_eq!(slot.pending[1], (42, 900));
     }
 }

@@ -214,6 +214,12 @@ fn storm_of_short_lived_children_is_fully_accounted_to_the_container() {
                 .as_ref()
                 .is_some_and(|c| *c.id == cgroup.id);
             if in_container {
+                if std::env::var_os("KEPLER_BPF_DEBUG").is_some() {
+                    eprintln!(
+                        "{} {} {} {}",
+                        p.pid, p.start_time, p.info.comm, p.cpu_time.0
+                    );
+                }
                 let e = seen.entry((p.pid, p.start_time)).or_default();
                 *e = (*e).max(p.cpu_time.0);
             }

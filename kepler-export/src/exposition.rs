@@ -88,6 +88,13 @@ pub struct ExportContext {
     pub wall_offset_secs: f64,
 }
 
+impl ExportContext {
+    /// The Unix time, in seconds, of the monotonic instant `at`.
+    fn unix_secs(&self, at: Timestamp) -> f64 {
+        at.0 as f64 / 1e9 + self.wall_offset_secs
+    }
+}
+
 /// Self-metrics of the monitor loop that the snapshot does not carry.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SelfStats {
@@ -886,7 +893,7 @@ impl Renderer {
                     o.open(name);
                     o.label_raw("source", z.info.source.label());
                     o.labels(zl.get(i));
-                    o.close_f64(at.0 as f64 / 1e9 + ctx.wall_offset_secs);
+                    o.close_f64(ctx.unix_secs(at));
                 }
             }
         }

@@ -26,6 +26,7 @@ use kepler_core::{
     Timestamp, ZoneInfo, ZoneKind,
 };
 
+use crate::sysfs_value::{self, excerpt};
 use crate::{Error, ErrorKind};
 
 /// Longest value a channel file may hold (a 64-bit decimal and a newline fit easily).
@@ -283,17 +284,7 @@ pub(crate) fn read_value(
     what: &str,
     buf: &mut [u8; READ_BUF],
 ) -> Result<u64, ReadError> {
-    let n = file.read_at(buf, 0).map_err(|e| read_error(what, &e))?;
-    if n == buf.len() {
-        return Err(ReadError::Parse {
-            what: what.to_owned(),
-            detail: format!("value longer than {} bytes", READ_BUF - 1),
-        });
-    }
-    parse_hwmon_value(&buf[..n]).map_err(|detail| ReadError::Parse {
-        what: what.to_owned(),
-        detail,
-    })
+    sysfs_value::read_value(file, what, buf, read_error, parse_hwmon_value)
 }
 
 /// Classifies an I/O error on a channel file. `ENODATA` (firmware has no value yet, as the
@@ -344,17 +335,7 @@ pub fn parse_hwmon_value(buf: &[u8]) -> Result<u64, String> {
         }
         return Err(format!("not a decimal number: {}", excerpt(digits)));
     }
-    let mut value: u64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return Err(format!("not a decimal number: {}", excerpt(digits)));
-        }
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or_else(|| format!("value exceeds u64: {}", excerpt(digits)))?;
-    }
-    Ok(value)
+    sysfs_value::parse_decimal(digits)
 }
 
 /// Cleans a `name` or `_label` file for use in labels and logs: lossy UTF-8, surrounding
@@ -370,16 +351,6 @@ pub fn parse_hwmon_label(buf: &[u8]) -> Option<String> {
         .collect();
     let cleaned = cleaned.trim().to_owned();
     (!cleaned.is_empty()).then_some(cleaned)
-}
-
-/// At most 24 bytes of `bytes`, escaped, for error messages.
-fn excerpt(bytes: &[u8]) -> String {
-    let cut = &bytes[..bytes.len().min(24)];
-    let mut s: String = String::from_utf8_lossy(cut).escape_debug().collect();
-    if cut.len() < bytes.len() {
-        s.push_str("...");
-    }
-    format!("\"{s}\"")
 }
 
 /// The number at the end of the label's first run of digits, e.g. `Esocket1` -> 1,

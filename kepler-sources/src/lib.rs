@@ -26,6 +26,8 @@ mod procfs;
 mod rapl;
 #[cfg(feature = "redfish")]
 pub mod redfish;
+#[cfg(any(feature = "rapl", feature = "hwmon"))]
+mod sysfs_value;
 
 #[cfg(feature = "acpi")]
 pub use acpi::AcpiPowerMeter;

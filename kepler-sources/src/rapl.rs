@@ -21,6 +21,7 @@ use kepler_core::{
     Timestamp, ZoneInfo, ZoneKind,
 };
 
+use crate::sysfs_value;
 use crate::{Error, ErrorKind};
 
 /// The privilege that reading `energy_uj` needs, for logs and [`ReadError::NotPermitted`].
@@ -169,20 +170,13 @@ impl PowerSource for Rapl {
 
 /// One `pread` of a counter, parsed.
 fn read_counter(counter: &Counter, buf: &mut [u8; READ_BUF]) -> Result<u64, ReadError> {
-    let n = counter
-        .file
-        .read_at(buf, 0)
-        .map_err(|e| read_error(&counter.what, &e))?;
-    if n == buf.len() {
-        return Err(ReadError::Parse {
-            what: counter.what.clone(),
-            detail: format!("value longer than {} bytes", READ_BUF - 1),
-        });
-    }
-    parse_energy_uj(&buf[..n]).map_err(|detail| ReadError::Parse {
-        what: counter.what.clone(),
-        detail,
-    })
+    sysfs_value::read_value(
+        &counter.file,
+        &counter.what,
+        buf,
+        read_error,
+        parse_energy_uj,
+    )
 }
 
 /// Classifies an I/O error on a zone's counter, so that "not permitted" and "gone" are
@@ -219,31 +213,7 @@ fn open_counter(path: &Path) -> Result<File, Error> {
 /// Signs, hex and anything beyond `u64::MAX` are errors: the kernel writes none of these, so
 /// seeing one means the file is not what we think it is.
 pub fn parse_energy_uj(buf: &[u8]) -> Result<u64, String> {
-    let digits = buf.trim_ascii();
-    if digits.is_empty() {
-        return Err("empty value".to_owned());
-    }
-    let mut value: u64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return Err(format!("not a decimal number: {}", excerpt(digits)));
-        }
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or_else(|| format!("value exceeds u64: {}", excerpt(digits)))?;
-    }
-    Ok(value)
-}
-
-/// At most 24 bytes of `bytes`, escaped, for error messages.
-fn excerpt(bytes: &[u8]) -> String {
-    let cut = &bytes[..bytes.len().min(24)];
-    let mut s: String = String::from_utf8_lossy(cut).escape_debug().collect();
-    if cut.len() < bytes.len() {
-        s.push_str("...");
-    }
-    format!("\"{s}\"")
+    sysfs_value::parse_decimal(buf)
 }
 
 /// The kinds named in `rapl.zones`, or `None` to keep all. Unknown names are warned about

@@ -3,42 +3,31 @@
 
 #![cfg(feature = "hwmon")]
 
-use std::path::PathBuf;
+mod corpus_support;
 
+use corpus_support::{corpus, expected_decimal};
 use kepler_sources::{parse_hwmon_label, parse_hwmon_value};
 
 #[test]
 fn hwmon_value_corpus_keeps_the_contracts() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/hwmon_value");
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
-        let path = entry.unwrap().path();
-        if !path.is_file() {
-            continue;
-        }
-        let data = std::fs::read(&path).unwrap();
-        let expected = std::str::from_utf8(data.trim_ascii())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok());
+    let files = corpus("hwmon_value");
+    assert!(
+        files.len() >= 10,
+        "hwmon_value corpus has {} seeds",
+        files.len()
+    );
+    for (name, data) in files {
         assert_eq!(
             parse_hwmon_value(&data).ok(),
-            expected,
-            "{}",
-            path.display()
+            expected_decimal(&data),
+            "{name}"
         );
         if let Some(label) = parse_hwmon_label(&data) {
-            assert!(
-                !label.is_empty() && label.chars().count() <= 64,
-                "{}",
-                path.display()
-            );
-            assert_eq!(label.trim(), label, "{}", path.display());
-            assert!(!label.chars().any(char::is_control), "{}", path.display());
+            assert!(!label.is_empty() && label.chars().count() <= 64, "{name}");
+            assert_eq!(label.trim(), label, "{name}");
+            assert!(!label.chars().any(char::is_control), "{name}");
         }
-        count += 1;
     }
-    assert!(count >= 10, "corpus at {} has {count} seeds", dir.display());
 }
 
 #[test]

@@ -3,30 +3,21 @@
 
 #![cfg(feature = "rapl")]
 
-use std::path::PathBuf;
+mod corpus_support;
 
+use corpus_support::{corpus, expected_decimal};
 use kepler_sources::parse_energy_uj;
 
 #[test]
 fn powercap_value_corpus_never_panics() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/powercap_value");
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
-        let path = entry.unwrap().path();
-        if !path.is_file() {
-            continue;
-        }
-        let data = std::fs::read(&path).unwrap();
-        let parsed = parse_energy_uj(&data);
+    for (name, data) in corpus("powercap_value") {
         // The same contract the fuzz target checks.
-        let expected = std::str::from_utf8(data.trim_ascii())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok());
-        assert_eq!(parsed.ok(), expected, "{}", path.display());
-        count += 1;
+        assert_eq!(
+            parse_energy_uj(&data).ok(),
+            expected_decimal(&data),
+            "{name}"
+        );
     }
-    assert!(count > 0, "empty corpus at {}", dir.display());
 }
 
 #[test]

@@ -1,32 +1,10 @@
 //! Replays the cargo-fuzz corpora of the procfs parsers as plain tests, so every seed (and
 //! every crash input added to a corpus) runs on each `cargo test` without nightly.
 
-use std::fs;
-use std::path::PathBuf;
+mod corpus_support;
 
+use corpus_support::corpus;
 use kepler_sources::{parse_cgroup, parse_stat, vm_from_cmdline};
-
-/// Every file of `fuzz/corpus/<target>`, with its name; at least one must exist.
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.expect("corpus entry").path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            (name, data)
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} has no corpus files", dir.display());
-    files
-}
 
 #[test]
 fn proc_stat_corpus_replays_without_panic() {

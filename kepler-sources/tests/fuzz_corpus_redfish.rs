@@ -3,8 +3,9 @@
 //! non-negative watts.
 #![cfg(feature = "redfish")]
 
-use std::path::PathBuf;
+mod corpus_support;
 
+use corpus_support::{corpus, corpus_dir};
 use kepler_sources::redfish::{node_watts, readings_in};
 use proptest::prelude::*;
 
@@ -19,21 +20,14 @@ fn check(data: &[u8]) -> Option<usize> {
 
 #[test]
 fn redfish_resource_corpus_never_panics() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/redfish_resource");
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            check(&std::fs::read(&path).unwrap());
-            count += 1;
-        }
+    for (_, data) in corpus("redfish_resource") {
+        check(&data);
     }
-    assert!(count > 0, "empty corpus at {}", dir.display());
 }
 
 #[test]
 fn corpus_seeds_read_as_expected() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/redfish_resource");
+    let dir = corpus_dir("redfish_resource");
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     // Lenovo: three PowerControl entries (416, 111, 12).
     let r = readings_in(&read("lenovo-power.json"), "1").unwrap();
@@ -60,7 +54,7 @@ proptest! {
 
     #[test]
     fn mutated_payloads_never_panic(cut in 0usize..2018, byte in any::<u8>()) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/redfish_resource");
+        let dir = corpus_dir("redfish_resource");
         let mut data = std::fs::read(dir.join("ilo4-power.json")).unwrap();
         let i = cut.min(data.len() - 1);
         data[i] = byte;

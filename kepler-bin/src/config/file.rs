@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub web: Option<WebSection>,
     /// `kube.*`
     pub kube: Option<KubeSection>,
+    /// `activity.*` (kepler-rs: which activity source, issue 5)
+    pub activity: Option<ActivitySection>,
     /// `attribution.*` (kepler-rs: idle policy and idle power, issue 4)
     pub attribution: Option<AttributionSection>,
     /// `experimental.*`: hwmon and GPU meters (issue 7); `platform` is accepted.
@@ -153,6 +155,15 @@ pub struct WebSection {
     unknown: Unknown,
 }
 
+/// `activity.*`
+#[derive(Debug, Default, Deserialize)]
+pub struct ActivitySection {
+    /// `activity.source`: auto, bpf or procfs.
+    pub source: Option<String>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+
 /// `kube.*`
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -244,6 +255,9 @@ impl FileConfig {
             if let Some(p) = &s.pod_informer {
                 add("kube.podInformer.", &p.unknown);
             }
+        }
+        if let Some(s) = &self.activity {
+            add("activity.", &s.unknown);
         }
         if let Some(s) = &self.attribution {
             add("attribution.", &s.unknown);

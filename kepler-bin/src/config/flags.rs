@@ -35,7 +35,8 @@ pub struct Flags {
     #[arg(long = "monitor.interval", value_name = "DURATION")]
     pub monitor_interval: Option<String>,
 
-    /// How old a cached reading may be before it is read again (Go duration).
+    /// Accepted for compatibility with Go Kepler (a duration); no effect: sources are read once
+    /// per interval and scrapes never read hardware.
     #[arg(long = "monitor.staleness", value_name = "DURATION")]
     pub monitor_staleness: Option<String>,
 
@@ -90,6 +91,10 @@ pub struct Flags {
     /// This node's name (default: $NODE_NAME, then the hostname).
     #[arg(long = "kube.node-name", value_name = "NAME")]
     pub kube_node_name: Option<String>,
+
+    /// Activity source: auto (eBPF when built in and permitted, else procfs), bpf, procfs.
+    #[arg(long = "activity.source", value_name = "SOURCE")]
+    pub activity_source: Option<String>,
 
     /// Who gets node idle energy: none (Kepler's: it stays at node level), cpu-share, equal.
     #[arg(long = "attribution.idle", value_name = "POLICY")]

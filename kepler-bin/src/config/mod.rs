@@ -22,6 +22,17 @@ pub use flags::Flags;
 pub use meters::MeterConfig;
 pub use redfish::RedfishConfig;
 
+/// `activity.source`: where per-process CPU time comes from (issue 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivitySourceKind {
+    /// eBPF when built in and permitted, else procfs (one log line says why).
+    Auto,
+    /// eBPF or fail at start.
+    Bpf,
+    /// procfs only.
+    Procfs,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -78,6 +89,8 @@ pub struct Config {
     pub redfish: Option<RedfishConfig>,
     /// Warnings to log once logging is set up (unknown keys...).
     pub warnings: Vec<String>,
+    /// `activity.source`
+    pub activity_source: ActivitySourceKind,
     /// `experimental.hwmon.*` and `experimental.gpu.*`
     pub meters: MeterConfig,
 }
@@ -335,6 +348,27 @@ impl Config {
             .clone()
             .or(kube.and_then(|k| k.config.clone()))
             .filter(|s| !s.is_empty());
+        let activity_source = match one_of(
+            "activity.source",
+            flags
+                .activity_source
+                .as_deref()
+                .or(file.activity.as_ref().and_then(|a| a.source.as_deref()))
+                .unwrap_or("auto"),
+            &["auto", "bpf", "procfs"],
+        )?
+        .as_str()
+        {
+            "bpf" if !cfg!(feature = "bpf") => {
+                return Err(err(
+                    "activity.source",
+                    "\"bpf\" needs a kepler built with the `bpf` cargo feature (cargo build --features bpf); use auto or procfs",
+                ))
+            }
+            "bpf" => ActivitySourceKind::Bpf,
+            "procfs" => ActivitySourceKind::Procfs,
+            _ => ActivitySourceKind::Auto,
+        };
         let node_name = flags
             .kube_node_name
             .clone()
@@ -380,6 +414,7 @@ impl Config {
             kube_informer,
             node_name,
             warnings,
+            activity_source,
             meters: meters::meter_config(file.experimental.as_ref())?,
         })
     }
@@ -466,7 +501,9 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn build(args: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
+    /// A config from command-line `args` and an optional YAML `file`, on host `host-a`;
+    /// shared by the tests of the config submodules.
+    pub(super) fn build(args: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
         let mut argv = vec!["kepler"];
         argv.extend_from_slice(args);
         let flags = Flags::try_parse_from(argv).expect("flags parse");

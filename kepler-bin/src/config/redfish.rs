@@ -160,19 +160,8 @@ pub fn redfish(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use super::super::Config;
+    use super::super::tests::build;
     use super::*;
-
-    fn build(args: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
-        let mut argv = vec!["kepler"];
-        argv.extend_from_slice(args);
-        let flags = Flags::try_parse_from(argv).expect("flags parse");
-        Config::build(&flags, file.map(|t| ("test.yaml", t)), None, || {
-            "host-a".into()
-        })
-    }
 
     /// Issue 6: the seed's keys, with a 5 s timeout whether the section comes from YAML or
     /// flags (Go Kepler had none when the YAML omitted it).

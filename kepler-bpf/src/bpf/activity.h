@@ -12,26 +12,39 @@
 
 /* One process (thread group): the value of the `procs` hash, keyed by tgid. */
 struct proc_acct {
-	/* On-CPU nanoseconds of all its threads since the program was attached. */
+	/* On-CPU nanoseconds of all its threads since the program was attached, as the
+	 * scheduler counts them (se.sum_exec_runtime). */
 	u64 on_cpu_ns;
 	/* The group leader's start_boottime (ns since boot): with the tgid, its identity. */
 	u64 start_boottime;
 	/* cgroup v2 id (the kernfs inode number of its cgroup directory). */
 	u64 cgroup_id;
+	/* The CPU it was first seen on, then the one it exited on. */
 	u32 last_cpu;
 	u32 flags;
 	char comm[KEPLER_COMM_LEN];
 };
 
+#define KEPLER_CACHE_WAYS 4
+
 /* Per-CPU state of the `cpu_slots` array (one entry). */
 struct cpu_slot {
-	/* bpf_ktime_get_ns() at the last context switch on this CPU; 0 before the first. */
-	u64 since;
-	/* The process switched in then (0: idle). */
+	/* The switched-in thread's se.sum_exec_runtime when it was switched in. */
+	u64 start_runtime;
+	/* Its process (0: idle). */
 	u32 tgid;
-	u32 pad;
+	/* The thread itself (0: idle, or no switch seen yet on this CPU). */
+	u32 pid;
 	/* Charges lost because `procs` was full, on this CPU. */
 	u64 dropped;
+	/* The processes last charged on this CPU and their time not yet added to `procs`:
+	 * most switches go between the same few processes, and adding to this cache costs
+	 * far less than a hash lookup and an atomic add. An entry is flushed to `procs` when
+	 * evicted; user space adds what is still pending here when it reads. */
+	u32 cache_tgid[KEPLER_CACHE_WAYS];
+	u64 cache_ns[KEPLER_CACHE_WAYS];
+	u32 victim;
+	u32 pad;
 };
 
 /* The value of the `cgroups` hash, keyed by cgroup id: the cgroup directory's name. */

@@ -63,8 +63,13 @@ struct signal_struct {
 	atomic_t live;
 } __attribute__((preserve_access_index));
 
+struct sched_entity {
+	u64 sum_exec_runtime;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	unsigned int flags;
+	struct sched_entity se;
 	pid_t pid;
 	pid_t tgid;
 	u64 start_boottime;

@@ -121,7 +121,7 @@ pub(super) fn render(o: &mut Out, snap: &Snapshot, ctx: &ExportContext, stats: &
                 o.open(name);
                 o.label("source", source);
                 o.label("bmc_id", &e.id);
-                o.close_f64(at.0 as f64 / 1e9 + ctx.wall_offset_secs);
+                o.close_f64(ctx.unix_secs(at));
             }
         }
     }

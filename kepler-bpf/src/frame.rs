@@ -23,7 +23,10 @@ use kepler_core::{
     ActivityFrame, ContainerInfo, Nanos, NodeCpu, PodInfo, ProcessInfo, ProcessSample, ReadError,
     Timestamp,
 };
-use kepler_sources::{parse_cgroup, vm_from_cmdline, CgroupMatch};
+use kepler_sources::{
+    parse_cgroup, parse_node_cpu, procfs_read_error as read_error, sanitize_comm, vm_from_cmdline,
+    CgroupMatch,
+};
 
 use crate::raw::{ProcRecord, COMM_LEN, PROC_KTHREAD};
 
@@ -188,7 +191,7 @@ impl FrameBuilder {
         r: &ProcRecord,
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
     ) -> ProcessInfo {
-        let comm: Arc<str> = Arc::from(sanitize_comm(r.comm_bytes()));
+        let comm: Arc<str> = Arc::from(sanitize_comm(r.comm_bytes()).as_ref());
         if r.flags & PROC_KTHREAD != 0 {
             return ProcessInfo {
                 comm,
@@ -285,38 +288,16 @@ impl FrameBuilder {
         let mut file = std::fs::File::open(&path).map_err(|e| read_error(&path, &e))?;
         io::Read::read_to_string(&mut file, &mut self.stat_buf)
             .map_err(|e| read_error(&path, &e))?;
-        let ticks = parse_node_ticks(&self.stat_buf).ok_or_else(|| ReadError::Parse {
+        let ticks = parse_node_cpu(self.stat_buf.as_bytes()).ok_or_else(|| ReadError::Parse {
             what: path.display().to_string(),
             detail: "no aggregate `cpu ` line".into(),
         })?;
         let ns = |t: u64| Nanos(t.saturating_mul(self.ns_per_tick));
         Ok(NodeCpu {
-            busy: ns(ticks.0),
-            total: ns(ticks.1),
+            busy: ns(ticks.busy),
+            total: ns(ticks.total),
         })
     }
-}
-
-/// (busy, total) ticks: busy = user + nice + system + irq + softirq + steal, total = busy +
-/// idle + iowait (guest time is already in user and nice).
-fn parse_node_ticks(stat: &str) -> Option<(u64, u64)> {
-    let rest = stat.lines().next()?.strip_prefix("cpu ")?;
-    let mut v = [0u64; 8];
-    let mut n = 0;
-    for tok in rest.split_ascii_whitespace() {
-        if let Some(slot) = v.get_mut(n) {
-            *slot = tok.parse().ok()?;
-        }
-        n += 1;
-    }
-    if n < 4 {
-        return None;
-    }
-    let [user, nice, system, idle, iowait, irq, softirq, steal] = v;
-    let busy = [nice, system, irq, softirq, steal]
-        .iter()
-        .fold(user, |a, &b| a.saturating_add(b));
-    Some((busy, busy.saturating_add(idle).saturating_add(iowait)))
 }
 
 /// The last component of the cgroup v2 (`0::`) path in a `/proc/<pid>/cgroup` text ("" for
@@ -331,31 +312,6 @@ fn read_limited(path: &Path) -> io::Result<String> {
     let mut buf = Vec::new();
     io::Read::read_to_end(&mut io::Read::take(file, AUX_LIMIT), &mut buf)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-fn read_error(path: &Path, e: &io::Error) -> ReadError {
-    let what = path.display().to_string();
-    match e.kind() {
-        io::ErrorKind::NotFound => ReadError::Missing { what },
-        io::ErrorKind::PermissionDenied => ReadError::NotPermitted {
-            what,
-            needs: "read access to procfs".into(),
-        },
-        _ => ReadError::Io {
-            what,
-            detail: e.to_string(),
-        },
-    }
-}
-
-/// The comm as one printable line, as the procfs source shows it: control characters
-/// become `?`, invalid UTF-8 becomes U+FFFD.
-fn sanitize_comm(raw: &[u8]) -> String {
-    let cleaned: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b < 0x20 || b == 0x7f { b'?' } else { b })
-        .collect();
-    String::from_utf8_lossy(&cleaned).into_owned()
 }
 
 #[cfg(test)]
@@ -567,12 +523,10 @@ mod tests {
 
     #[test]
     fn node_ticks_match_the_procfs_rule() {
-        assert_eq!(
-            parse_node_ticks("cpu  1 2 3 4 5 6 7 8 9 10\n"),
-            Some((27, 36))
-        );
-        assert_eq!(parse_node_ticks("cpu  1 2 3 4\n"), Some((6, 10)));
-        assert_eq!(parse_node_ticks("cpu  1 2\n"), None);
-        assert_eq!(parse_node_ticks("intr 5\n"), None);
+        let ticks = |line: &str| parse_node_cpu(line.as_bytes()).map(|t| (t.busy, t.total));
+        assert_eq!(ticks("cpu  1 2 3 4 5 6 7 8 9 10\n"), Some((27, 36)));
+        assert_eq!(ticks("cpu  1 2 3 4\n"), Some((6, 10)));
+        assert_eq!(ticks("cpu  1 2\n"), None);
+        assert_eq!(ticks("intr 5\n"), None);
     }
 }

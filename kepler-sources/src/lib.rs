@@ -38,8 +38,9 @@ pub use meters::{meter, MeterContext, MeterEntry, METERS, PLATFORM_METERS};
 #[cfg(feature = "model")]
 pub use model::{DramParams, Model, ModelParams, CURVE_POINTS, FAN_EXPONENT};
 pub use procfs::{
-    parse_cgroup, parse_stat, read_cpuinfo, vm_from_cmdline, CgroupMatch, ProcfsActivity,
-    ProcfsOptions, StatFields,
+    parse_cgroup, parse_node_cpu, parse_stat, read_cpuinfo, read_error as procfs_read_error,
+    sanitize_comm, vm_from_cmdline, CgroupMatch, NodeTicks, ProcfsActivity, ProcfsOptions,
+    StatFields,
 };
 #[cfg(feature = "rapl")]
 pub use rapl::{parse_energy_uj, Rapl, RaplOptions};

@@ -55,14 +55,11 @@ use crate::{Error, ErrorKind};
 
 pub use cgroup::{parse_cgroup, CgroupMatch};
 pub use cpuinfo::read_cpuinfo;
-pub use stat::{parse_stat, StatFields};
+pub use stat::{parse_node_cpu, parse_stat, sanitize_comm, NodeTicks, StatFields};
 pub use vm::vm_from_cmdline;
 
 use cgroup_usage::CgroupUsage;
-use stat::{
-    comm_matches, parse_node_cpu, parse_per_cpu, parse_stat_raw, sanitize_comm, NodeTicks,
-    PF_KTHREAD,
-};
+use stat::{comm_matches, parse_per_cpu, parse_stat_raw, PF_KTHREAD};
 
 /// The Linux `USER_HZ` on every mainstream architecture; used when it cannot be detected.
 const DEFAULT_USER_HZ: u64 = 100;
@@ -542,7 +539,9 @@ fn is_vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ESRCH)
 }
 
-fn read_error(path: &Path, e: &io::Error) -> ReadError {
+/// The per-file [`ReadError`] of a procfs read that failed with `e`: missing, not permitted
+/// (naming the access needed) or another I/O error, naming `path`.
+pub fn read_error(path: &Path, e: &io::Error) -> ReadError {
     let what = path.display().to_string();
     match e.kind() {
         io::ErrorKind::NotFound => ReadError::Missing { what },

@@ -141,7 +141,7 @@ pub(crate) fn parse_stat_raw(buf: &[u8]) -> Option<RawStat<'_>> {
 
 /// Node CPU time in clock ticks from `/proc/stat`'s aggregate `cpu ` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct NodeTicks {
+pub struct NodeTicks {
     /// user + nice + system + irq + softirq + steal.
     pub busy: u64,
     /// busy + idle + iowait.
@@ -151,7 +151,7 @@ pub(crate) struct NodeTicks {
 /// Parses the first line of `/proc/stat` (`cpu  user nice system idle iowait irq softirq
 /// steal guest guest_nice`). Fields after `idle` are optional (old kernels); guest and
 /// guest_nice are already counted in user and nice, so they are not added again.
-pub(crate) fn parse_node_cpu(buf: &[u8]) -> Option<NodeTicks> {
+pub fn parse_node_cpu(buf: &[u8]) -> Option<NodeTicks> {
     let line = buf.split(|&b| b == b'\n').next()?;
     let rest = line.strip_prefix(b"cpu ")?;
     parse_cpu_fields(rest)
@@ -203,7 +203,7 @@ fn parse_cpu_fields(rest: &[u8]) -> Option<NodeTicks> {
 
 /// The comm as one printable line: control characters become `?` (as `ps` shows them),
 /// invalid UTF-8 becomes U+FFFD. Borrows when nothing needs replacing.
-pub(crate) fn sanitize_comm(raw: &[u8]) -> Cow<'_, str> {
+pub fn sanitize_comm(raw: &[u8]) -> Cow<'_, str> {
     if !raw.iter().any(|&b| is_control(b)) {
         return String::from_utf8_lossy(raw);
     }

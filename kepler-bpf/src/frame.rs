@@ -20,12 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kepler_core::{
-    ActivityFrame, ContainerInfo, Nanos, NodeCpu, PodInfo, ProcessInfo, ProcessSample, ReadError,
-    Timestamp,
+    ActivityFrame, ContainerInfo, Nanos, NodeCpu, ProcessInfo, ProcessSample, ReadError, Timestamp,
 };
 use kepler_sources::{
     parse_cgroup, parse_node_cpu, procfs_read_error as read_error, sanitize_comm, vm_from_cmdline,
-    CgroupMatch,
 };
 
 use crate::raw::{ProcRecord, COMM_LEN, PROC_KTHREAD};
@@ -210,7 +208,7 @@ impl FrameBuilder {
                 exe = Arc::from(target.to_string_lossy());
             }
             if let Ok(text) = read_limited(&dir.join("cgroup")) {
-                container = parse_cgroup(&text).map(|m| self.container_info(m));
+                container = parse_cgroup(&text).map(|m| m.into_container(&self.empty));
                 from_procfs = true;
                 // The record's cgroup id is where the process was first seen; it may have
                 // moved since. Teach the id's container only when the process is still in
@@ -256,7 +254,7 @@ impl FrameBuilder {
         // though a pod id carried by a parent directory is lost.
         let name = cgroup_name(id)?;
         let path = format!("0::/{}\n", String::from_utf8_lossy(&name));
-        let container = parse_cgroup(&path).map(|m| self.container_info(m));
+        let container = parse_cgroup(&path).map(|m| m.into_container(&self.empty));
         self.containers.insert(
             id,
             CachedContainer {
@@ -265,19 +263,6 @@ impl FrameBuilder {
             },
         );
         container
-    }
-
-    fn container_info(&self, m: CgroupMatch) -> ContainerInfo {
-        ContainerInfo {
-            id: Arc::from(m.container_id),
-            name: Arc::clone(&self.empty),
-            runtime: m.runtime,
-            pod: m.pod_uid.map(|uid| PodInfo {
-                id: Arc::from(uid),
-                name: Arc::clone(&self.empty),
-                namespace: Arc::clone(&self.empty),
-            }),
-        }
     }
 
     /// Node totals from the aggregate `cpu ` line of `<procfs>/stat`, as the procfs source

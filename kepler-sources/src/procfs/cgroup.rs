@@ -4,7 +4,9 @@
 //! runs in. Runtimes and cgroup drivers name those paths differently, so this module knows
 //! the shapes listed in the tests below and treats anything else as "no container".
 
-use kepler_core::Runtime;
+use std::sync::Arc;
+
+use kepler_core::{ContainerInfo, PodInfo, Runtime};
 
 /// The container (and pod) a cgroup path names.
 ///
@@ -19,6 +21,23 @@ pub struct CgroupMatch {
     pub runtime: Runtime,
     /// The pod UID with dashes, when the container runs under a kubelet `kubepods` cgroup.
     pub pod_uid: Option<String>,
+}
+
+impl CgroupMatch {
+    /// The engine's view of this container: its id, runtime and pod UID, with the names
+    /// (unknown from the cgroup path) set to `empty` until the runtime or Kubernetes fills them.
+    pub fn into_container(self, empty: &Arc<str>) -> ContainerInfo {
+        ContainerInfo {
+            id: Arc::from(self.container_id),
+            name: Arc::clone(empty),
+            runtime: self.runtime,
+            pod: self.pod_uid.map(|uid| PodInfo {
+                id: Arc::from(uid),
+                name: Arc::clone(empty),
+                namespace: Arc::clone(empty),
+            }),
+        }
+    }
 }
 
 /// Finds the container a process runs in from the content of its `/proc/<pid>/cgroup`.

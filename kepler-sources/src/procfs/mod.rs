@@ -47,8 +47,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kepler_core::{
-    ActivityFrame, ActivitySource, ContainerInfo, CpuTime, Nanos, NodeCpu, PodInfo, ProcessDetail,
-    ProcessInfo, ProcessSample, ReadError, SourceError, Timestamp,
+    ActivityFrame, ActivitySource, CpuTime, Nanos, NodeCpu, ProcessDetail, ProcessInfo,
+    ProcessSample, ReadError, SourceError, Timestamp,
 };
 
 use crate::{Error, ErrorKind};
@@ -431,18 +431,8 @@ impl ProcfsActivity {
             .fill_path(self.paths.pid_file(name, b"cgroup"), AUX_LIMIT)
         {
             Ok(()) => {
-                let found = parse_cgroup(&String::from_utf8_lossy(self.aux.bytes())).map(|m| {
-                    ContainerInfo {
-                        id: Arc::from(m.container_id),
-                        name: Arc::clone(&self.empty),
-                        runtime: m.runtime,
-                        pod: m.pod_uid.map(|uid| PodInfo {
-                            id: Arc::from(uid),
-                            name: Arc::clone(&self.empty),
-                            namespace: Arc::clone(&self.empty),
-                        }),
-                    }
-                });
+                let found = parse_cgroup(&String::from_utf8_lossy(self.aux.bytes()))
+                    .map(|m| m.into_container(&self.empty));
                 if let (Some(c), Some(cgroups)) = (&found, &mut self.cgroups) {
                     cgroups.register(c, self.aux.bytes(), self.generation);
                 }

@@ -137,14 +137,8 @@ fn bpf(_config: &Config) -> Result<Selected, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use crate::config::{ActivitySourceKind, Config, Flags};
-
-    fn build(args: &[&str], file: Option<&str>) -> Result<Config, crate::config::ConfigError> {
-        let flags = Flags::try_parse_from([&["kepler"], args].concat()).unwrap();
-        Config::build(&flags, file.map(|t| ("test.yaml", t)), None, || "h".into())
-    }
+    use crate::config::tests::build;
+    use crate::config::ActivitySourceKind;
 
     #[test]
     fn activity_source_from_flag_and_file_defaults_to_auto() {

@@ -497,13 +497,14 @@ fn valid_listen_address(a: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser;
 
     /// A config from command-line `args` and an optional YAML `file`, on host `host-a`;
     /// shared by the tests of the config submodules.
-    pub(super) fn build(args: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
+    /// `Config::build` from test flags and an optional YAML text (host name `host-a`).
+    pub(crate) fn build(args: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
         let mut argv = vec!["kepler"];
         argv.extend_from_slice(args);
         let flags = Flags::try_parse_from(argv).expect("flags parse");

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Side by side (issue 9): kepler, Scaphandre 1.0 and node_exporter's rapl collector on one
 # machine, in one run, against the same fake RAPL tree (scripts/fake-rapl.sh) and the same
-# real processes (loadgen: N-2 sleeping, 2 busy at 10%). For each size and exporter:
+# real processes (loadgen: N-2 sleeping, 2 busy at 10%; --wake-every MS makes the sleeping
+# ones wake on a timer, like daemons, instead of sleeping through). For each size and exporter:
 #   cpu_s/min  CPU time (user+sys, /proc/<pid>/stat) per minute over the measuring window,
-#              while scraped every 5 s as Prometheus would;
+#              while scraped every 5 s as Prometheus would (with `Accept-Encoding: gzip`,
+#              what Prometheus sends; --window-encoding identity for plain scrapes);
 #   rss_mib    peak RSS (VmHWM) at the end;
-#   p50/p99    scrape latency (curl time_total, uncompressed) over the window's scrapes plus
-#              a burst of back-to-back ones (at most 60 s of them);
-#   scrape     uncompressed /metrics size, and its number of samples.
+#   p50/p99    scrape latency (curl time_total) over a burst of back-to-back scrapes (at most
+#              60 s of them), alternating plain ones (p50/p99) and gzip ones as Prometheus
+#              asks (gz_p50/gz_p99);
+#   scrape     /metrics size, plain and as sent to a gzip client, and its number of samples.
 # Prints one markdown table. Every exporter runs with its defaults except where it must be
 # pointed at the fake tree (kepler --host.sysfs; Scaphandre --vm and SCAPHANDRE_POWERCAP_PATH,
 # its documented override; node_exporter --path.sysfs with only the rapl collector).
@@ -17,6 +20,8 @@
 # modules file instead. Nothing else of Scaphandre is touched.
 #
 # usage: benches/compare-peers.sh [--tiny] [--sizes "1000 3000 10000"] [--window SECONDS]
+#        [--exporters "kepler scaphandre node_exporter"] [--window-encoding gzip|identity]
+#        [--wake-every MS]
 #   --tiny    one size of 50 processes, 10 s windows, debug builds, and peers that are not
 #             installed are skipped with a line (what CI runs, to keep the script working)
 # env: PROFILE=release|debug, SCAPHANDRE (default: on PATH, then
@@ -31,11 +36,19 @@ tiny=0
 sizes="1000 3000 10000"
 window=60
 burst=40
+only=""
+window_encoding=gzip
+wake=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --tiny) tiny=1; sizes=50; window=10; burst=5 ;;
+    --tiny) tiny=1; sizes=50; window=10; burst=6 ;;
     --sizes) sizes="$2"; shift ;;
     --window) window="$2"; shift ;;
+    --exporters) only="$2"; shift ;;
+    --wake-every) wake=(--wake-every "$2"); shift ;;
+    --window-encoding)
+      window_encoding="$2"; shift
+      case "$window_encoding" in gzip|identity) ;; *) echo "--window-encoding: gzip or identity" >&2; exit 2 ;; esac ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -55,15 +68,22 @@ loadgen="${LOADGEN_BIN:-$target/$outdir/loadgen}"
 scaphandre="${SCAPHANDRE:-$(command -v scaphandre || echo "$HOME/.cache/kepler-rs/scaphandre/bin/scaphandre")}"
 node_exporter="${NODE_EXPORTER:-$(command -v prometheus-node-exporter || command -v node_exporter || true)}"
 
-exporters=(kepler)
-if [ -x "$scaphandre" ]; then exporters+=(scaphandre); else
-  [ "$tiny" = 1 ] || { echo "Scaphandre not found (set SCAPHANDRE)" >&2; exit 1; }
-  echo "skipping scaphandre: not installed (see the usage in $0)"
+wanted() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+exporters=()
+wanted kepler && exporters+=(kepler)
+if wanted scaphandre; then
+  if [ -x "$scaphandre" ]; then exporters+=(scaphandre); else
+    [ "$tiny" = 1 ] || { echo "Scaphandre not found (set SCAPHANDRE)" >&2; exit 1; }
+    echo "skipping scaphandre: not installed (see the usage in $0)"
+  fi
 fi
-if [ -n "$node_exporter" ] && [ -x "$node_exporter" ]; then exporters+=(node_exporter); else
-  [ "$tiny" = 1 ] || { echo "node_exporter not found (Debian prometheus-node-exporter)" >&2; exit 1; }
-  echo "skipping node_exporter: not installed (Debian package prometheus-node-exporter)"
+if wanted node_exporter; then
+  if [ -n "$node_exporter" ] && [ -x "$node_exporter" ]; then exporters+=(node_exporter); else
+    [ "$tiny" = 1 ] || { echo "node_exporter not found (Debian prometheus-node-exporter)" >&2; exit 1; }
+    echo "skipping node_exporter: not installed (Debian package prometheus-node-exporter)"
+  fi
 fi
+[ ${#exporters[@]} -gt 0 ] || { echo "--exporters: none of kepler, scaphandre, node_exporter" >&2; exit 2; }
 
 . scripts/lib.sh
 start_fake_rapl
@@ -118,8 +138,11 @@ start_exporter() { # name port -> runs it in the background; sets epid
   epid=$!
 }
 
-scrape() { # port -> prints "seconds bytes"; the body goes to $tmp/body
-  curl -sS -o "$tmp/body" -w '%{time_total} %{size_download}\n' --max-time 60 "http://127.0.0.1:$1/metrics"
+scrape() { # port [encoding] -> prints "seconds bytes"; the body (as sent) goes to $tmp/body
+  # gzip: the header Prometheus sends; the body is not decoded, so bytes are what was sent.
+  local enc=()
+  [ "${2:-identity}" = gzip ] && enc=(-H 'Accept-Encoding: gzip')
+  curl -sS "${enc[@]}" -o "$tmp/body" -w '%{time_total} %{size_download}\n' --max-time 60 "http://127.0.0.1:$1/metrics"
 }
 
 percentile() { # p file -> nearest-rank percentile of the numbers in file
@@ -130,7 +153,7 @@ rows=()
 for n in $sizes; do
   busy=2
   [ "$n" -le 10 ] && busy=0
-  "$loadgen" --sleeping $((n - busy)) --busy "$busy" --duty 0.1 --ready-file "$tmp/ready" > /dev/null &
+  "$loadgen" --sleeping $((n - busy)) "${wake[@]}" --busy "$busy" --duty 0.1 --ready-file "$tmp/ready" > /dev/null &
   lpid=$!
   pids+=("$lpid")
   for _ in $(seq 1 600); do [ -e "$tmp/ready" ] && break; sleep 0.1; done
@@ -150,29 +173,36 @@ for n in $sizes; do
     if [ "$ok" = 0 ]; then echo "$name did not serve /metrics:" >&2; tail -20 "$tmp/$name.log" >&2; exit 1; fi
     # Warm-up: kepler's first ticks, Scaphandre's first records.
     sleep 5
-    scrape "$port" > /dev/null
-    : > "$tmp/lat"
+    scrape "$port" "$window_encoding" > /dev/null
     c0=$(cpu_ticks "$epid"); t0=$(date +%s.%N)
     end=$(( SECONDS + window ))
     while [ "$SECONDS" -lt "$end" ]; do
-      scrape "$port" >> "$tmp/lat"
+      scrape "$port" "$window_encoding" > /dev/null
       sleep 5
     done
     c1=$(cpu_ticks "$epid"); t1=$(date +%s.%N)
+    # The burst: plain and gzip scrapes in turn, so both see the same renderings.
+    : > "$tmp/lat"; : > "$tmp/lat.gz"
     bend=$(( SECONDS + 60 ))
-    for _ in $(seq 1 "$burst"); do
+    for _ in $(seq 1 $(( burst / 2 ))); do
       [ "$SECONDS" -lt "$bend" ] || break
+      scrape "$port" gzip >> "$tmp/lat.gz"
       scrape "$port" >> "$tmp/lat"
     done
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$epid/status")
     samples=$(grep -vc '^#' "$tmp/body" || true)
     bytes=$(wc -c < "$tmp/body")
+    gz_bytes=$(tail -1 "$tmp/lat.gz" | awk '{ print $2 }')
     awk '{ print $1 }' "$tmp/lat" > "$tmp/secs"
+    awk '{ print $1 }' "$tmp/lat.gz" > "$tmp/secs.gz"
     p50=$(percentile 50 "$tmp/secs"); p99=$(percentile 99 "$tmp/secs")
+    gz50=$(percentile 50 "$tmp/secs.gz"); gz99=$(percentile 99 "$tmp/secs.gz")
     row=$(awk -v n="$n" -v name="$name" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" \
-      -v hwm="$hwm" -v p50="$p50" -v p99="$p99" -v bytes="$bytes" -v samples="$samples" -v k="$(wc -l < "$tmp/secs")" \
-      'BEGIN { printf "| %6d | %-13s | %8.2f | %8.1f | %8.1f | %8.1f | %9.0f | %7d | %4d |", n, name,
-               (c1 - c0) / hz / (t1 - t0) * 60, hwm / 1024, p50 * 1000, p99 * 1000, bytes / 1024, samples, k }')
+      -v hwm="$hwm" -v p50="$p50" -v p99="$p99" -v gz50="$gz50" -v gz99="$gz99" -v bytes="$bytes" \
+      -v gz_bytes="$gz_bytes" -v samples="$samples" -v k="$(wc -l < "$tmp/secs")" \
+      'BEGIN { printf "| %6d | %-13s | %8.2f | %8.1f | %8.1f | %8.1f | %8.1f | %8.1f | %9.0f | %9.0f | %7d | %4d |", n, name,
+               (c1 - c0) / hz / (t1 - t0) * 60, hwm / 1024, p50 * 1000, p99 * 1000, gz50 * 1000, gz99 * 1000,
+               bytes / 1024, gz_bytes / 1024, samples, k }')
     echo "$row"
     rows+=("$row")
     kill "$epid"; wait "$epid" 2>/dev/null || true
@@ -182,7 +212,9 @@ for n in $sizes; do
 done
 
 echo
-echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); profile $profile; window ${window}s, scrape every 5 s"
-echo "| procs  | exporter      | cpu_s/min | rss_mib | p50_ms   | p99_ms   | scrape_kib | samples | n    |"
-echo "|-------:|---------------|---------:|--------:|---------:|---------:|----------:|--------:|-----:|"
+wakes=never
+[ ${#wake[@]} -gt 0 ] && wakes="every ${wake[1]} ms"
+echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); profile $profile; window ${window}s, scraped every 5 s ($window_encoding); sleeping processes wake $wakes"
+echo "| procs  | exporter      | cpu_s/min | rss_mib | p50_ms   | p99_ms   | gz_p50_ms | gz_p99_ms | scrape_kib | gz_kib | samples | n (each) |"
+echo "|-------:|---------------|---------:|--------:|---------:|---------:|---------:|---------:|----------:|----------:|--------:|-----:|"
 printf '%s\n' "${rows[@]}"

@@ -48,21 +48,34 @@ fn scan(c: &mut Criterion) {
         .unwrap_or(0);
     let _sleepers = Sleepers::start(extra);
     let mut group = c.benchmark_group("procfs");
-    for (name, max_open_files) in [("warm_scan/kept_open", None), ("warm_scan/reopen", Some(0))] {
+    // Kept descriptors with idle processes read through their `schedstat` (the default),
+    // kept descriptors reading every `stat`, and every `stat` reopened each tick.
+    for (name, max_open_files, probe_idle) in [
+        ("warm_scan/kept_open", None, true),
+        ("warm_scan/kept_open_no_probe", None, false),
+        ("warm_scan/reopen", Some(0), false),
+    ] {
         let mut source = ProcfsActivity::new(ProcfsOptions {
             max_open_files,
+            probe_idle,
             ..ProcfsOptions::default()
         })
         .expect("/proc");
         let mut frame = ActivityFrame::default();
-        source.read(Timestamp(0), &mut frame).expect("cold scan");
+        // The cold scan, then the two that give idle processes their probe baselines.
+        for t in 0..3 {
+            source.read(Timestamp(t), &mut frame).expect("cold scan");
+        }
         let live = frame.processes.len();
+        let skips = source.quiet_skips();
+        source.read(Timestamp(3), &mut frame).expect("warm scan");
         eprintln!(
-            "{name}: {live} processes, {} stat files kept open",
-            source.open_files()
+            "{name}: {live} processes, {} files kept open, {} of them skipped as idle",
+            source.open_files(),
+            source.quiet_skips() - skips
         );
         group.throughput(Throughput::Elements(live as u64));
-        let mut t = 0;
+        let mut t = 3;
         group.bench_function(format!("{name}/{live}p"), |b| {
             b.iter(|| {
                 t += 1;

@@ -196,3 +196,65 @@ fn workers_land_in_docker_named_cgroups_which_are_removed_after() {
     assert!(lg.wait().unwrap().success());
     assert!(!parent.exists(), "{} left behind", parent.display());
 }
+
+/// `/proc/<pid>/schedstat` run count: how many times the process has been put on a CPU.
+fn run_count(pid: u32) -> u64 {
+    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sleeping workers really sleep (they are never put on a CPU again), unless asked to wake
+/// on a timer; and they die with a SIGKILLed loadgen, which has no chance to clean up.
+#[test]
+fn sleeping_workers_never_wake_and_die_with_a_killed_loadgen() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, extra: &[&str]| {
+        let ready = dir.path().join(name);
+        let lg = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["--sleeping", "3"])
+            .args(extra)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("ready file", Duration::from_secs(20), || ready.exists());
+        lg
+    };
+    let mut quiet = start("quiet", &[]);
+    let mut waking = start("waking", &["--wake-every", "100"]);
+    let workers = |lg: &std::process::Child| -> Vec<u32> {
+        children(lg.id()).into_iter().map(|(p, _)| p).collect()
+    };
+    let (q, w) = (workers(&quiet), workers(&waking));
+    assert_eq!((q.len(), w.len()), (3, 3));
+    thread::sleep(Duration::from_millis(200));
+    let before: Vec<u64> = q.iter().chain(&w).map(|&p| run_count(p)).collect();
+    thread::sleep(Duration::from_millis(1000));
+    let after: Vec<u64> = q.iter().chain(&w).map(|&p| run_count(p)).collect();
+    assert_eq!(after[..3], before[..3], "sleeping workers ran");
+    assert!(
+        after[3..]
+            .iter()
+            .zip(&before[3..])
+            .all(|(a, b)| a >= &(b + 5)),
+        "workers woken every 100 ms ran about 10 times: {before:?} -> {after:?}"
+    );
+
+    for lg in [&mut quiet, &mut waking] {
+        lg.kill().unwrap();
+        lg.wait().unwrap();
+    }
+    wait_for(
+        "workers to die with loadgen",
+        Duration::from_secs(5),
+        || {
+            q.iter()
+                .chain(&w)
+                .all(|p| !Path::new(&format!("/proc/{p}")).exists())
+        },
+    );
+}

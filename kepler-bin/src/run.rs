@@ -98,6 +98,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // The Redfish BMC file is configuration too: a bad one stops here with exit code 2.
     let redfish = crate::redfish::source(&config).map_err(RunError::Config)?;
 
+    raise_open_files_limit();
     let clock = Clock::start();
     let (meter, skipped) = select_meter(&config);
     for (name, why) in &skipped {
@@ -215,6 +216,24 @@ pub fn run(config: Config) -> Result<(), RunError> {
     runtime.shutdown_timeout(Duration::from_secs(2));
     result.context("HTTP server failed")?;
     Ok(())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as Go programs (and so Go Kepler) do
+/// at start. The procfs source keeps a descriptor per process within half the soft limit
+/// (issue 3): under a typical soft limit of 1,024 it would keep almost none on a large node
+/// and reopen every file on every tick.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files soft limit"),
+        Err(e) => tracing::debug!(error = %e, "cannot raise the open files soft limit"),
+    }
 }
 
 async fn wait_for_signal() {

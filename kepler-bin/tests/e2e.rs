@@ -197,3 +197,36 @@ fn sigterm_stops_cleanly() {
     let status = kepler.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// `Max open files` soft and hard limits of a process, from `/proc/<pid>/limits`.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .expect("Max open files line");
+    let mut f = line.split_whitespace();
+    (f.next().unwrap().into(), f.next().unwrap().into())
+}
+
+/// Issue 3: kepler raises its soft open files limit to the hard one at start, as Go
+/// programs do, so the procfs source can keep a descriptor per process on a large node.
+#[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_one_issue_3() {
+    let (_, hard) = open_files_limits(std::process::id());
+    if hard == "unlimited" || hard.parse::<u64>().unwrap_or(0) <= 256 {
+        eprintln!("skipped: hard open files limit {hard} leaves nothing to raise");
+        return;
+    }
+    let sysfs = tempfile::tempdir().unwrap();
+    let kepler = Kepler::start_after(
+        "ulimit -S -n 256",
+        &[
+            "--host.sysfs",
+            sysfs.path().to_str().unwrap(),
+            "--monitor.interval=200ms",
+        ],
+    );
+    support::wait_for_metric(kepler.port(), "kepler_build_info");
+    assert_eq!(open_files_limits(kepler.pid()), (hard.clone(), hard));
+}

@@ -28,7 +28,14 @@ fn record(i: u32, flags: u32) -> ProcRecord {
 }
 
 fn read_maps(c: &mut Criterion) {
-    let mut src = match BpfActivity::new(BpfOptions::default()) {
+    let capacity = std::env::var("KEPLER_BENCH_MAP_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BpfOptions::default().max_processes);
+    let mut src = match BpfActivity::new(BpfOptions {
+        max_processes: capacity,
+        ..BpfOptions::default()
+    }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("skipped: {e}");

@@ -19,6 +19,7 @@
 //! written as exact decimals (`12.000345`), with no float rounding.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -139,7 +140,9 @@ pub struct SourceSelf {
 
 /// One rendered snapshot: the Prometheus text 0.0.4 body, rendered once. The gzip and
 /// OpenMetrics variants are made lazily, at most once each, on the first request that asks
-/// for them; every later scrape of this exposition gets the cached bytes.
+/// for them; every later scrape of this exposition gets the cached bytes. Which variants were
+/// asked for is remembered, so that the next exposition can have them made before it is
+/// published ([`prepare_like`](Self::prepare_like)) and no scrape waits for a compression.
 #[derive(Debug)]
 pub struct Exposition {
     text: Bytes,
@@ -149,6 +152,8 @@ pub struct Exposition {
     text_gzip: OnceLock<Bytes>,
     openmetrics: OnceLock<Bytes>,
     openmetrics_gzip: OnceLock<Bytes>,
+    /// Which of text+gzip, OpenMetrics, OpenMetrics+gzip a request asked for.
+    asked: [AtomicBool; 3],
     at: Timestamp,
     samples: usize,
     render_duration: Duration,
@@ -180,6 +185,7 @@ impl Exposition {
             text_gzip: OnceLock::new(),
             openmetrics: OnceLock::new(),
             openmetrics_gzip: OnceLock::new(),
+            asked: Default::default(),
             at: snap.at,
             samples: r.out.samples,
             render_duration,
@@ -219,13 +225,54 @@ impl Exposition {
         }
     }
 
-    /// The body if it is already made, without making it.
+    /// The body if it is already made, without making it. Counts as asking for it.
     pub(crate) fn cached_body(&self, format: Format, gzip: bool) -> Option<&Bytes> {
+        let variant = match (format, gzip) {
+            (Format::Text, false) => None,
+            (Format::Text, true) => Some(0),
+            (Format::OpenMetrics, false) => Some(1),
+            (Format::OpenMetrics, true) => Some(2),
+        };
+        if let Some(flag) = variant.and_then(|i| self.asked.get(i)) {
+            flag.store(true, Ordering::Relaxed);
+        }
         match (format, gzip) {
             (Format::Text, false) => Some(&self.text),
             (Format::Text, true) => self.text_gzip.get(),
             (Format::OpenMetrics, false) => self.openmetrics.get(),
             (Format::OpenMetrics, true) => self.openmetrics_gzip.get(),
+        }
+    }
+
+    /// Whether the body in `format` (gzip-compressed when `gzip`) is already made.
+    pub fn is_made(&self, format: Format, gzip: bool) -> bool {
+        match (format, gzip) {
+            (Format::Text, false) => true,
+            (Format::Text, true) => self.text_gzip.get().is_some(),
+            (Format::OpenMetrics, false) => self.openmetrics.get().is_some(),
+            (Format::OpenMetrics, true) => self.openmetrics_gzip.get().is_some(),
+        }
+    }
+
+    /// Makes the variants that requests asked of `previous` (an interval's worth of scrapes
+    /// of the exposition this one replaces), so that scrapes of this one find them ready.
+    /// Run by the publisher, off the request path; a variant nobody asked for during one
+    /// interval is no longer made ahead.
+    pub fn prepare_like(&self, previous: &Exposition) {
+        let asked = |i: usize| {
+            previous
+                .asked
+                .get(i)
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+        };
+        if asked(0) {
+            self.text_gzip();
+        }
+        if asked(1) {
+            self.openmetrics();
+        }
+        if asked(2) {
+            self.openmetrics_gzip();
         }
     }
 

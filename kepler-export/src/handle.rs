@@ -27,7 +27,12 @@ impl MetricsHandle {
     }
 
     /// Replaces the latest exposition. Scrapes in flight keep the one they already hold.
+    /// The gzip and OpenMetrics variants that scrapes asked of the previous exposition are
+    /// made first, here on the publisher's thread, so that no scrape waits for one.
     pub fn publish(&self, e: Exposition) {
+        if let Some(previous) = self.latest() {
+            e.prepare_like(&previous);
+        }
         self.publish_arc(Arc::new(e));
     }
 

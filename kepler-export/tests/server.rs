@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::{context, snapshot, stats};
 use kepler_export::{
-    ErrorKind, Exposition, MetricsHandle, MetricsLevel, Server, ServerConfig, WebConfig,
+    ErrorKind, Exposition, Format, MetricsHandle, MetricsLevel, Server, ServerConfig, WebConfig,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -488,4 +488,50 @@ fn web_config_errors_name_file_and_key() {
     // Empty file and auth-only file are valid (plain HTTP).
     let p = write_web_config(dir.path(), "");
     assert!(!WebConfig::from_file(&p).unwrap().tls_enabled());
+}
+
+/// Issue 9: a variant that scrapes asked for is made before the next exposition is
+/// published, so a scrape never waits for a compression; one nobody asked for during an
+/// interval is no longer made ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variants_asked_for_are_made_before_the_next_publish_issue_9() {
+    let handle = MetricsHandle::new();
+    let srv = start(None, handle.clone()).await;
+    handle.publish(exposition());
+    let latest = || handle.latest().unwrap();
+    assert!(!latest().is_made(Format::Text, true));
+
+    let gz = [("Accept-Encoding", "gzip")];
+    assert_eq!(get(srv.addr, "/metrics", &gz).await.status, 200);
+    handle.publish(exposition());
+    assert!(latest().is_made(Format::Text, true), "gzip made ahead");
+    assert!(!latest().is_made(Format::OpenMetrics, false));
+    // Served as made: the same bytes.
+    let r = get(srv.addr, "/metrics", &gz).await;
+    assert_eq!(r.body, latest().text_gzip().to_vec());
+
+    let om = [
+        ("Accept", "application/openmetrics-text;version=1.0.0"),
+        ("Accept-Encoding", "gzip"),
+    ];
+    assert_eq!(get(srv.addr, "/metrics", &om).await.status, 200);
+    handle.publish(exposition());
+    assert!(latest().is_made(Format::OpenMetrics, true));
+    assert!(
+        latest().is_made(Format::Text, true),
+        "both were asked in the last interval"
+    );
+    assert_eq!(get(srv.addr, "/metrics", &om).await.status, 200);
+    handle.publish(exposition());
+    assert!(latest().is_made(Format::OpenMetrics, true));
+    assert!(
+        !latest().is_made(Format::Text, true),
+        "not asked in the last interval"
+    );
+
+    // An interval without scrapes: nothing is made ahead any more.
+    handle.publish(exposition());
+    handle.publish(exposition());
+    assert!(!latest().is_made(Format::OpenMetrics, true));
+    srv.stop().await;
 }

@@ -33,6 +33,8 @@ struct Proc<'a> {
     cgroup: String,
     cmdline: Vec<u8>,
     exe: Option<&'a str>,
+    state: char,
+    threads: u32,
 }
 
 impl Default for Proc<'_> {
@@ -47,14 +49,16 @@ impl Default for Proc<'_> {
             cgroup: "0::/user.slice/user-1000.slice/session-1.scope\n".into(),
             cmdline: b"/usr/bin/proc\0".to_vec(),
             exe: Some("/usr/bin/proc"),
+            state: 'S',
+            threads: 1,
         }
     }
 }
 
 fn stat_line(pid: u32, p: &Proc<'_>) -> String {
     format!(
-        "{pid} ({}) S {} {pid} {pid} 0 -1 {} 100 0 0 0 {} {} 0 0 20 0 1 0 {} 1000000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
-        p.comm, p.ppid, p.flags, p.utime, p.stime, p.starttime
+        "{pid} ({}) {} {} {pid} {pid} 0 -1 {} 100 0 0 0 {} {} 0 0 20 0 {} 0 {} 1000000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+        p.comm, p.state, p.ppid, p.flags, p.utime, p.stime, p.threads, p.starttime
     )
 }
 
@@ -99,6 +103,12 @@ impl Tree {
         }
     }
 
+    /// Writes `<pid>/schedstat` (`run_ns wait_ns count`), which a real kernel has for every
+    /// process and the other fake-tree tests leave out.
+    fn set_schedstat(&self, pid: u32, line: &str) {
+        fs::write(self.pid_dir(pid).join("schedstat"), line).expect("schedstat");
+    }
+
     /// A source that keeps up to 64 `stat` files open, as on a real machine.
     fn source(&self) -> ProcfsActivity {
         self.source_with(64)
@@ -110,7 +120,7 @@ impl Tree {
             root: self.root().to_path_buf(),
             user_hz: Some(100),
             max_open_files: Some(max_open_files),
-            cgroup_root: None,
+            ..ProcfsOptions::new(self.root())
         })
         .expect("source")
     }
@@ -845,4 +855,351 @@ fn many_kept_descriptors_give_the_same_frames_as_reopening() {
     assert_eq!(a, sorted(scan(&mut reopen, 2)));
     let p107 = a.iter().find(|r| r.0 == 107).unwrap();
     assert_eq!(p107.2, Nanos((107 + 50) * TICK_NS));
+}
+
+/// (pid, start time, cpu time, detail) of every process, sorted by pid.
+fn rows(frame: &ActivityFrame) -> Vec<(u32, u64, Nanos, kepler_core::ProcessDetail)> {
+    let mut rows: Vec<_> = frame
+        .processes
+        .iter()
+        .zip(&frame.details)
+        .map(|(p, d)| (p.pid, p.start_time, p.cpu_time, *d))
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    rows
+}
+
+fn ppid_of(frame: &ActivityFrame, pid: u32) -> u32 {
+    let i = frame
+        .processes
+        .iter()
+        .position(|p| p.pid == pid)
+        .unwrap_or_else(|| panic!("pid {pid} missing"));
+    frame.details[i].ppid
+}
+
+/// Scans until the probes of a tree whose processes are quiet have their baselines: the
+/// first read, the read that finds `stat` unchanged, and the probe that sets the baseline.
+fn settle(src: &mut ProcfsActivity) -> ActivityFrame {
+    scan(src, 1);
+    scan(src, 2);
+    scan(src, 3)
+}
+
+/// Issue 3: a quiet single-threaded process is read through its `schedstat`. Once its
+/// `stat` has read the same twice and a probe has set the baseline, an unmoved `schedstat`
+/// skips the `stat` read and repeats the sample; a moved one reads `stat` again.
+#[test]
+fn idle_process_is_read_through_schedstat_issue_3() {
+    for budget in BUDGETS {
+        let tree = Tree::new();
+        let p = Proc {
+            utime: 7,
+            ..Proc::default()
+        };
+        tree.add(10, &p);
+        tree.set_schedstat(10, "70000000 5 3\n");
+        // Its parent, init: a skipped process's parent must be alive (see below).
+        tree.add(
+            1,
+            &Proc {
+                ppid: 0,
+                ..Proc::default()
+            },
+        );
+        let mut src = tree.source_with(budget);
+        let first = settle(&mut src);
+        assert_eq!(src.quiet_skips(), 0, "budget {budget}");
+        tree.set_schedstat(1, "1000 0 1\n");
+        for t in 4..7 {
+            assert_eq!(rows(&scan(&mut src, t)), rows(&first), "budget {budget}");
+        }
+        if budget == 0 {
+            // Without kept descriptors a probe costs as much as the read it would save.
+            assert_eq!(src.quiet_skips(), 0);
+            continue;
+        }
+        // Init had no schedstat at first: it reads `stat` every tick.
+        assert_eq!(src.quiet_skips(), 3);
+        // The skip is real: a change to `stat` alone (which a kernel never makes without
+        // moving `schedstat`) is not seen...
+        tree.add(10, &Proc { utime: 8, ..p });
+        assert_eq!(find(&scan(&mut src, 7), 10).cpu_time, Nanos(7 * TICK_NS));
+        // ...until the process runs: `schedstat` moves and `stat` is read again.
+        tree.set_schedstat(10, "80000000 9 4\n");
+        assert_eq!(find(&scan(&mut src, 8), 10).cpu_time, Nanos(8 * TICK_NS));
+        assert_eq!(src.quiet_skips(), 4);
+    }
+}
+
+/// Issue 3: `schedstat` counts the main thread only, so a process with more threads is
+/// read through `stat` every tick; so is every process of a kernel that prints `0 0 0`.
+#[test]
+fn multi_threaded_and_zero_schedstat_processes_always_read_stat_issue_3() {
+    let tree = Tree::new();
+    tree.add(
+        20,
+        &Proc {
+            threads: 3,
+            ..Proc::default()
+        },
+    );
+    tree.set_schedstat(20, "5000000 1 2\n");
+    tree.add(21, &Proc::default());
+    tree.set_schedstat(21, "0 0 0\n");
+    let mut src = tree.source();
+    settle(&mut src);
+    scan(&mut src, 4);
+    assert_eq!(src.quiet_skips(), 0);
+    // Another thread of 20 ran; 21 ran: both are seen at once.
+    for pid in [20, 21] {
+        tree.add(
+            pid,
+            &Proc {
+                utime: 3,
+                threads: if pid == 20 { 3 } else { 1 },
+                ..Proc::default()
+            },
+        );
+    }
+    let frame = scan(&mut src, 5);
+    assert_eq!(find(&frame, 20).cpu_time, Nanos(3 * TICK_NS));
+    assert_eq!(find(&frame, 21).cpu_time, Nanos(3 * TICK_NS));
+    assert_eq!(src.quiet_skips(), 0);
+}
+
+/// Issue 3: children are re-parented when their parent exits, without running, so an idle
+/// child's `schedstat` does not move. A skipped child whose parent is gone, or became a
+/// zombie, is read again in the same scan and shows its new parent.
+#[test]
+fn skipped_child_of_an_exited_parent_shows_its_new_parent_issue_3() {
+    let tree = Tree::new();
+    let init = Proc {
+        ppid: 0,
+        ..Proc::default()
+    };
+    tree.add(1, &init);
+    for (parent, child) in [(30, 31), (40, 41)] {
+        tree.add(parent, &Proc::default());
+        tree.add(
+            child,
+            &Proc {
+                ppid: parent,
+                ..Proc::default()
+            },
+        );
+    }
+    for pid in [1, 30, 31, 40, 41] {
+        tree.set_schedstat(pid, &format!("{pid}000 0 1\n"));
+    }
+    let mut src = tree.source();
+    settle(&mut src);
+    let frame = scan(&mut src, 4);
+    assert_eq!(src.quiet_skips(), 5);
+    assert_eq!((ppid_of(&frame, 31), ppid_of(&frame, 41)), (30, 40));
+
+    // 30 exits and is reaped; 40 exits and stays a zombie (it ran: its schedstat moved).
+    fs::remove_dir_all(tree.pid_dir(30)).unwrap();
+    tree.add(
+        40,
+        &Proc {
+            state: 'Z',
+            ..Proc::default()
+        },
+    );
+    tree.set_schedstat(40, "41000 0 2\n");
+    for child in [31, 41] {
+        tree.add(child, &Proc::default()); // ppid 1
+    }
+    let frame = scan(&mut src, 5);
+    assert_eq!((ppid_of(&frame, 31), ppid_of(&frame, 41)), (1, 1));
+    assert_eq!(frame.processes.len(), frame.details.len());
+    assert_eq!(pids(&frame), vec![1, 31, 40, 41]);
+}
+
+/// Issue 3: a quiet process keeps its probe rather than its `stat` when the descriptor
+/// budget is full, and a busy one the other way round; the budget is never exceeded.
+#[test]
+fn probes_share_the_descriptor_budget_issue_3() {
+    let tree = Tree::new();
+    // Parent 0: started from outside this pid namespace, as a container's init is.
+    let orphan = Proc {
+        ppid: 0,
+        ..Proc::default()
+    };
+    for pid in [50, 51] {
+        tree.add(pid, &orphan);
+        tree.set_schedstat(pid, "1000 0 1\n");
+    }
+    let mut src = tree.source_with(2);
+    settle(&mut src);
+    assert_eq!(src.open_files(), 2);
+    scan(&mut src, 4);
+    assert_eq!(
+        src.quiet_skips(),
+        2,
+        "both probes kept within a budget of 2"
+    );
+    assert_eq!(src.open_files(), 2);
+    // 50 gets busy: it reads `stat` every tick again, and the budget still holds.
+    for t in 5..9 {
+        tree.add(
+            50,
+            &Proc {
+                utime: t,
+                ppid: 0,
+                ..Proc::default()
+            },
+        );
+        tree.set_schedstat(50, &format!("{t}0000000 0 {t}\n"));
+        assert_eq!(find(&scan(&mut src, t), 50).cpu_time, Nanos(t * TICK_NS));
+        assert!(src.open_files() <= 2);
+    }
+    fs::remove_dir_all(tree.pid_dir(50)).unwrap();
+    fs::remove_dir_all(tree.pid_dir(51)).unwrap();
+    scan(&mut src, 9);
+    assert_eq!((src.open_files(), src.cached()), (0, 0));
+}
+
+/// A source on the real `/proc` (`None` when this machine has none), with or without
+/// probes.
+fn real_source(probe_idle: bool) -> Option<ProcfsActivity> {
+    if !Path::new("/proc/self/schedstat").exists() {
+        eprintln!("skipped: no /proc/<pid>/schedstat here");
+        return None;
+    }
+    let src = ProcfsActivity::new(ProcfsOptions {
+        max_open_files: Some(4096),
+        probe_idle,
+        ..ProcfsOptions::default()
+    })
+    .expect("real /proc");
+    Some(src)
+}
+
+/// Children killed and reaped on drop.
+struct Kids(Vec<std::process::Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn sh(script: &str) -> std::process::Child {
+    std::process::Command::new("sh")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh")
+}
+
+fn line_of(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    line.trim().to_string()
+}
+
+fn rows_of(
+    frame: &ActivityFrame,
+    pids: &[u32],
+) -> Vec<(u32, u64, Nanos, kepler_core::ProcessDetail)> {
+    rows(frame)
+        .into_iter()
+        .filter(|r| pids.contains(&r.0))
+        .collect()
+}
+
+/// Issue 3, real kernel: sleeping processes are skipped through their `schedstat` and
+/// give exactly what reading their `stat` gives; one that wakes and runs is read again on
+/// the next scan.
+#[test]
+fn probed_scan_of_real_proc_matches_a_full_scan_issue_3() {
+    let (Some(mut probed), Some(mut full)) = (real_source(true), real_source(false)) else {
+        return;
+    };
+    let mut kids = Kids(Vec::new());
+    for _ in 0..20 {
+        kids.0.push(sh("exec sleep 600"));
+    }
+    // Blocks on stdin, burns some CPU when a line arrives, says so and blocks again.
+    kids.0.push(sh(
+        "read x; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo burnt; read y",
+    ));
+    let pids: Vec<u32> = kids.0.iter().map(|c| c.id()).collect();
+    let worker = *pids.last().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    settle(&mut probed);
+    let before = probed.quiet_skips();
+    let a = scan(&mut probed, 4);
+    let b = scan(&mut full, 4);
+    assert!(
+        probed.quiet_skips() - before >= pids.len() as u64,
+        "every sleeper skipped: {} of {}",
+        probed.quiet_skips() - before,
+        pids.len()
+    );
+    assert_eq!(rows_of(&a, &pids), rows_of(&b, &pids));
+
+    use std::io::Write;
+    let child = kids.0.last_mut().unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(line_of(child), "burnt");
+    let t0 = find(&a, worker).cpu_time;
+    let a = scan(&mut probed, 5);
+    let b = scan(&mut full, 5);
+    assert!(
+        find(&a, worker).cpu_time > t0,
+        "the woken worker's time moved"
+    );
+    assert_eq!(rows_of(&a, &pids), rows_of(&b, &pids));
+}
+
+/// Issue 3, real kernel: when a parent exits its idle child is re-parented without
+/// running; the probed scan still reports the new parent, as `stat` does.
+#[test]
+fn probed_scan_of_real_proc_sees_reparenting_issue_3() {
+    let Some(mut src) = real_source(true) else {
+        return;
+    };
+    // The parent prints its child's pid, then becomes `sleep` itself.
+    let mut parent = sh("sleep 600 & echo $!; exec sleep 600");
+    let child: u32 = line_of(&mut parent).parse().expect("child pid");
+    let _child = scopeguard_kill(child);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    settle(&mut src);
+    let frame = scan(&mut src, 4);
+    assert_eq!(ppid_of(&frame, child), parent.id());
+    let skips = src.quiet_skips();
+    let _ = parent.kill();
+    let _ = parent.wait();
+    let frame = scan(&mut src, 5);
+    let stat = fs::read(format!("/proc/{child}/stat")).expect("child still lives");
+    let now = kepler_sources::parse_stat(&stat).expect("stat").ppid;
+    assert_ne!(now, parent.id());
+    assert_eq!(ppid_of(&frame, child), now);
+    assert!(
+        skips > 0,
+        "the child was being skipped before its parent exited"
+    );
+}
+
+/// Kills `pid` (not our child: `kill(1)` rather than `Child::kill`) when dropped.
+fn scopeguard_kill(pid: u32) -> impl Drop {
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .status();
+        }
+    }
+    Guard(pid)
 }

@@ -6,13 +6,14 @@
 //! binary re-executed in a worker mode, so no other program is needed.
 //!
 //! It cleans up on SIGINT, SIGTERM and its own exit: workers are killed and reaped, cgroups
-//! removed. Workers also exit by themselves within a few seconds when their parent is gone
-//! (their parent PID changes), so even a SIGKILLed loadgen leaves no processes behind.
+//! removed. Workers also die with it when it is SIGKILLed: each asks the kernel for SIGKILL
+//! when its parent goes (`PR_SET_PDEATHSIG`), so a sleeping worker really sleeps: it never
+//! wakes unless `--wake-every` asks it to, like a daemon on a timer.
 //!
 //! ```text
-//! loadgen [--sleeping N] [--busy N] [--duty F] [--churn PER_SEC] [--churn-life MS]
-//!         [--churn-busy MS] [--cgroups K] [--cgroup-root DIR]... [--duration SECS]
-//!         [--ready-file PATH]
+//! loadgen [--sleeping N] [--wake-every MS] [--busy N] [--duty F] [--churn PER_SEC]
+//!         [--churn-life MS] [--churn-busy MS] [--cgroups K] [--cgroup-root DIR]...
+//!         [--duration SECS] [--ready-file PATH]
 //! ```
 
 use std::fs;
@@ -23,10 +24,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: loadgen [--sleeping N] [--busy N] [--duty 0..1] [--churn PER_SEC] \
-[--churn-life MS] [--churn-busy MS] [--cgroups K] [--cgroup-root DIR]... [--duration SECS] \
-[--ready-file PATH]
+const USAGE: &str = "usage: loadgen [--sleeping N] [--wake-every MS] [--busy N] [--duty 0..1] \
+[--churn PER_SEC] [--churn-life MS] [--churn-busy MS] [--cgroups K] [--cgroup-root DIR]... \
+[--duration SECS] [--ready-file PATH]
   --sleeping N      N processes that sleep
+  --wake-every MS   the sleeping ones wake every MS milliseconds, doing nothing (default: never)
   --busy N          N processes busy for --duty of every 100 ms (default duty 1.0)
   --churn R         R short-lived children per second, each living --churn-life ms
                     (default 200) and busy for the first --churn-busy ms of it (default 5)
@@ -35,14 +37,15 @@ const USAGE: &str = "usage: loadgen [--sleeping N] [--busy N] [--duty 0..1] [--c
   --duration S      stop after S seconds (default: until SIGINT/SIGTERM)
   --ready-file P    write the number of processes to P once they all run";
 
-/// How often an idle worker checks that its parent is still there.
-const ORPHAN_CHECK: Duration = Duration::from_secs(3);
+/// How long a sleeping worker sleeps at a time when it is not asked to wake.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The period of a busy worker's duty cycle.
 const DUTY_PERIOD: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq)]
 struct Options {
     sleeping: usize,
+    wake_every: Option<Duration>,
     busy: usize,
     duty: f64,
     churn_per_sec: f64,
@@ -58,6 +61,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             sleeping: 0,
+            wake_every: None,
             busy: 0,
             duty: 1.0,
             churn_per_sec: 0.0,
@@ -82,6 +86,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--sleeping" => o.sleeping = num(a, it.next())?,
+            "--wake-every" => {
+                o.wake_every = match num::<u64>(a, it.next())? {
+                    0 => return Err("--wake-every must be at least 1 ms".into()),
+                    ms => Some(Duration::from_millis(ms)),
+                }
+            }
             "--busy" => o.busy = num(a, it.next())?,
             "--duty" => o.duty = num(a, it.next())?,
             "--churn" => o.churn_per_sec = num(a, it.next())?,
@@ -142,29 +152,31 @@ fn main() -> ExitCode {
 
 /// Worker modes: `sleep`, `busy DUTY`, `churn LIFE_MS BUSY_MS`.
 fn worker(args: &[String]) -> ExitCode {
+    // Die with loadgen, even a SIGKILLed one. The parent may have gone before the request:
+    // then it is already orphaned.
     let parent = std::os::unix::process::parent_id();
-    let orphaned = || std::os::unix::process::parent_id() != parent;
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if std::os::unix::process::parent_id() != parent {
+        return ExitCode::SUCCESS;
+    }
     match args.first().map(String::as_str) {
         Some("sleep") => {
-            while !orphaned() {
-                thread::sleep(ORPHAN_CHECK);
+            let nap = args
+                .get(1)
+                .and_then(|ms| ms.parse().ok())
+                .map_or(FOREVER, Duration::from_millis);
+            loop {
+                thread::sleep(nap);
             }
         }
         Some("busy") => {
             let duty: f64 = args.get(1).and_then(|d| d.parse().ok()).unwrap_or(1.0);
             let on = DUTY_PERIOD.mul_f64(duty);
-            let mut last_check = Instant::now();
             loop {
                 let start = Instant::now();
                 spin_for(on);
                 if let Some(rest) = DUTY_PERIOD.checked_sub(start.elapsed()) {
                     thread::sleep(rest);
-                }
-                if last_check.elapsed() > ORPHAN_CHECK {
-                    if orphaned() {
-                        break;
-                    }
-                    last_check = Instant::now();
                 }
             }
         }
@@ -329,7 +341,10 @@ fn run(o: &Options) -> Result<(), String> {
         long_lived: Vec::with_capacity(o.sleeping + o.busy),
         churn: Vec::new(),
     };
-    let sleep_mode = vec!["sleep".to_string()];
+    let mut sleep_mode = vec!["sleep".to_string()];
+    if let Some(every) = o.wake_every {
+        sleep_mode.push(every.as_millis().to_string());
+    }
     let busy_mode = vec!["busy".to_string(), o.duty.to_string()];
     let started = Instant::now();
     for i in 0..o.sleeping + o.busy {
@@ -419,10 +434,12 @@ mod tests {
     fn parses_every_flag() {
         let o = parse_args(&args(
             "--sleeping 10 --busy 2 --duty 0.25 --churn 50 --churn-life 300 --churn-busy 10 \
-             --cgroups 4 --cgroup-root /a --cgroup-root /b --duration 1.5 --ready-file /r",
+             --cgroups 4 --cgroup-root /a --cgroup-root /b --duration 1.5 --ready-file /r \
+             --wake-every 3000",
         ))
         .unwrap();
         assert_eq!(o.sleeping, 10);
+        assert_eq!(o.wake_every, Some(Duration::from_secs(3)));
         assert_eq!(o.busy, 2);
         assert_eq!(o.duty, 0.25);
         assert_eq!(o.churn_per_sec, 50.0);
@@ -444,6 +461,7 @@ mod tests {
             ("--busy many", "--busy"),
             ("--churn -1", "--churn"),
             ("--sleeping", "--sleeping"),
+            ("--wake-every 0", "--wake-every"),
             ("--churn-life 5 --churn-busy 10", "--churn-busy"),
             ("--frobnicate", "--frobnicate"),
         ] {

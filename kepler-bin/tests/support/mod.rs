@@ -172,9 +172,25 @@ impl Kepler {
 
     /// As [`Kepler::start`], on a given port (a restart on the address a scraper knows).
     pub fn start_on(port: u16, args: &[&str]) -> Kepler {
+        Kepler::start_cmd(Command::new(env!("CARGO_BIN_EXE_kepler")), port, args)
+    }
+
+    /// As [`Kepler::start`], run by `sh -c` after `setup` (shell commands such as
+    /// `ulimit`), which then `exec`s kepler: same pid, changed environment.
+    pub fn start_after(setup: &str, args: &[&str]) -> Kepler {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!("{setup} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_kepler"),
+        ]);
+        Kepler::start_cmd(cmd, free_port(), args)
+    }
+
+    fn start_cmd(mut cmd: Command, port: u16, args: &[&str]) -> Kepler {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("kepler.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kepler"))
+        let child = cmd
             .args(args)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -200,6 +216,11 @@ impl Kepler {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Its log so far.

@@ -34,6 +34,8 @@ pub struct StatFields {
     pub cutime: u64,
     /// (17) Waited-for children's kernel time in ticks; negative values are clamped to 0.
     pub cstime: u64,
+    /// (20) Number of threads in the process.
+    pub num_threads: u32,
     /// (22) Start time after boot in clock ticks: with the pid, the process identity.
     pub starttime: u64,
     /// (39) CPU last run on; 0 when the line is too short to carry it.
@@ -52,6 +54,7 @@ pub(crate) struct RawStat<'a> {
     pub stime: u64,
     pub cutime: u64,
     pub cstime: u64,
+    pub num_threads: u32,
     pub starttime: u64,
     pub processor: u32,
 }
@@ -73,6 +76,7 @@ pub fn parse_stat(buf: &[u8]) -> Option<StatFields> {
         stime: raw.stime,
         cutime: raw.cutime,
         cstime: raw.cstime,
+        num_threads: raw.num_threads,
         starttime: raw.starttime,
         processor: raw.processor,
     })
@@ -104,6 +108,7 @@ pub(crate) fn parse_stat_raw(buf: &[u8]) -> Option<RawStat<'_>> {
         stime: 0,
         cutime: 0,
         cstime: 0,
+        num_threads: 0,
         starttime: 0,
         processor: 0,
     };
@@ -120,6 +125,7 @@ pub(crate) fn parse_stat_raw(buf: &[u8]) -> Option<RawStat<'_>> {
             15 => raw.stime = parse_u64(tok)?,
             16 => raw.cutime = parse_i64_clamped(tok)?,
             17 => raw.cstime = parse_i64_clamped(tok)?,
+            20 => raw.num_threads = parse_u32(tok)?,
             22 => raw.starttime = parse_u64(tok)?,
             39 => {
                 raw.processor = parse_u32(tok)?;
@@ -137,6 +143,17 @@ pub(crate) fn parse_stat_raw(buf: &[u8]) -> Option<RawStat<'_>> {
         return None;
     }
     Some(raw)
+}
+
+/// Parses `/proc/<pid>/schedstat` (`run_ns wait_ns run_count`): the main thread's time on
+/// a CPU in nanoseconds, as the scheduler counts it, and how many times it was put on one.
+/// `None` for anything else.
+pub(crate) fn parse_schedstat(buf: &[u8]) -> Option<(u64, u64)> {
+    let mut fields = trim_end_newline(buf).split(|&b| b == b' ');
+    let run_ns = parse_u64(fields.next()?)?;
+    parse_u64(fields.next()?)?;
+    let count = parse_u64(fields.next()?)?;
+    fields.next().is_none().then_some((run_ns, count))
 }
 
 /// Node CPU time in clock ticks from `/proc/stat`'s aggregate `cpu ` line.
@@ -291,8 +308,22 @@ mod tests {
         assert_eq!(s.flags, 4194560);
         assert_eq!((s.utime, s.stime), (150, 250));
         assert_eq!((s.cutime, s.cstime), (0, 4));
+        assert_eq!(s.num_threads, 1);
         assert_eq!(s.starttime, 12);
         assert_eq!(s.processor, 1);
+    }
+
+    #[test]
+    fn schedstat_gives_run_time_and_count() {
+        assert_eq!(
+            parse_schedstat(b"608305199 1234 57\n"),
+            Some((608_305_199, 57))
+        );
+        assert_eq!(parse_schedstat(b"0 0 0\n"), Some((0, 0)));
+        assert_eq!(parse_schedstat(b"1 2\n"), None);
+        assert_eq!(parse_schedstat(b"1 2 3 4\n"), None);
+        assert_eq!(parse_schedstat(b"1 x 3\n"), None);
+        assert_eq!(parse_schedstat(b""), None);
     }
 
     #[test]

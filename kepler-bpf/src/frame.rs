@@ -11,10 +11,11 @@
 //! directory name the program saved.
 //!
 //! Exited processes are reported on two reads (their final slice is charged at their last
-//! context switch, which can land just after the first read), then their map entries are
-//! handed back for deletion.
+//! context switch, which can land just after the first read), then their slots are handed
+//! back to be freed. Two slots can hold one process (two of its threads seen first at the
+//! same instant on two CPUs, or a pid reused while its old mapping was being removed): they
+//! are reported as one process, the sum of both, and freed together.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +27,9 @@ use kepler_sources::{
     parse_cgroup, parse_node_cpu, procfs_read_error as read_error, sanitize_comm, vm_from_cmdline,
 };
 
-use crate::raw::{ProcRecord, COMM_LEN, PROC_KTHREAD};
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::raw::{PendingWay, ProcRecord, COMM_LEN, PROC_KTHREAD};
 
 /// How many reads an exited process is reported on before its entry is deleted.
 const EXITED_READS: u8 = 2;
@@ -38,6 +41,21 @@ struct Cached {
     comm: [u8; COMM_LEN],
     seen: u64,
     exited_reads: u8,
+    /// This read: the index of its sample in the frame, its slots, whether one is exited.
+    index: usize,
+    slot: u32,
+    more_slots: Vec<u32>,
+    exited: bool,
+}
+
+/// A slot whose process has been reported exited twice: free it, and drop the tgid's
+/// mapping to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freed {
+    /// The slot of the `acct` array.
+    pub slot: u32,
+    /// The process it held.
+    pub tgid: u32,
 }
 
 struct CachedContainer {
@@ -51,9 +69,12 @@ pub struct FrameBuilder {
     ns_per_tick: u64,
     cache: HashMap<(u32, u64), Cached>,
     containers: HashMap<u64, CachedContainer>,
-    in_flight: HashMap<u32, u64>,
+    /// Pending time of the per-CPU caches by slot, and running slices by tgid.
+    pending: HashMap<u32, (u32, u64)>,
+    running: HashMap<u32, u64>,
     generation: u64,
-    delete: Vec<u32>,
+    exited: Vec<(u32, u64)>,
+    freed: Vec<Freed>,
     empty: Arc<str>,
     stat_buf: String,
 }
@@ -75,11 +96,13 @@ impl FrameBuilder {
         FrameBuilder {
             procfs: procfs.into(),
             ns_per_tick: 1_000_000_000 / user_hz.clamp(1, 1_000_000_000),
-            cache: HashMap::new(),
-            containers: HashMap::new(),
-            in_flight: HashMap::new(),
+            cache: HashMap::default(),
+            containers: HashMap::default(),
+            pending: HashMap::default(),
+            running: HashMap::default(),
             generation: 0,
-            delete: Vec::new(),
+            exited: Vec::new(),
+            freed: Vec::new(),
             empty: Arc::from(""),
             stat_buf: String::new(),
         }
@@ -90,28 +113,35 @@ impl FrameBuilder {
         self.cache.len()
     }
 
-    /// Fills `out` from `records` (the process map) and `in_flight`: (tgid, ns) on-CPU time
-    /// not in the map yet (pending in a per-CPU cache, or the current slice of a running
-    /// thread).
-    /// `cgroup_name` looks a cgroup id up in the BPF
-    /// program's `cgroups` map. Returns the tgids whose entries are done and must be
-    /// deleted from the map.
+    /// Fills `out` from `records` (the taken slots), `pending` (time in the per-CPU
+    /// caches not added to its slot yet) and `running` ((tgid, ns): the current slice of a
+    /// running thread). `cgroup_name` looks a cgroup id up in the BPF program's `cgroups`
+    /// map. Returns the slots whose processes are done: free them.
     pub fn build(
         &mut self,
         at: Timestamp,
         records: &[ProcRecord],
-        in_flight: &[(u32, u64)],
+        pending: &[PendingWay],
+        running: &[(u32, u64)],
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
-    ) -> Result<&[u32], ReadError> {
+    ) -> Result<&[Freed], ReadError> {
         out.clear();
         out.at = at;
         out.node = self.read_node()?;
         self.generation = self.generation.wrapping_add(1);
-        self.delete.clear();
-        self.in_flight.clear();
-        for &(tgid, ns) in in_flight {
-            *self.in_flight.entry(tgid).or_default() += ns;
+        self.freed.clear();
+        self.exited.clear();
+        self.pending.clear();
+        self.running.clear();
+        for w in pending.iter().filter(|w| w.tgid != 0) {
+            let e = self.pending.entry(w.slot).or_insert((w.tgid, 0));
+            if e.0 == w.tgid {
+                e.1 = e.1.saturating_add(w.ns);
+            }
+        }
+        for &(tgid, ns) in running {
+            *self.running.entry(tgid).or_default() += ns;
         }
         // Live processes first: they teach which container each cgroup id belongs to, which
         // the exited ones (no procfs entry left) then reuse.
@@ -120,6 +150,7 @@ impl FrameBuilder {
                 self.push(r, cgroup_name, out);
             }
         }
+        self.settle_exited();
         let generation = self.generation;
         if self.cache.len() > out.processes.len() {
             self.cache.retain(|_, c| c.seen == generation);
@@ -128,7 +159,26 @@ impl FrameBuilder {
             self.containers
                 .retain(|_, c| generation.wrapping_sub(c.seen) < 64);
         }
-        Ok(&self.delete)
+        Ok(&self.freed)
+    }
+
+    /// Counts a read for every process reported exited in it, and frees the slots of those
+    /// reported twice, unless a per-CPU cache still holds time for one of them (its
+    /// final slice, flushed there later).
+    fn settle_exited(&mut self) {
+        for key in std::mem::take(&mut self.exited) {
+            let Some(c) = self.cache.get_mut(&key) else {
+                continue;
+            };
+            c.exited_reads = c.exited_reads.saturating_add(1);
+            let slots = || std::iter::once(c.slot).chain(c.more_slots.iter().copied());
+            if c.exited_reads < EXITED_READS || slots().any(|s| self.pending.contains_key(&s)) {
+                continue;
+            }
+            self.freed
+                .extend(slots().map(|slot| Freed { slot, tgid: key.0 }));
+            self.cache.remove(&key);
+        }
     }
 
     fn push(
@@ -140,9 +190,34 @@ impl FrameBuilder {
         let start_time = r.start_boottime_ns / self.ns_per_tick;
         let key = (r.tgid, start_time);
         let generation = self.generation;
+        let mut extra = match self.pending.get(&r.slot) {
+            Some(&(tgid, ns)) if tgid == r.tgid => ns,
+            _ => 0,
+        };
+        if !r.exited() {
+            extra = extra.saturating_add(self.running.remove(&r.tgid).unwrap_or(0));
+        }
+        let cpu_time = r.on_cpu_ns.saturating_add(extra);
+        let index = out.processes.len();
         let info = match self.cache.get_mut(&key) {
+            // A second slot of a process already in this frame: one process, both times.
+            Some(c) if c.seen == generation => {
+                c.more_slots.push(r.slot);
+                if r.exited() && !c.exited {
+                    c.exited = true;
+                    self.exited.push(key);
+                }
+                if let Some(p) = out.processes.get_mut(c.index) {
+                    p.cpu_time = Nanos(p.cpu_time.0.saturating_add(cpu_time));
+                }
+                return;
+            }
             Some(c) if c.comm == r.comm => {
                 c.seen = generation;
+                c.index = index;
+                c.slot = r.slot;
+                c.more_slots.clear();
+                c.exited = r.exited();
                 Arc::clone(&c.info)
             }
             // New process, or an exec (new comm): read the rest.
@@ -156,6 +231,10 @@ impl FrameBuilder {
                         comm: r.comm,
                         seen: generation,
                         exited_reads,
+                        index,
+                        slot: r.slot,
+                        more_slots: Vec::new(),
+                        exited: r.exited(),
                     },
                 );
                 info
@@ -165,19 +244,12 @@ impl FrameBuilder {
             c.seen = generation;
         }
         if r.exited() {
-            if let Some(c) = self.cache.get_mut(&key) {
-                c.exited_reads = c.exited_reads.saturating_add(1);
-                if c.exited_reads >= EXITED_READS {
-                    self.delete.push(r.tgid);
-                    self.cache.remove(&key);
-                }
-            }
+            self.exited.push(key);
         }
-        let extra = self.in_flight.get(&r.tgid).copied().unwrap_or(0);
         out.processes.push(ProcessSample {
             pid: r.tgid,
             start_time,
-            cpu_time: Nanos(r.on_cpu_ns.saturating_add(extra)),
+            cpu_time: Nanos(cpu_time),
             info,
         });
     }
@@ -315,6 +387,7 @@ mod tests {
 
     fn rec(tgid: u32, ns: u64, cgroup_id: u64, flags: u32, name: &str) -> ProcRecord {
         ProcRecord {
+            slot: tgid + 1000,
             tgid,
             on_cpu_ns: ns,
             start_boottime_ns: 5_000_000_000 + u64::from(tgid) * 10_000_000,
@@ -361,11 +434,11 @@ mod tests {
             rec(10, 7_000_000, 900, 0, "sh"),
         ];
         let mut names = |id: u64| (id == 900).then(|| format!("docker-{ID}.scope").into_bytes());
-        let del = b
-            .build(Timestamp(1), &records, &[], &mut names, &mut out)
+        let freed = b
+            .build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
             .unwrap()
             .to_vec();
-        assert!(del.is_empty(), "exited entries are reported twice first");
+        assert!(freed.is_empty(), "exited entries are reported twice first");
         assert_eq!(out.node.busy, Nanos(1_500_000_000));
         assert_eq!(out.node.total, Nanos(10_000_000_000));
         assert_eq!(out.processes.len(), 2);
@@ -381,11 +454,17 @@ mod tests {
         assert_eq!(child.cpu_time, Nanos(4_000_000));
 
         // Second read: the exited entry is reported once more, then handed back.
-        let del = b
-            .build(Timestamp(2), &records, &[], &mut names, &mut out)
+        let freed = b
+            .build(Timestamp(2), &records, &[], &[], &mut names, &mut out)
             .unwrap()
             .to_vec();
-        assert_eq!(del, vec![11]);
+        assert_eq!(
+            freed,
+            vec![Freed {
+                slot: 1011,
+                tgid: 11
+            }]
+        );
         assert_eq!(out.processes.len(), 2);
     }
 
@@ -398,7 +477,7 @@ mod tests {
         // exited in the root cgroup.
         let records = [rec(13, 1, 1, PROC_EXITED, "cron"), rec(10, 1, 1, 0, "sh")];
         let mut names = |id: u64| (id == 1).then(Vec::new);
-        b.build(Timestamp(1), &records, &[], &mut names, &mut out)
+        b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
             .unwrap();
         let by_pid = |pid| out.processes.iter().find(|p| p.pid == pid).unwrap();
         assert!(by_pid(10).info.container.is_some());
@@ -412,7 +491,7 @@ mod tests {
         let mut out = ActivityFrame::default();
         let records = [rec(12, 1, 901, PROC_EXITED, "job")];
         let mut names = |id: u64| (id == 901).then(|| format!("crio-{ID}.scope").into_bytes());
-        b.build(Timestamp(1), &records, &[], &mut names, &mut out)
+        b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
             .unwrap();
         let c = out.processes[0].info.container.as_ref().unwrap();
         assert_eq!(c.runtime, Runtime::CriO);
@@ -427,8 +506,15 @@ mod tests {
         let records = [rec(10, 1_000, 900, 0, "sh")];
         // Two threads of it on a CPU now; an unknown process's slice is ignored.
         let in_flight = [(10, 600), (10, 400), (99, 5)];
-        b.build(Timestamp(1), &records, &in_flight, &mut no_names, &mut out)
-            .unwrap();
+        b.build(
+            Timestamp(1),
+            &records,
+            &[],
+            &in_flight,
+            &mut no_names,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.processes[0].cpu_time, Nanos(2_000));
     }
 
@@ -441,6 +527,7 @@ mod tests {
             Timestamp(1),
             &[rec(10, 1, 900, 0, "sh")],
             &[],
+            &[],
             &mut no_names,
             &mut out,
         )
@@ -449,6 +536,7 @@ mod tests {
         b.build(
             Timestamp(2),
             &[rec(10, 2, 900, 0, "sh")],
+            &[],
             &[],
             &mut no_names,
             &mut out,
@@ -459,13 +547,14 @@ mod tests {
             Timestamp(3),
             &[rec(10, 3, 900, 0, "make")],
             &[],
+            &[],
             &mut no_names,
             &mut out,
         )
         .unwrap();
         assert_eq!(&*out.processes[0].info.comm, "make");
         assert_eq!(b.cached(), 1);
-        b.build(Timestamp(4), &[], &[], &mut no_names, &mut out)
+        b.build(Timestamp(4), &[], &[], &[], &mut no_names, &mut out)
             .unwrap();
         assert_eq!(b.cached(), 0, "processes gone from the map leave the cache");
     }
@@ -478,6 +567,7 @@ mod tests {
         b.build(
             Timestamp(1),
             &[rec(10, 1, 900, PROC_KTHREAD, "kworker/0:1")],
+            &[],
             &[],
             &mut no_names,
             &mut out,
@@ -494,6 +584,7 @@ mod tests {
         let e = b
             .build(
                 Timestamp(1),
+                &[],
                 &[],
                 &[],
                 &mut no_names,
@@ -513,5 +604,96 @@ mod tests {
         assert_eq!(ticks("cpu  1 2 3 4\n"), Some((6, 10)));
         assert_eq!(ticks("cpu  1 2\n"), None);
         assert_eq!(ticks("intr 5\n"), None);
+    }
+
+    #[test]
+    fn two_slots_of_one_process_are_one_sample_and_freed_together() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        let first = rec(10, 3_000, 900, 0, "sh");
+        let second = ProcRecord {
+            slot: 7,
+            on_cpu_ns: 2_000,
+            ..first
+        };
+        b.build(
+            Timestamp(1),
+            &[first, second],
+            &[],
+            &[],
+            &mut no_names,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.processes.len(), 1);
+        assert_eq!(out.processes[0].cpu_time, Nanos(5_000));
+        // It exits: one slot is flagged (the other is the one it no longer maps to).
+        let exited = ProcRecord {
+            flags: PROC_EXITED,
+            ..first
+        };
+        for t in [2, 3] {
+            let freed = b
+                .build(
+                    Timestamp(t),
+                    &[exited, second],
+                    &[],
+                    &[],
+                    &mut no_names,
+                    &mut out,
+                )
+                .unwrap()
+                .to_vec();
+            assert_eq!(out.processes.len(), 1);
+            assert_eq!(out.processes[0].cpu_time, Nanos(5_000));
+            if t == 2 {
+                assert!(freed.is_empty());
+            } else {
+                let mut slots: Vec<u32> = freed.iter().map(|f| f.slot).collect();
+                slots.sort_unstable();
+                assert_eq!(slots, vec![7, first.slot]);
+                assert!(freed.iter().all(|f| f.tgid == 10));
+            }
+        }
+    }
+
+    #[test]
+    fn time_pending_in_a_cpu_cache_counts_and_keeps_the_slot_until_flushed() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        let r = rec(11, 1_000, 900, PROC_EXITED, "child");
+        let way = |tgid, ns| PendingWay {
+            tgid,
+            slot: r.slot,
+            ns,
+        };
+        // A way of another process that once had this slot does not count.
+        let pending = [way(11, 500), way(12, 70)];
+        for t in 1..=3 {
+            let freed = b
+                .build(Timestamp(t), &[r], &pending, &[], &mut no_names, &mut out)
+                .unwrap();
+            assert!(freed.is_empty(), "read {t}: the slot is still referenced");
+            assert_eq!(out.processes[0].cpu_time, Nanos(1_500));
+        }
+        // Flushed: the slot holds it all, and nothing refers to it any more.
+        let flushed = ProcRecord {
+            on_cpu_ns: 1_500,
+            ..r
+        };
+        let freed = b
+            .build(Timestamp(4), &[flushed], &[], &[], &mut no_names, &mut out)
+            .unwrap()
+            .to_vec();
+        assert_eq!(out.processes[0].cpu_time, Nanos(1_500));
+        assert_eq!(
+            freed,
+            vec![Freed {
+                slot: r.slot,
+                tgid: 11
+            }]
+        );
     }
 }

@@ -10,10 +10,10 @@
 //! between two ticks are still counted.
 //!
 //! ```text
-//!  sched_switch ──► procs[tgid] += now - cpu_slots[cpu].since     (kernel, every switch)
-//!  sched_process_exit ──► procs[tgid].flags |= EXITED             (kernel, once per process)
-//!  BpfActivity::read ──► batch-read procs + cpu_slots ──► FrameBuilder ──► ActivityFrame
-//!                        delete entries of processes reported exited twice
+//!  sched_switch ──► acct[procs[tgid]] += slice     (kernel, every switch, via a per-CPU cache)
+//!  sched_process_exit ──► acct[slot].flags |= EXITED        (kernel, once per process)
+//!  BpfActivity::read ──► walk the mmapped acct slots + cpu_slots ──► FrameBuilder ──► ActivityFrame
+//!                        free the slots of processes reported exited twice
 //! ```
 //!
 //! The loader needs the `libbpf` feature (libelf and zlib at build time; clang only to
@@ -30,13 +30,15 @@ mod frame;
 mod loader;
 mod privilege;
 mod raw;
+#[cfg(feature = "libbpf")]
+mod slots;
 
 pub use error::Error;
-pub use frame::FrameBuilder;
+pub use frame::{FrameBuilder, Freed};
 #[cfg(feature = "libbpf")]
 pub use loader::{BpfActivity, BpfOptions, BpfStats, OBJECT_BYTES, OBJECT_ORIGIN};
 pub use privilege::{missing, missing_here, Missing};
 pub use raw::{
-    cgroup_name, CpuSlot, ProcRecord, COMM_LEN, CPU_SLOT_SIZE, PROC_ACCT_SIZE, PROC_EXITED,
-    PROC_KTHREAD,
+    cgroup_name, CpuSlot, PendingWay, ProcRecord, COMM_LEN, CPU_SLOT_SIZE, PROC_ACCT_SIZE,
+    PROC_EXITED, PROC_KTHREAD,
 };

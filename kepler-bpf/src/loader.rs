@@ -10,10 +10,13 @@ use kepler_core::{ActivityFrame, ActivitySource, ReadError, SourceError, Timesta
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
+use rustc_hash::FxHashMap;
+
 use crate::error::Error;
-use crate::frame::FrameBuilder;
+use crate::frame::{FrameBuilder, Freed};
 use crate::privilege;
-use crate::raw::{cgroup_name, CpuSlot, ProcRecord, PROC_ACCT_SIZE};
+use crate::raw::{cgroup_name, CpuSlot, PendingWay, ProcRecord, PROC_EXITED};
+use crate::slots::SlotTable;
 
 /// The compiled `src/bpf/activity.bpf.c` (built from source, or the committed prebuilt).
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/activity.bpf.o"));
@@ -27,14 +30,18 @@ const ENOENT: i32 = libc::ENOENT;
 const ENOSPC: i32 = libc::ENOSPC;
 /// Entries asked for per batch call; a hash bucket never holds nearly as many.
 const BATCH: u32 = 4096;
+/// Every this many reads, the tgid -> slot index is read back in one batch and checked
+/// against the slots (see [`BpfActivity::sweep_orphans`]).
+const SWEEP_EVERY: u64 = 64;
 
 /// Where and how [`BpfActivity`] works.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BpfOptions {
     /// The procfs of the host, for static per-process data and `/proc/stat`.
     pub procfs: PathBuf,
-    /// Capacity of the process map (distinct processes between two reads, exited ones
-    /// included). About 100 bytes of kernel memory each, preallocated.
+    /// How many processes can be accounted at once (live ones, and exited ones until they
+    /// have been reported): the number of slots. About 120 bytes of kernel memory each,
+    /// preallocated, of which 56 (the slot itself) are mapped into this process.
     pub max_processes: u32,
 }
 
@@ -52,15 +59,15 @@ impl Default for BpfOptions {
 pub struct BpfStats {
     /// Programs attached (3 when healthy: sched_switch, sched_process_exit, sched_process_exec).
     pub programs_attached: u32,
-    /// Entries in the process map at the latest read.
+    /// Slots holding a process at the latest read.
     pub map_entries: u64,
-    /// Capacity of the process map.
+    /// Number of slots.
     pub map_capacity: u64,
-    /// Charges lost since start because the process map was full.
+    /// Charges lost since start because no slot was free.
     pub events_dropped: u64,
-    /// Entries of exited processes deleted since start.
+    /// Slots of exited processes freed since start.
     pub entries_deleted: u64,
-    /// How long the latest read took (maps and frame).
+    /// How long the latest read took (slots, per-CPU state and frame).
     pub read_duration: Duration,
 }
 
@@ -72,14 +79,19 @@ pub struct BpfActivity {
     // Links first: fields drop in order, and a link must go before its object.
     _links: Vec<Link>,
     object: Object,
+    /// tgid -> slot: the program's index, read back only by the orphan sweep.
     procs: MapHandle,
-    slots: MapHandle,
+    /// The `acct` array, mapped into memory.
+    table: SlotTable,
+    free_slots: MapHandle,
+    cpu_slots: MapHandle,
     cgroups: MapHandle,
     keys: Vec<u8>,
     values: Vec<u8>,
     records: Vec<ProcRecord>,
     cpus: Vec<CpuSlot>,
-    in_flight: Vec<(u32, u64)>,
+    pending: Vec<PendingWay>,
+    running: Vec<(u32, u64)>,
     reads: u64,
     shared: Arc<Mutex<BpfStats>>,
     procfs: PathBuf,
@@ -123,10 +135,11 @@ impl BpfActivity {
         let mut open = ObjectBuilder::default()
             .open_memory(OBJECT)
             .map_err(|e| bpf_err("open the BPF object", e))?;
+        let capacity = opts.max_processes.max(1);
         for mut map in open.maps_mut() {
-            if map.name() == "procs" {
-                map.set_max_entries(opts.max_processes.max(1))
-                    .map_err(|e| bpf_err("size the process map", e))?;
+            if ["procs", "acct", "free_slots"].contains(&&*map.name().to_string_lossy()) {
+                map.set_max_entries(capacity)
+                    .map_err(|e| bpf_err("size the process maps", e))?;
             }
         }
         let object = open
@@ -139,7 +152,16 @@ impl BpfActivity {
                 .ok_or_else(|| bpf_err("find a map", format!("no map {name:?} in the object")))?;
             MapHandle::try_from(&map).map_err(|e| bpf_err("duplicate a map descriptor", e))
         };
-        let (procs, slots, cgroups) = (handle("procs")?, handle("cpu_slots")?, handle("cgroups")?);
+        let procs = handle("procs")?;
+        let acct = handle("acct")?;
+        let free_slots = handle("free_slots")?;
+        let (cpu_slots, cgroups) = (handle("cpu_slots")?, handle("cgroups")?);
+        let table = SlotTable::map(acct.as_fd(), capacity)
+            .map_err(|e| bpf_err("map the process slots into memory", e))?;
+        // Every slot starts free, handed out in order.
+        for slot in 0..capacity {
+            push_free(free_slots.as_fd(), slot).map_err(|e| bpf_err("fill the free slots", e))?;
+        }
         let mut links = Vec::new();
         for prog in object.progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
@@ -151,20 +173,23 @@ impl BpfActivity {
         let user_hz = u64::try_from(unsafe_sysconf_clk_tck()).unwrap_or(100);
         let stats = BpfStats {
             programs_attached: links.len() as u32,
-            map_capacity: u64::from(procs.max_entries()),
+            map_capacity: u64::from(capacity),
             ..BpfStats::default()
         };
         Ok(BpfActivity {
             _links: links,
             object,
             procs,
-            slots,
+            table,
+            free_slots,
+            cpu_slots,
             cgroups,
             keys: Vec::new(),
             values: Vec::new(),
             records: Vec::new(),
             cpus: Vec::new(),
-            in_flight: Vec::new(),
+            pending: Vec::new(),
+            running: Vec::new(),
             reads: 0,
             shared: Arc::new(Mutex::new(stats)),
             builder: FrameBuilder::new(opts.procfs.clone(), user_hz),
@@ -197,28 +222,13 @@ impl BpfActivity {
             .collect()
     }
 
-    /// Reads the process map and the per-CPU state, without building a frame or deleting
-    /// anything. The records stay valid until the next read.
+    /// Reads the taken slots (straight from memory) and the per-CPU state, without
+    /// building a frame or freeing anything. The records stay valid until the next read.
     pub fn read_records(&mut self) -> Result<&[ProcRecord], Error> {
-        let n = lookup_all(
-            self.procs.as_fd(),
-            4,
-            PROC_ACCT_SIZE,
-            &mut self.keys,
-            &mut self.values,
-        )
-        .map_err(|e| bpf_err("read the process map", e))?;
-        self.records.clear();
-        self.records.extend((0..n).filter_map(|i| {
-            ProcRecord::decode(
-                self.keys.get(i * 4..i * 4 + 4)?,
-                self.values
-                    .get(i * PROC_ACCT_SIZE..(i + 1) * PROC_ACCT_SIZE)?,
-            )
-        }));
+        self.table.read(&mut self.records);
         self.cpus.clear();
         if let Some(per_cpu) = self
-            .slots
+            .cpu_slots
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(|e| bpf_err("read the per-CPU state", e))?
         {
@@ -228,33 +238,66 @@ impl BpfActivity {
         Ok(&self.records)
     }
 
-    /// Deletes the entries of these processes from the process map.
-    pub fn delete(&mut self, tgids: &[u32]) -> Result<(), Error> {
-        delete_all(self.procs.as_fd(), tgids).map_err(|e| bpf_err("delete map entries", e))
+    /// Frees these slots: drops each tgid's mapping when it still points to its slot,
+    /// clears the slot and hands it back to the program.
+    pub fn free(&mut self, freed: &[Freed]) -> Result<(), Error> {
+        let mut unmap = Vec::with_capacity(freed.len());
+        for f in freed {
+            // A newer process of a reused pid may have mapped its own slot meanwhile.
+            let mapped = self
+                .procs
+                .lookup(&f.tgid.to_ne_bytes(), MapFlags::ANY)
+                .ok()
+                .flatten()
+                .and_then(|v| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)));
+            if mapped == Some(f.slot) {
+                unmap.push(f.tgid);
+            }
+        }
+        unmap.sort_unstable();
+        unmap.dedup();
+        delete_all(self.procs.as_fd(), &unmap).map_err(|e| bpf_err("unmap freed slots", e))?;
+        for f in freed {
+            self.table.clear(f.slot);
+            push_free(self.free_slots.as_fd(), f.slot)
+                .map_err(|e| bpf_err("hand a slot back", e))?;
+        }
+        Ok(())
     }
 
-    /// Inserts a record as if the program had charged it (tests and benchmarks).
-    pub fn insert_record(&self, r: &ProcRecord) -> Result<(), Error> {
+    /// Takes a free slot and fills it with `r` as if the program had charged it (tests and
+    /// benchmarks); `r.slot` is ignored. Returns the slot.
+    pub fn insert_record(&self, r: &ProcRecord) -> Result<u32, Error> {
+        let slot = self
+            .free_slots
+            .lookup_and_delete(&[])
+            .map_err(|e| bpf_err("take a free slot", e))?
+            .and_then(|v| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)))
+            .ok_or_else(|| bpf_err("take a free slot", "none is free"))?;
+        self.table.write(slot, r);
         self.procs
-            .update(&r.tgid.to_ne_bytes(), &r.encode_value(), MapFlags::ANY)
-            .map_err(|e| bpf_err("insert a map entry", e))
+            .update(&r.tgid.to_ne_bytes(), &slot.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| bpf_err("map a slot", e))?;
+        Ok(slot)
     }
 
     fn read_frame(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
         let started = Instant::now();
         self.read_records().map_err(|e| io_error(&e))?;
-        self.in_flight.clear();
+        self.reads = self.reads.wrapping_add(1);
+        if self.reads % SWEEP_EVERY == 0 {
+            self.sweep_orphans();
+        }
+        self.pending.clear();
+        self.running.clear();
         for slot in &self.cpus {
-            self.in_flight.extend(
-                slot.pending
-                    .iter()
-                    .filter(|&&(tgid, ns)| tgid != 0 && ns != 0),
-            );
+            self.pending
+                .extend(slot.pending.iter().filter(|w| w.tgid != 0));
             if slot.pid != 0 {
                 let now = thread_runtime_ns(&mut self.path, &self.procfs, slot.tgid, slot.pid);
                 if let Some(now) = now {
                     let ns = now.saturating_sub(slot.start_runtime_ns);
-                    self.in_flight.push((slot.tgid, ns));
+                    self.running.push((slot.tgid, ns));
                 }
             }
         }
@@ -266,15 +309,19 @@ impl BpfActivity {
                 .flatten()
                 .map(|v| cgroup_name(&v).to_vec())
         };
-        let delete = self
-            .builder
-            .build(at, &self.records, &self.in_flight, &mut names, out)?;
-        let deleted = delete.len();
-        delete_all(self.procs.as_fd(), delete)
-            .map_err(|e| io_error(&bpf_err("delete map entries", e)))?;
+        let freed = self.builder.build(
+            at,
+            &self.records,
+            &self.pending,
+            &self.running,
+            &mut names,
+            out,
+        )?;
+        let freed = freed.to_vec();
+        self.free(&freed).map_err(|e| io_error(&e))?;
         self.prune_cgroups();
-        self.stats.map_entries = (self.records.len() - deleted) as u64;
-        self.stats.entries_deleted += deleted as u64;
+        self.stats.map_entries = (self.records.len() - freed.len()) as u64;
+        self.stats.entries_deleted += freed.len() as u64;
         self.stats.events_dropped = self.cpus.iter().map(|c| c.dropped).sum();
         self.stats.read_duration = started.elapsed();
         if let Ok(mut shared) = self.shared.lock() {
@@ -283,12 +330,47 @@ impl BpfActivity {
         Ok(())
     }
 
+    /// A safety net for slots no exit event will ever flag: the live slots whose process is
+    /// gone (a pid now mapped to a newer process's slot, or mapped to nothing and no longer
+    /// in procfs with that start time). Such a slot is flagged exited here, so it is
+    /// reported twice and freed like any other. Reads the tgid -> slot index in one batch.
+    fn sweep_orphans(&mut self) {
+        let Ok(n) = lookup_all(self.procs.as_fd(), 4, 4, &mut self.keys, &mut self.values) else {
+            return;
+        };
+        let word = |b: &[u8], i: usize| {
+            b.get(i * 4..i * 4 + 4)
+                .and_then(|w| w.try_into().ok())
+                .map(u32::from_ne_bytes)
+        };
+        let mapped: FxHashMap<u32, u32> = (0..n)
+            .filter_map(|i| Some((word(&self.keys, i)?, word(&self.values, i)?)))
+            .collect();
+        let start_of: FxHashMap<u32, u64> = self
+            .records
+            .iter()
+            .map(|r| (r.slot, r.start_boottime_ns))
+            .collect();
+        for r in self.records.iter_mut().filter(|r| !r.exited()) {
+            let dead = match mapped.get(&r.tgid) {
+                Some(s) if *s == r.slot => false,
+                Some(s) => start_of
+                    .get(s)
+                    .is_some_and(|&start| start != r.start_boottime_ns),
+                None => !alive_in_procfs(&mut self.path, &self.procfs, r),
+            };
+            if dead {
+                self.table.or_flags(r.slot, PROC_EXITED);
+                r.flags |= PROC_EXITED;
+            }
+        }
+    }
+
     /// Keeps the cgroup-name map from filling: once it is three quarters full, drops the
     /// names no process in the latest read refers to.
     fn prune_cgroups(&mut self) {
         // Reading the map walks all its buckets (~0.2 ms): once every 64 reads is plenty
         // for names that arrive once per new cgroup.
-        self.reads = self.reads.wrapping_add(1);
         if self.reads % 64 != 1 {
             return;
         }
@@ -333,6 +415,40 @@ fn io_error(e: &Error) -> SourceError {
         what: "eBPF maps".into(),
         detail: e.to_string(),
     })
+}
+
+/// Pushes `slot` onto the `free_slots` queue (`BPF_MAP_UPDATE_ELEM` with no key).
+fn push_free(fd: BorrowedFd<'_>, slot: u32) -> std::io::Result<()> {
+    // SAFETY: a queue map takes a NULL key and a value of its value size (4 bytes).
+    let ret = unsafe {
+        libbpf_sys::bpf_map_update_elem(
+            fd.as_raw_fd(),
+            std::ptr::null(),
+            (&slot as *const u32).cast::<c_void>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::from_raw_os_error(-ret));
+    }
+    Ok(())
+}
+
+/// Whether the process of `r` still lives: `<procfs>/<tgid>/stat` has its start time.
+fn alive_in_procfs(path: &mut String, procfs: &Path, r: &ProcRecord) -> bool {
+    use std::fmt::Write;
+    path.clear();
+    let _ = write!(path, "{}/{}/stat", procfs.display(), r.tgid);
+    let Ok(bytes) = std::fs::read(&*path) else {
+        return false;
+    };
+    let Some(stat) = kepler_sources::parse_stat(&bytes) else {
+        return true; // unreadable is not proof of death
+    };
+    let ticks = u64::try_from(unsafe_sysconf_clk_tck())
+        .unwrap_or(100)
+        .max(1);
+    stat.starttime == r.start_boottime_ns / (1_000_000_000 / ticks)
 }
 
 /// Reads every entry of a hash map with `BPF_MAP_LOOKUP_BATCH`, calling until the kernel

@@ -6,25 +6,31 @@ pub const PROC_EXITED: u32 = 1;
 pub const PROC_KTHREAD: u32 = 2;
 /// `KEPLER_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
-/// Size of `struct proc_acct`.
-pub const PROC_ACCT_SIZE: usize = 48;
+/// Size of `struct proc_acct`: one slot of the `acct` array.
+pub const PROC_ACCT_SIZE: usize = 56;
+/// Offset of `proc_acct.flags`.
+pub(crate) const FLAGS_OFFSET: usize = 28;
+/// Offset of `proc_acct.tgid` (0 while the slot is free).
+pub(crate) const TGID_OFFSET: usize = 48;
 /// Size of `struct cpu_slot`.
-pub const CPU_SLOT_SIZE: usize = 80;
+pub const CPU_SLOT_SIZE: usize = 96;
 /// `KEPLER_CACHE_WAYS`.
 pub const CACHE_WAYS: usize = 4;
 
-/// One process as the BPF program accounts it (`struct proc_acct`, keyed by tgid).
+/// One process as the BPF program accounts it: a taken slot of the `acct` array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProcRecord {
-    /// Process id (tgid): the map key.
+    /// The slot of the `acct` array it was read from.
+    pub slot: u32,
+    /// Process id (tgid).
     pub tgid: u32,
     /// On-CPU nanoseconds of all its threads since the program was attached.
     pub on_cpu_ns: u64,
     /// The group leader's start time, nanoseconds since boot (`start_boottime`).
     pub start_boottime_ns: u64,
-    /// cgroup v2 id of its cgroup when first seen.
+    /// cgroup v2 id of its cgroup when first seen (at exit: the one it ended in).
     pub cgroup_id: u64,
-    /// The CPU it was last switched out on.
+    /// The CPU it was first seen on, then the one it exited on.
     pub last_cpu: u32,
     /// [`PROC_EXITED`], [`PROC_KTHREAD`].
     pub flags: u32,
@@ -33,25 +39,31 @@ pub struct ProcRecord {
 }
 
 impl ProcRecord {
-    /// Decodes a map entry; `None` when a slice has the wrong size.
-    pub fn decode(key: &[u8], value: &[u8]) -> Option<ProcRecord> {
-        let tgid = u32::from_ne_bytes(key.try_into().ok()?);
+    /// Decodes slot `slot` of the `acct` array; `None` when the value has the wrong size or
+    /// the slot is free (tgid 0).
+    pub fn decode(slot: u32, value: &[u8]) -> Option<ProcRecord> {
         if value.len() != PROC_ACCT_SIZE {
+            return None;
+        }
+        let tgid = u32_at(value, TGID_OFFSET)?;
+        if tgid == 0 {
             return None;
         }
         let comm = value.get(32..32 + COMM_LEN)?.try_into().ok()?;
         Some(ProcRecord {
+            slot,
             tgid,
             on_cpu_ns: u64_at(value, 0)?,
             start_boottime_ns: u64_at(value, 8)?,
             cgroup_id: u64_at(value, 16)?,
             last_cpu: u32_at(value, 24)?,
-            flags: u32_at(value, 28)?,
+            flags: u32_at(value, FLAGS_OFFSET)?,
             comm,
         })
     }
 
-    /// Encodes the value as the kernel stores it (for tests and benchmarks that fill a map).
+    /// Encodes the slot's value as the kernel stores it (for tests and benchmarks that
+    /// fill the array).
     pub fn encode_value(&self) -> [u8; PROC_ACCT_SIZE] {
         let mut v = [0u8; PROC_ACCT_SIZE];
         v[0..8].copy_from_slice(&self.on_cpu_ns.to_ne_bytes());
@@ -60,6 +72,7 @@ impl ProcRecord {
         v[24..28].copy_from_slice(&self.last_cpu.to_ne_bytes());
         v[28..32].copy_from_slice(&self.flags.to_ne_bytes());
         v[32..48].copy_from_slice(&self.comm);
+        v[48..52].copy_from_slice(&self.tgid.to_ne_bytes());
         v
     }
 
@@ -75,6 +88,18 @@ impl ProcRecord {
     }
 }
 
+/// A way of a CPU's cache: a process charged on that CPU, its slot, and the time not yet
+/// added to the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingWay {
+    /// The process (0: an empty way).
+    pub tgid: u32,
+    /// Its slot of the `acct` array.
+    pub slot: u32,
+    /// Nanoseconds charged here and not yet added to the slot.
+    pub ns: u64,
+}
+
 /// One CPU's state (`struct cpu_slot`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuSlot {
@@ -84,11 +109,10 @@ pub struct CpuSlot {
     pub tgid: u32,
     /// The thread (0: idle, or no switch seen yet on this CPU).
     pub pid: u32,
-    /// Charges lost on this CPU because the process map was full.
+    /// Charges lost on this CPU because no slot was free.
     pub dropped: u64,
-    /// Processes charged on this CPU with time not yet added to their map entry:
-    /// (tgid, ns); tgid 0 is an empty way.
-    pub pending: [(u32, u64); CACHE_WAYS],
+    /// Processes charged on this CPU with time not yet added to their slots.
+    pub pending: [PendingWay; CACHE_WAYS],
 }
 
 impl CpuSlot {
@@ -102,11 +126,10 @@ impl CpuSlot {
             tgid: u32_at(value, 8)?,
             pid: u32_at(value, 12)?,
             dropped: u64_at(value, 16)?,
-            pending: [0, 1, 2, 3].map(|w| {
-                (
-                    u32_at(value, 24 + 4 * w).unwrap_or(0),
-                    u64_at(value, 40 + 8 * w).unwrap_or(0),
-                )
+            pending: [0, 1, 2, 3].map(|w| PendingWay {
+                tgid: u32_at(value, 24 + 4 * w).unwrap_or(0),
+                slot: u32_at(value, 40 + 4 * w).unwrap_or(0),
+                ns: u64_at(value, 56 + 8 * w).unwrap_or(0),
             }),
         })
     }
@@ -135,6 +158,7 @@ mod tests {
         let mut comm = [0u8; COMM_LEN];
         comm[..4].copy_from_slice(b"busy");
         let r = ProcRecord {
+            slot: 9,
             tgid: 42,
             on_cpu_ns: 123_456_789,
             start_boottime_ns: 9_000_000_000,
@@ -143,23 +167,35 @@ mod tests {
             flags: PROC_EXITED,
             comm,
         };
-        let back = ProcRecord::decode(&42u32.to_ne_bytes(), &r.encode_value()).unwrap();
+        let back = ProcRecord::decode(9, &r.encode_value()).unwrap();
         assert_eq!(back, r);
         assert!(back.exited());
         assert_eq!(back.comm_bytes(), b"busy");
     }
 
     #[test]
-    fn wrong_sizes_are_rejected() {
-        assert_eq!(ProcRecord::decode(&[0; 4], &[0; 40]), None);
-        assert_eq!(ProcRecord::decode(&[0; 8], &[0; PROC_ACCT_SIZE]), None);
+    fn free_slots_and_wrong_sizes_are_rejected() {
+        assert_eq!(ProcRecord::decode(0, &[0; 40]), None);
+        assert_eq!(
+            ProcRecord::decode(0, &[0; PROC_ACCT_SIZE]),
+            None,
+            "tgid 0: free"
+        );
         assert_eq!(CpuSlot::decode(&[0; 16]), None);
         let mut v = [0u8; CPU_SLOT_SIZE];
         v[12..16].copy_from_slice(&7u32.to_ne_bytes());
         v[28..32].copy_from_slice(&42u32.to_ne_bytes());
-        v[48..56].copy_from_slice(&900u64.to_ne_bytes());
+        v[44..48].copy_from_slice(&5u32.to_ne_bytes());
+        v[64..72].copy_from_slice(&900u64.to_ne_bytes());
         let slot = CpuSlot::decode(&v).unwrap();
         assert_eq!(slot.pid, 7);
-        assert_eq!(slot.pending[1], (42, 900));
+        assert_eq!(
+            slot.pending[1],
+            PendingWay {
+                tgid: 42,
+                slot: 5,
+                ns: 900
+            }
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kepler_bpf::{BpfActivity, BpfOptions, Error, Missing};
+use kepler_bpf::{BpfActivity, BpfOptions, Error, Missing, ProcRecord};
 use kepler_core::{ActivityFrame, ActivitySource, Timestamp};
 
 struct KillOnDrop(Child);
@@ -256,6 +256,84 @@ fn storm_of_short_lived_children_is_fully_accounted_to_the_container() {
         "entries of exited children left: {}",
         left.len()
     );
+}
+
+/// A pid no process can have: above the kernel's PID_MAX_LIMIT (4,194,304).
+const NO_SUCH_PID: u32 = 4_194_400;
+
+fn fake(start_boottime_ns: u64) -> ProcRecord {
+    let mut comm = [0u8; 16];
+    comm[..5].copy_from_slice(b"ghost");
+    ProcRecord {
+        tgid: NO_SUCH_PID,
+        on_cpu_ns: 5_000_000,
+        start_boottime_ns,
+        cgroup_id: 1,
+        comm,
+        ..ProcRecord::default()
+    }
+}
+
+/// Issue 5: a slot no exit event will flag (here: its pid is now mapped to a newer
+/// process's slot) is found by the periodic sweep of the tgid -> slot index, reported
+/// exited twice and freed; the newer process stays.
+#[test]
+fn orphaned_slot_is_swept_reported_and_freed_issue_5() {
+    let Some(mut src) = load() else { return };
+    let old = src.insert_record(&fake(1_000_000_000)).unwrap();
+    let new = src.insert_record(&fake(2_000_000_000)).unwrap();
+    assert_ne!(old, new);
+    let mut frame = ActivityFrame::default();
+    let ghosts = |f: &ActivityFrame| -> Vec<u64> {
+        let mut v: Vec<u64> = f
+            .processes
+            .iter()
+            .filter(|p| p.pid == NO_SUCH_PID)
+            .map(|p| p.start_time)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let ticks = |ns: u64| ns / (1_000_000_000 / 100);
+    let mut reads = 0;
+    let mut seen_both = 0;
+    while reads < 200 {
+        read(&mut src, &mut frame);
+        reads += 1;
+        match ghosts(&frame).as_slice() {
+            [a, b] if (*a, *b) == (ticks(1_000_000_000), ticks(2_000_000_000)) => seen_both += 1,
+            [b] if *b == ticks(2_000_000_000) => break,
+            other => panic!("read {reads}: unexpected ghosts {other:?}"),
+        }
+    }
+    assert!(
+        (64..=70).contains(&reads),
+        "swept within the 64-read period, freed two reads later: {reads} reads"
+    );
+    assert_eq!(seen_both, reads - 1);
+    let left: Vec<u32> = src.read_records().unwrap().iter().map(|r| r.slot).collect();
+    assert!(!left.contains(&old) && left.contains(&new), "{left:?}");
+}
+
+/// Issue 5: with every slot taken, new processes are dropped and counted; the source keeps
+/// reading what it holds.
+#[test]
+fn a_full_slot_table_drops_and_counts_issue_5() {
+    let mut src = match BpfActivity::new(BpfOptions {
+        max_processes: 8,
+        ..BpfOptions::default()
+    }) {
+        Ok(s) => s,
+        Err(e) => return skip(&format!("the eBPF source cannot load here: {e}")).unwrap_or(()),
+    };
+    let mut frame = ActivityFrame::default();
+    for _ in 0..20 {
+        let _ = Command::new("/bin/true").status();
+    }
+    read(&mut src, &mut frame);
+    assert!(frame.processes.len() <= 8, "{}", frame.processes.len());
+    assert!(src.stats().events_dropped > 0, "{:?}", src.stats());
+    assert_eq!(src.stats().map_capacity, 8);
 }
 
 /// Runs this test binary's `unprivileged_child_reports_missing_capabilities` test with

@@ -15,9 +15,16 @@
  * BPF_CORE_READ chains of bpf_probe_read_kernel calls, which cost twice as much here
  * (issue 5).
  *
- * Exit: when the last thread of a process exits, its entry is flagged EXITED (created if
- * it ran without ever being switched out). Its final slice is still charged at its final
- * context switch; user space reads the entry on two ticks and deletes it after that, so
+ * Storage: each process owns a slot of the `acct` array, which user space mmaps and reads
+ * straight from memory each tick, with no system call and whatever the number of
+ * processes (a batch read of a hash map costs the kernel ~100 ns per entry and walks every
+ * bucket: 1-2 ms at 10,000 processes). The `procs` hash maps a tgid to its slot for this
+ * program only. Free slots wait in the `free_slots` queue: user space fills it at start and
+ * gives a slot back once it has reported the process's exit.
+ *
+ * Exit: when the last thread of a process exits, its slot is flagged EXITED (taken if it
+ * ran without ever being switched out). Its final slice is still charged at its final
+ * context switch; user space reports the slot on two ticks and frees it after that, so
  * short-lived processes are never lost.
  */
 #include "vmlinux_min.h"
@@ -28,6 +35,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define PF_KTHREAD 0x00200000
+#define NO_SLOT 0xffffffffu
+/* Keeps the compiler from moving stores across it (publishing a slot's owner last). */
+#define compiler_barrier() asm volatile("" ::: "memory")
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -36,13 +46,28 @@ struct {
 	__type(value, struct cpu_slot);
 } cpu_slots SEC(".maps");
 
-/* Sized by user space before load (BpfOptions::max_processes). */
+/* The capacities of procs, acct and free_slots are set by user space before load
+ * (BpfOptions::max_processes). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 32768);
 	__type(key, u32);
-	__type(value, struct proc_acct);
+	__type(value, u32);
 } procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 32768);
+	__type(key, u32);
+	__type(value, struct proc_acct);
+} acct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 32768);
+	__type(value, u32);
+} free_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -84,65 +109,107 @@ static __always_inline void remember_cgroup(struct cgroup *cg, u64 id)
 	bpf_map_update_elem(&cgroups, &id, scratch, BPF_NOEXIST);
 }
 
-/* A new entry for the process of `task`, charged `delta` ns. */
-static __noinline int insert(struct task_struct *task, u32 tgid, u64 delta, u32 flags)
+/* The slot of the process `tgid` whose leader started at `start`, or NO_SLOT. A slot
+ * that was freed, or belongs to an older process of a reused pid, does not match. */
+static __always_inline u32 find(u32 tgid, u64 start)
+{
+	u32 *slot = bpf_map_lookup_elem(&procs, &tgid);
+	struct proc_acct *a;
+	u32 s;
+
+	if (!slot)
+		return NO_SLOT;
+	s = *slot;
+	a = bpf_map_lookup_elem(&acct, &s);
+	if (!a || a->tgid != tgid || a->start_boottime != start)
+		return NO_SLOT;
+	return s;
+}
+
+/* Takes a free slot for the process of `task`, fills it and maps its tgid to it. Returns
+ * the slot, or NO_SLOT (counted as dropped) when none is free. */
+static __noinline u32 insert(struct task_struct *task, u32 tgid, u32 flags)
 {
 	struct task_struct *leader = task->group_leader;
 	struct cgroup *cg = task->cgroups->dfl_cgrp;
-	struct proc_acct v = {};
 	struct proc_acct *a;
+	u32 slot, found;
 
-	v.on_cpu_ns = delta;
-	v.start_boottime = leader->start_boottime;
-	v.cgroup_id = cg->kn->id;
-	v.last_cpu = bpf_get_smp_processor_id();
-	v.flags = flags;
-	if (leader->flags & PF_KTHREAD)
-		v.flags |= KEPLER_PROC_KTHREAD;
-	bpf_probe_read_kernel(v.comm, sizeof(v.comm), leader->comm);
-	if (bpf_map_update_elem(&procs, &tgid, &v, BPF_NOEXIST) == 0) {
-		remember_cgroup(cg, v.cgroup_id);
-		return 0;
+	if (bpf_map_pop_elem(&free_slots, &slot)) {
+		count_drop();
+		return NO_SLOT;
 	}
-	/* Another CPU inserted it first, or the map is full. */
-	a = bpf_map_lookup_elem(&procs, &tgid);
+	a = bpf_map_lookup_elem(&acct, &slot);
 	if (!a) {
 		count_drop();
-		return 0;
+		return NO_SLOT;
 	}
-	__sync_fetch_and_add(&a->on_cpu_ns, delta);
-	if (flags)
-		a->flags |= flags;
-	return 0;
+	/* Seen for the first time already dead: it exited before the program was attached,
+	 * and no exit event will flag it. */
+	if (task->signal->live.counter == 0)
+		flags |= KEPLER_PROC_EXITED;
+	if (leader->flags & PF_KTHREAD)
+		flags |= KEPLER_PROC_KTHREAD;
+	a->on_cpu_ns = 0;
+	a->start_boottime = leader->start_boottime;
+	a->cgroup_id = cg->kn->id;
+	a->last_cpu = bpf_get_smp_processor_id();
+	a->flags = flags;
+	bpf_probe_read_kernel(a->comm, sizeof(a->comm), leader->comm);
+	compiler_barrier();
+	a->tgid = tgid;
+	if (bpf_map_update_elem(&procs, &tgid, &slot, BPF_NOEXIST) == 0) {
+		remember_cgroup(cg, a->cgroup_id);
+		return slot;
+	}
+	/* Another CPU mapped the process first (two of its threads switched out at once):
+	 * give this slot back and use that one. A mapping left by an older process of this
+	 * pid is replaced. */
+	found = find(tgid, a->start_boottime);
+	if (found != NO_SLOT) {
+		a->tgid = 0;
+		bpf_map_push_elem(&free_slots, &slot, 0);
+		return found;
+	}
+	if (bpf_map_update_elem(&procs, &tgid, &slot, BPF_ANY)) {
+		a->tgid = 0;
+		bpf_map_push_elem(&free_slots, &slot, 0);
+		count_drop();
+		return NO_SLOT;
+	}
+	remember_cgroup(cg, a->cgroup_id);
+	return slot;
 }
 
-/* Adds `ns` to the entry of `tgid`, if it still has one. */
-static __always_inline void flush(u32 tgid, u64 ns)
+/* Adds `ns` to `slot` if it still belongs to `tgid`. */
+static __always_inline void flush(u32 tgid, u32 slot, u64 ns)
 {
 	struct proc_acct *a;
 
 	if (!tgid || !ns)
 		return;
-	a = bpf_map_lookup_elem(&procs, &tgid);
-	if (a)
+	a = bpf_map_lookup_elem(&acct, &slot);
+	if (a && a->tgid == tgid)
 		__sync_fetch_and_add(&a->on_cpu_ns, ns);
 }
 
-/* A miss in the per-CPU cache: make sure `procs` has the process, evict one way (adding
- * its pending time to `procs`) and cache the process there with `delta` pending. */
+/* A miss in the per-CPU cache: find (or take) the process's slot, evict one way (adding
+ * its pending time to its slot) and cache the process there with `delta` pending. */
 static __noinline int charge_slow(struct cpu_slot *slot, struct task_struct *prev, u32 tgid,
 				  u64 delta)
 {
 	u32 way = slot->victim & (KEPLER_CACHE_WAYS - 1);
+	u32 s = find(tgid, prev->group_leader->start_boottime);
 
-	if (!bpf_map_lookup_elem(&procs, &tgid)) {
-		insert(prev, tgid, 0, 0);
-		if (!bpf_map_lookup_elem(&procs, &tgid))
-			return 0; /* counted as dropped by insert */
+	if (s == NO_SLOT) {
+		s = insert(prev, tgid, 0);
+		if (s == NO_SLOT)
+			return 0;
 	}
 	slot->victim = way + 1;
-	flush(slot->cache_tgid[way], slot->cache_ns[way]);
+	flush(slot->cache_tgid[way], slot->cache_slot[way], slot->cache_ns[way]);
 	slot->cache_tgid[way] = tgid;
+	slot->cache_slot[way] = s;
 	slot->cache_ns[way] = delta;
 	return 0;
 }
@@ -189,18 +256,24 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *task)
 {
+	struct task_struct *leader = task->group_leader;
 	struct proc_acct *a;
 	struct cgroup *cg;
-	u32 tgid;
+	u32 tgid, s;
 
 	/* Only the last thread ends the process; live is decremented before this tracepoint. */
 	if (task->signal->live.counter != 0)
 		return 0;
 	tgid = task->tgid;
-	a = bpf_map_lookup_elem(&procs, &tgid);
+	s = find(tgid, leader->start_boottime);
+	if (s == NO_SLOT) {
+		insert(task, tgid, KEPLER_PROC_EXITED);
+		return 0;
+	}
+	a = bpf_map_lookup_elem(&acct, &s);
 	if (!a)
-		return insert(task, tgid, 0, KEPLER_PROC_EXITED);
-	bpf_probe_read_kernel(a->comm, sizeof(a->comm), task->group_leader->comm);
+		return 0;
+	bpf_probe_read_kernel(a->comm, sizeof(a->comm), leader->comm);
 	/* The process may have moved since it was first seen: keep the cgroup it ends in. */
 	cg = task->cgroups->dfl_cgrp;
 	a->cgroup_id = cg->kn->id;
@@ -213,9 +286,12 @@ int BPF_PROG(on_exit, struct task_struct *task)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task)
 {
-	u32 tgid = task->tgid;
-	struct proc_acct *a = bpf_map_lookup_elem(&procs, &tgid);
+	u32 s = find(task->tgid, task->group_leader->start_boottime);
+	struct proc_acct *a;
 
+	if (s == NO_SLOT)
+		return 0;
+	a = bpf_map_lookup_elem(&acct, &s);
 	/* The new program's name; user space reloads exe and command line when it changes. */
 	if (a)
 		bpf_probe_read_kernel(a->comm, sizeof(a->comm), task->comm);

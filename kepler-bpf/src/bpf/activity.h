@@ -10,7 +10,8 @@
 #define KEPLER_PROC_EXITED 1u  /* every thread of the process has exited */
 #define KEPLER_PROC_KTHREAD 2u /* a kernel thread (PF_KTHREAD) */
 
-/* One process (thread group): the value of the `procs` hash, keyed by tgid. */
+/* One process (thread group): a slot of the `acct` array, which user space mmaps and reads
+ * without a system call. */
 struct proc_acct {
 	/* On-CPU nanoseconds of all its threads since the program was attached, as the
 	 * scheduler counts them (se.sum_exec_runtime). */
@@ -23,6 +24,10 @@ struct proc_acct {
 	u32 last_cpu;
 	u32 flags;
 	char comm[KEPLER_COMM_LEN];
+	/* The process (tgid) this slot belongs to; 0 while the slot is free. Written last when
+	 * a slot is taken, so user space never reads a half-filled one. */
+	u32 tgid;
+	u32 pad;
 };
 
 #define KEPLER_CACHE_WAYS 4
@@ -35,13 +40,14 @@ struct cpu_slot {
 	u32 tgid;
 	/* The thread itself (0: idle, or no switch seen yet on this CPU). */
 	u32 pid;
-	/* Charges lost because `procs` was full, on this CPU. */
+	/* Charges lost because no `acct` slot was free, on this CPU. */
 	u64 dropped;
-	/* The processes last charged on this CPU and their time not yet added to `procs`:
-	 * most switches go between the same few processes, and adding to this cache costs
-	 * far less than a hash lookup and an atomic add. An entry is flushed to `procs` when
-	 * evicted; user space adds what is still pending here when it reads. */
+	/* The processes last charged on this CPU, their `acct` slots, and their time not yet
+	 * added there: most switches go between the same few processes, and adding to this
+	 * cache costs far less than a hash lookup and an atomic add. A way is flushed to its
+	 * slot when evicted; user space adds what is still pending here when it reads. */
 	u32 cache_tgid[KEPLER_CACHE_WAYS];
+	u32 cache_slot[KEPLER_CACHE_WAYS];
 	u64 cache_ns[KEPLER_CACHE_WAYS];
 	u32 victim;
 	u32 pad;

@@ -34,7 +34,11 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_QUEUE = 22,
 };
+
+/* map_flags: the array can be mmapped by user space. */
+#define BPF_F_MMAPABLE (1U << 10)
 
 enum {
 	BPF_ANY = 0,

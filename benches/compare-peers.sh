@@ -7,9 +7,9 @@
 #              while scraped every 5 s as Prometheus would (with `Accept-Encoding: gzip`,
 #              what Prometheus sends; --window-encoding identity for plain scrapes);
 #   rss_mib    peak RSS (VmHWM) at the end;
-#   p50/p99    scrape latency (curl time_total) over a burst of back-to-back scrapes (at most
-#              60 s of them), alternating plain ones (p50/p99) and gzip ones as Prometheus
-#              asks (gz_p50/gz_p99);
+#   p50/p99    scrape latency (curl time_total) over a burst of back-to-back scrapes on one
+#              keep-alive connection per 10 (at most 60 s of them), in turn 10 plain ones
+#              (p50/p99) and 10 gzip ones as Prometheus asks (gz_p50/gz_p99);
 #   scrape     /metrics size, plain and as sent to a gzip client, and its number of samples.
 # Prints one markdown table. Every exporter runs with its defaults except where it must be
 # pointed at the fake tree (kepler --host.sysfs; Scaphandre --vm and SCAPHANDRE_POWERCAP_PATH,
@@ -35,7 +35,7 @@ cd "$(dirname "$0")/.."
 tiny=0
 sizes="1000 3000 10000"
 window=60
-burst=40
+burst=200
 only=""
 window_encoding=gzip
 wake=()
@@ -145,6 +145,13 @@ scrape() { # port [encoding] -> prints "seconds bytes"; the body (as sent) goes 
   curl -sS "${enc[@]}" -o "$tmp/body" -w '%{time_total} %{size_download}\n' --max-time 60 "http://127.0.0.1:$1/metrics"
 }
 
+burst_scrapes() { # port encoding count -> one "seconds bytes" line per scrape, one connection
+  local url="http://127.0.0.1:$1/metrics" args=() i
+  [ "$2" = gzip ] && args=(-H 'Accept-Encoding: gzip')
+  for i in $(seq 1 "$3"); do args+=(-o /dev/null "$url"); done
+  curl -sS -w '%{time_total} %{size_download}\n' --max-time 120 "${args[@]}"
+}
+
 percentile() { # p file -> nearest-rank percentile of the numbers in file
   sort -g "$2" | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100); if (i < NR * p / 100) i++; if (i < 1) i = 1; print v[i] }'
 }
@@ -184,11 +191,14 @@ for n in $sizes; do
     # The burst: plain and gzip scrapes in turn, so both see the same renderings.
     : > "$tmp/lat"; : > "$tmp/lat.gz"
     bend=$(( SECONDS + 60 ))
-    for _ in $(seq 1 $(( burst / 2 ))); do
+    per=$(( burst < 20 ? burst / 2 : 10 ))
+    for _ in $(seq 1 $(( burst / (2 * per) ))); do
       [ "$SECONDS" -lt "$bend" ] || break
-      scrape "$port" gzip >> "$tmp/lat.gz"
-      scrape "$port" >> "$tmp/lat"
+      burst_scrapes "$port" gzip "$per" >> "$tmp/lat.gz"
+      burst_scrapes "$port" identity "$per" >> "$tmp/lat"
     done
+    scrape "$port" gzip > /dev/null
+    scrape "$port" > /dev/null
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$epid/status")
     samples=$(grep -vc '^#' "$tmp/body" || true)
     bytes=$(wc -c < "$tmp/body")

@@ -5,10 +5,12 @@
 //! holding a 10%, 30% and 60% duty cycle of one core, and a "storm" parent that starts
 //! hundreds of children per second, each running a few milliseconds. A fake RAPL package
 //! follows a known power model of the machine's real CPU time (`IDLE_WATTS` plus
-//! `JOULES_PER_CPU_SECOND` per busy CPU-second of `/proc/stat`). Over a window, each
-//! workload's ground-truth share of node active energy is its cgroup's CPU time over the
-//! node's busy time (the model is linear in CPU time); kepler's share is its container's
-//! energy over node active energy. Beside it, the harness computes Go Kepler's method from
+//! `JOULES_PER_CPU_SECOND` per busy CPU-second of `/proc/stat`). At every kepler tick the
+//! harness reads the kernel's CPU time of each workload's cgroup and of the node: a
+//! workload's ground-truth energy is the sum over ticks of the tick's node active energy
+//! times its cgroup's share of the tick's node busy time; its truth share is that over the
+//! window's node active energy. kepler's share is its container's energy over node active
+//! energy. Beside it, the harness computes Go Kepler's method from
 //! its own trace: CPU time of the processes alive at each scan only.
 //!
 //! Needs root and a writable cgroup v2 hierarchy (`/sys/fs/cgroup` or the hybrid
@@ -195,6 +197,7 @@ fn cgroup_processes(dir: &Path) -> HashMap<(u32, u64), f64> {
 }
 
 /// Everything read at one kepler tick.
+#[derive(Clone)]
 struct Reading {
     node_active_j: f64,
     container_j: Vec<f64>,
@@ -332,28 +335,43 @@ fn attribution_matches_ground_truth_under_churn_issue_4() {
         "--cpu.preferred-meters=rapl",
     ]);
 
-    // Warm up two ticks, then trace: kepler at each end, Go Kepler's method at each tick.
+    // Warm up two ticks, then trace tick by tick: kepler's node active energy, the kernel's
+    // CPU time of each workload and of the node, and Go Kepler's method.
     let mut last_node_j = -1.0;
     let _ = read_at_tick(kepler.port(), &workloads, &mut last_node_j);
     let _ = read_at_tick(kepler.port(), &workloads, &mut last_node_j);
     let start = read_at_tick(kepler.port(), &workloads, &mut last_node_j);
     let mut seen: Vec<HashMap<(u32, u64), f64>> =
         workloads.iter().map(|w| cgroup_processes(&w.dir)).collect();
-    let mut kepler_method = vec![0.0; workloads.len()];
+    // Energy each workload should get: each tick's active energy split by the kernel's CPU
+    // shares of that tick. Summing per tick matters when the machine's other load varies
+    // (a parallel build): a tick of heavy other load has more active energy and smaller
+    // workload shares, and one share over the whole window would weigh it wrongly.
+    let mut truth_j = vec![0.0; workloads.len()];
+    let mut kepler_method_j = vec![0.0; workloads.len()];
+    let mut prev = start.clone();
     let started = Instant::now();
     let end = loop {
         let r = read_at_tick(kepler.port(), &workloads, &mut last_node_j);
+        let active = r.node_active_j - prev.node_active_j;
+        let busy = r.node_busy_s - prev.node_busy_s;
         for (i, w) in workloads.iter().enumerate() {
             let now = cgroup_processes(&w.dir);
             // Go Kepler: CPU-time deltas of the processes alive at the scan; new ones count
             // from 0, and whatever ran and exited in between is lost.
+            let mut theirs = 0.0;
             for (key, cpu) in &now {
-                kepler_method[i] += cpu - seen[i].get(key).copied().unwrap_or(0.0);
+                theirs += cpu - seen[i].get(key).copied().unwrap_or(0.0);
             }
             seen[i] = now;
+            if busy > 0.0 {
+                truth_j[i] += active * (r.usage_s[i] - prev.usage_s[i]) / busy;
+                kepler_method_j[i] += active * theirs / busy;
+            }
         }
+        prev = r;
         if started.elapsed() >= window {
-            break r;
+            break prev;
         }
     };
 
@@ -373,9 +391,9 @@ fn attribution_matches_ground_truth_under_churn_issue_4() {
     println!("workload    truth   kepler-rs  error    go-kepler-method  error");
     let mut failures = Vec::new();
     for (i, w) in workloads.iter().enumerate() {
-        let truth = (end.usage_s[i] - start.usage_s[i]) / node_busy;
+        let truth = truth_j[i] / node_active;
         let ours = (end.container_j[i] - start.container_j[i]) / node_active;
-        let theirs = kepler_method[i] / node_busy;
+        let theirs = kepler_method_j[i] / node_active;
         println!(
             "{:<10} {:>6.2}%  {:>8.2}%  {:>+6.2}%  {:>15.2}%  {:>+6.2}%",
             w.name,

@@ -1203,3 +1203,65 @@ fn scopeguard_kill(pid: u32) -> impl Drop {
     }
     Guard(pid)
 }
+
+/// Issue 9, real kernel: after the first scan only the pids created since the previous scan
+/// are listed; a process started between two scans is found, one that exits is dropped,
+/// and a process alive throughout is in every scan.
+#[test]
+fn incremental_listing_of_real_proc_finds_new_and_drops_exited_processes_issue_9() {
+    let Some(mut src) = real_source(true) else {
+        return;
+    };
+    let mut old = Kids(vec![sh("exec sleep 600")]);
+    let old_pid = old.0[0].id();
+    assert!(scan(&mut src, 1).processes.iter().any(|p| p.pid == old_pid));
+    let mut kid = sh("exec sleep 600");
+    let pid = kid.id();
+    let frame = scan(&mut src, 2);
+    assert_eq!(
+        src.incremental_listings(),
+        1,
+        "the second scan lists only new pids"
+    );
+    assert!(
+        frame.processes.iter().any(|p| p.pid == pid),
+        "new process found"
+    );
+    assert!(frame.processes.iter().any(|p| p.pid == old_pid));
+    let _ = kid.kill();
+    let _ = kid.wait();
+    let frame = scan(&mut src, 3);
+    assert!(
+        !frame.processes.iter().any(|p| p.pid == pid),
+        "exited process dropped"
+    );
+    assert!(frame.processes.iter().any(|p| p.pid == old_pid));
+    assert_eq!(src.incremental_listings(), 2);
+    old.0.clear();
+}
+
+/// Issue 3: an exec (new comm) of a process that kept only its probe, at a full budget,
+/// does not keep a fresh `stat` beside it over the budget (kernel workers rename
+/// themselves often, and take this path).
+#[test]
+fn exec_of_a_probed_process_at_a_full_budget_stays_within_it_issue_3() {
+    let tree = Tree::new();
+    let orphan = |comm| Proc {
+        ppid: 0,
+        comm,
+        ..Proc::default()
+    };
+    for pid in [70, 71] {
+        tree.add(pid, &orphan("worker"));
+        tree.set_schedstat(pid, "1000 0 1\n");
+    }
+    let mut src = tree.source_with(2);
+    settle(&mut src);
+    scan(&mut src, 4);
+    assert_eq!((src.quiet_skips(), src.open_files()), (2, 2));
+    tree.add(70, &orphan("worker-renamed"));
+    tree.set_schedstat(70, "2000 0 2\n");
+    let frame = scan(&mut src, 5);
+    assert_eq!(&*find(&frame, 70).info.comm, "worker-renamed");
+    assert!(src.open_files() <= 2, "{} kept", src.open_files());
+}

@@ -54,6 +54,7 @@
 mod cgroup;
 mod cgroup_usage;
 mod cpuinfo;
+mod listing;
 mod stat;
 mod vm;
 
@@ -81,6 +82,7 @@ pub use stat::{parse_node_cpu, parse_stat, sanitize_comm, NodeTicks, StatFields}
 pub use vm::vm_from_cmdline;
 
 use cgroup_usage::CgroupUsage;
+use listing::PidListing;
 use stat::{comm_matches, parse_per_cpu, parse_stat_raw, PF_KTHREAD};
 
 /// The Linux `USER_HZ` on every mainstream architecture; used when it cannot be detected.
@@ -243,8 +245,9 @@ pub struct ProcfsActivity {
     quiet_skips: u64,
     /// [`ProcfsOptions::probe_idle`].
     probe_idle: bool,
-    /// The pids listed by the current scan (kept for its allocation).
+    /// The pids of the current scan, ascending; the next listing starts from them.
     pids: Vec<u32>,
+    listing: PidListing,
     /// (index in the frame, pid) of the processes this scan skipped as idle.
     idle_skipped: Vec<(usize, u32)>,
     empty: Arc<str>,
@@ -289,6 +292,7 @@ impl ProcfsActivity {
             .max_open_files
             .unwrap_or_else(|| auto_max_open_files(&opts.root));
         let cpu_socket = socket_map(&opts.root);
+        let root = opts.root.clone();
         let mut source = ProcfsActivity {
             paths: PidPaths::new(&opts.root),
             root: opts.root,
@@ -305,6 +309,7 @@ impl ProcfsActivity {
             probe_idle: opts.probe_idle,
             idle_skipped: Vec::new(),
             pids: Vec::new(),
+            listing: PidListing::new(&root),
             empty: Arc::from(""),
             cgroups: opts.cgroup_root.map(CgroupUsage::new),
             cpu_socket,
@@ -338,6 +343,12 @@ impl ProcfsActivity {
     /// showed it had not run since its previous read (see the module docs).
     pub fn quiet_skips(&self) -> u64 {
         self.quiet_skips
+    }
+
+    /// How many scans listed only the pids created since the previous one (see the module
+    /// docs of `listing.rs`), since construction.
+    pub fn incremental_listings(&self) -> u64 {
+        self.listing.incremental_scans
     }
 
     /// How many processes have cached static data; after a scan, the number of live
@@ -580,9 +591,15 @@ impl ProcfsActivity {
                     Some(old) if old.start_time == start_time => (old.stat, old.probe),
                     _ => (None, Probe::Closed),
                 };
+                // Counted back in, the kept ones first: a fresh `stat` only fits in what
+                // they leave of the budget.
+                self.open_files +=
+                    usize::from(stat.is_some()) + usize::from(matches!(probe, Probe::Kept(_)));
                 let stat = match stat {
                     Some(f) => Some(f),
-                    None if self.open_files < self.max_open_files => fresh,
+                    None if self.open_files < self.max_open_files => {
+                        fresh.inspect(|_| self.open_files += 1)
+                    }
                     None => None,
                 };
                 let entry = CacheEntry {
@@ -598,7 +615,6 @@ impl ProcfsActivity {
                     parent_start,
                     seen: generation,
                 };
-                self.open_files += entry.kept_files();
                 self.cache.insert(pid, entry);
                 info
             }
@@ -759,14 +775,15 @@ impl ActivitySource for ProcfsActivity {
 
         // List first, then read: interleaving the two costs about a third more kernel
         // time at 10,000 processes (each evicts the other's data from the CPU caches).
-        let dir = std::fs::read_dir(&self.root).map_err(|e| read_error(&self.root, &e))?;
         let mut pids = std::mem::take(&mut self.pids);
-        pids.clear();
-        // A failing readdir ends the iteration; what was read so far is still good.
-        pids.extend(
-            dir.filter_map(Result::ok)
-                .filter_map(|entry| stat::parse_u32(entry.file_name().as_bytes())),
-        );
+        let cache = &self.cache;
+        let listed = self
+            .listing
+            .list(&self.root, &mut pids, |p| cache.contains_key(&p));
+        if let Err(e) = listed {
+            self.pids = pids;
+            return Err(read_error(&self.root, &e).into());
+        }
         self.generation = self.generation.wrapping_add(1);
         let first = out.processes.len();
         let mut name = PidName::default();
@@ -781,6 +798,15 @@ impl ActivitySource for ProcfsActivity {
             cgroups.read(out, self.generation);
         }
 
+        debug_assert_eq!(
+            self.open_files,
+            self.cache
+                .values()
+                .map(CacheEntry::kept_files)
+                .sum::<usize>(),
+            "kept descriptors counted right"
+        );
+        debug_assert!(self.open_files <= self.max_open_files, "within the budget");
         // Every pid appears once per scan, so when the cache holds exactly the processes
         // seen, nothing is stale and the sweep can be skipped.
         let seen = out.processes.len() - first;

@@ -431,11 +431,12 @@ impl ProcfsActivity {
         }
     }
 
-    /// The identity, latest `stat` fields and static data of `pid` when it is known, quiet, single-threaded (`schedstat` counts the
-    /// main thread only, and a process of one thread cannot start another without running)
-    /// and its `schedstat` has not moved since a probe made no later than its latest `stat`
-    /// read: then nothing in the process has run, and its `stat` would read the same.
-    /// `None` means "read `stat`". Updates the probe state either way.
+    /// The identity, latest `stat` fields and static data of `pid` when it is known, quiet,
+    /// single-threaded (`schedstat` counts the main thread only, and a process of one thread
+    /// cannot start another without running) and its `schedstat` has not moved since a probe
+    /// made no later than its latest `stat` read: then nothing in the process has run, and
+    /// its `stat` would read the same. `None` means "read `stat`". Updates the probe state
+    /// either way.
     fn idle_sample(&mut self, pid: u32, name: &[u8]) -> Option<(u64, LastStat, Arc<ProcessInfo>)> {
         if !self.probe_idle {
             return None;

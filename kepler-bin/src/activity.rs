@@ -116,6 +116,20 @@ fn bpf(config: &Config) -> Result<Selected, String> {
                 s.entries_deleted as f64,
             ),
             metric(
+                "kepler_exporter_bpf_slices_unseen_total",
+                "Context switches out of a thread whose switch in the eBPF program did not see: \
+                 that slice of CPU time is lost.",
+                true,
+                s.slices_unseen as f64,
+            ),
+            metric(
+                "kepler_exporter_bpf_reports_held_back_total",
+                "Reads that found a process's CPU time below its previous report (a race \
+                 between the caches read) and reported the previous value.",
+                true,
+                s.held_back as f64,
+            ),
+            metric(
                 "kepler_exporter_bpf_read_duration_seconds",
                 "Time the latest read of the eBPF slots and frame build took.",
                 false,

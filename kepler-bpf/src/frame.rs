@@ -41,6 +41,10 @@ struct Cached {
     comm: [u8; COMM_LEN],
     seen: u64,
     exited_reads: u8,
+    /// The on-CPU time last reported: a process is never reported below it.
+    reported: u64,
+    /// Time reported from slots freed before this one was taken (see `Gone`).
+    base: u64,
     /// This read: the index of its sample in the frame, its slots, whether one is exited.
     index: usize,
     slot: u32,
@@ -58,6 +62,21 @@ pub struct Freed {
     pub tgid: u32,
 }
 
+/// A process whose slots were freed after its exit was reported twice. A process can still
+/// run after that, when reads come faster than its exit (a task preempted inside
+/// `do_exit`); its final switch then takes a new slot holding only that tail. Reported as
+/// its earlier total plus the tail, under the same identity and static data, it goes on
+/// where it stopped instead of starting again from the tail.
+struct Gone {
+    reported: u64,
+    info: Arc<ProcessInfo>,
+    comm: [u8; COMM_LEN],
+    generation: u64,
+}
+
+/// Reads a freed process is remembered for.
+const GONE_READS: u64 = 16;
+
 struct CachedContainer {
     container: Option<ContainerInfo>,
     seen: u64,
@@ -69,12 +88,15 @@ pub struct FrameBuilder {
     ns_per_tick: u64,
     cache: HashMap<(u32, u64), Cached>,
     containers: HashMap<u64, CachedContainer>,
-    /// Pending time of the per-CPU caches by slot, and running slices by tgid.
-    pending: HashMap<u32, (u32, u64)>,
+    /// Pending time of the per-CPU caches by (slot, tgid, start_boottime): a way may still
+    /// name a slot freed and taken by another process since. Running slices by tgid.
+    pending: HashMap<(u32, u32, u64), u64>,
     running: HashMap<u32, u64>,
     generation: u64,
     exited: Vec<(u32, u64)>,
+    gone: HashMap<(u32, u64), Gone>,
     freed: Vec<Freed>,
+    held_back: u64,
     empty: Arc<str>,
     stat_buf: String,
 }
@@ -102,7 +124,9 @@ impl FrameBuilder {
             running: HashMap::default(),
             generation: 0,
             exited: Vec::new(),
+            gone: HashMap::default(),
             freed: Vec::new(),
+            held_back: 0,
             empty: Arc::from(""),
             stat_buf: String::new(),
         }
@@ -111,6 +135,13 @@ impl FrameBuilder {
     /// Processes with cached static data.
     pub fn cached(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Reports held at a process's previous on-CPU time, since start, because this read
+    /// found less (a thread that moved between CPUs, or exited, while the caches were being
+    /// read: microsecond windows, caught up by the next read).
+    pub fn held_back(&self) -> u64 {
+        self.held_back
     }
 
     /// Fills `out` from `records` (the taken slots), `pending` (time in the per-CPU
@@ -135,10 +166,11 @@ impl FrameBuilder {
         self.pending.clear();
         self.running.clear();
         for w in pending.iter().filter(|w| w.tgid != 0) {
-            let e = self.pending.entry(w.slot).or_insert((w.tgid, 0));
-            if e.0 == w.tgid {
-                e.1 = e.1.saturating_add(w.ns);
-            }
+            let e = self
+                .pending
+                .entry((w.slot, w.tgid, w.start_boottime_ns))
+                .or_default();
+            *e = e.saturating_add(w.ns);
         }
         for &(tgid, ns) in running {
             *self.running.entry(tgid).or_default() += ns;
@@ -150,10 +182,15 @@ impl FrameBuilder {
                 self.push(r, cgroup_name, out);
             }
         }
+        self.hold_monotonic(out);
         self.settle_exited();
         let generation = self.generation;
         if self.cache.len() > out.processes.len() {
             self.cache.retain(|_, c| c.seen == generation);
+        }
+        if generation % GONE_READS == 0 {
+            self.gone
+                .retain(|_, g| generation.wrapping_sub(g.generation) < GONE_READS);
         }
         if generation % 64 == 0 {
             self.containers
@@ -162,9 +199,30 @@ impl FrameBuilder {
         Ok(&self.freed)
     }
 
+    /// Keeps each process's on-CPU time from going back between reads: the sources of one
+    /// reading (slot, cache ways, running slices) are not read at one instant. Done after
+    /// all slots are in, as a process with two slots is their sum.
+    fn hold_monotonic(&mut self, out: &mut ActivityFrame) {
+        let generation = self.generation;
+        for c in self.cache.values_mut().filter(|c| c.seen == generation) {
+            let Some(p) = out.processes.get_mut(c.index) else {
+                continue;
+            };
+            if p.cpu_time.0 < c.reported {
+                p.cpu_time = Nanos(c.reported);
+                self.held_back += 1;
+            } else {
+                c.reported = p.cpu_time.0;
+            }
+        }
+    }
+
     /// Counts a read for every process reported exited in it, and frees the slots of those
-    /// reported twice, unless a per-CPU cache still holds time for one of them (its
-    /// final slice, flushed there later).
+    /// reported twice. A per-CPU cache way may still name a freed slot (a CPU that has run
+    /// nothing new since): its time was in both reports, and the program adds it to the
+    /// slot only while the slot still belongs to that process, so freeing loses nothing
+    /// and charges no one else. Waiting for the way to go would keep the slot for as long
+    /// as that CPU stays quiet.
     fn settle_exited(&mut self) {
         for key in std::mem::take(&mut self.exited) {
             let Some(c) = self.cache.get_mut(&key) else {
@@ -172,12 +230,22 @@ impl FrameBuilder {
             };
             c.exited_reads = c.exited_reads.saturating_add(1);
             let slots = || std::iter::once(c.slot).chain(c.more_slots.iter().copied());
-            if c.exited_reads < EXITED_READS || slots().any(|s| self.pending.contains_key(&s)) {
+            if c.exited_reads < EXITED_READS {
                 continue;
             }
             self.freed
                 .extend(slots().map(|slot| Freed { slot, tgid: key.0 }));
-            self.cache.remove(&key);
+            if let Some(c) = self.cache.remove(&key) {
+                self.gone.insert(
+                    key,
+                    Gone {
+                        reported: c.reported,
+                        info: c.info,
+                        comm: c.comm,
+                        generation: self.generation,
+                    },
+                );
+            }
         }
     }
 
@@ -190,14 +258,15 @@ impl FrameBuilder {
         let start_time = r.start_boottime_ns / self.ns_per_tick;
         let key = (r.tgid, start_time);
         let generation = self.generation;
-        let mut extra = match self.pending.get(&r.slot) {
-            Some(&(tgid, ns)) if tgid == r.tgid => ns,
-            _ => 0,
-        };
+        let mut extra = self
+            .pending
+            .get(&(r.slot, r.tgid, r.start_boottime_ns))
+            .copied()
+            .unwrap_or(0);
         if !r.exited() {
             extra = extra.saturating_add(self.running.remove(&r.tgid).unwrap_or(0));
         }
-        let cpu_time = r.on_cpu_ns.saturating_add(extra);
+        let mut cpu_time = r.on_cpu_ns.saturating_add(extra);
         let index = out.processes.len();
         let info = match self.cache.get_mut(&key) {
             // A second slot of a process already in this frame: one process, both times.
@@ -218,12 +287,20 @@ impl FrameBuilder {
                 c.slot = r.slot;
                 c.more_slots.clear();
                 c.exited = r.exited();
+                cpu_time = cpu_time.saturating_add(c.base);
                 Arc::clone(&c.info)
             }
             // New process, or an exec (new comm): read the rest.
             _ => {
-                let info = Arc::new(self.load_static(r, cgroup_name));
-                let exited_reads = self.cache.get(&key).map_or(0, |c| c.exited_reads);
+                let (exited_reads, reported, base, info) = match self.cache.get(&key) {
+                    Some(c) => (c.exited_reads, c.reported, c.base, None),
+                    None => match self.gone.remove(&key) {
+                        Some(g) if g.comm == r.comm => (0, g.reported, g.reported, Some(g.info)),
+                        _ => (0, 0, 0, None),
+                    },
+                };
+                let info = info.unwrap_or_else(|| Arc::new(self.load_static(r, cgroup_name)));
+                cpu_time = cpu_time.saturating_add(base);
                 self.cache.insert(
                     key,
                     Cached {
@@ -231,6 +308,8 @@ impl FrameBuilder {
                         comm: r.comm,
                         seen: generation,
                         exited_reads,
+                        reported,
+                        base,
                         index,
                         slot: r.slot,
                         more_slots: Vec::new(),
@@ -659,41 +738,95 @@ mod tests {
     }
 
     #[test]
-    fn time_pending_in_a_cpu_cache_counts_and_keeps_the_slot_until_flushed() {
+    fn time_pending_in_a_cpu_cache_counts_and_the_slot_is_freed_after_two_reports() {
         let dir = tree();
         let mut b = FrameBuilder::new(dir.path(), 100);
         let mut out = ActivityFrame::default();
         let r = rec(11, 1_000, 900, PROC_EXITED, "child");
-        let way = |tgid, ns| PendingWay {
+        let way = |tgid, start_boottime_ns, ns| PendingWay {
             tgid,
             slot: r.slot,
             ns,
+            start_boottime_ns,
         };
-        // A way of another process that once had this slot does not count.
-        let pending = [way(11, 500), way(12, 70)];
-        for t in 1..=3 {
+        // Ways of other processes that once had this slot (another pid; the same pid
+        // reused) do not count.
+        let start = r.start_boottime_ns;
+        let pending = [
+            way(11, start, 500),
+            way(12, start, 70),
+            way(11, start + 1, 9),
+        ];
+        for t in 1..=2 {
             let freed = b
                 .build(Timestamp(t), &[r], &pending, &[], &mut no_names, &mut out)
-                .unwrap();
-            assert!(freed.is_empty(), "read {t}: the slot is still referenced");
-            assert_eq!(out.processes[0].cpu_time, Nanos(1_500));
+                .unwrap()
+                .to_vec();
+            assert_eq!(out.processes[0].cpu_time, Nanos(1_500), "read {t}");
+            if t == 1 {
+                assert!(freed.is_empty(), "reported once: kept");
+            } else {
+                // Freed though a way still names it: its time was in both reports.
+                assert_eq!(
+                    freed,
+                    vec![Freed {
+                        slot: r.slot,
+                        tgid: 11
+                    }]
+                );
+            }
         }
-        // Flushed: the slot holds it all, and nothing refers to it any more.
-        let flushed = ProcRecord {
-            on_cpu_ns: 1_500,
+    }
+
+    #[test]
+    fn a_lower_reading_is_held_at_the_previous_report_and_counted() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        let mut times = Vec::new();
+        for (t, ns) in [(1, 1_000), (2, 900), (3, 1_200)] {
+            let r = rec(12, ns, 900, 0, "busy");
+            b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
+                .unwrap();
+            times.push(out.processes[0].cpu_time.0);
+        }
+        assert_eq!(times, vec![1_000, 1_000, 1_200]);
+        assert_eq!(b.held_back(), 1);
+    }
+
+    #[test]
+    fn a_process_running_again_after_its_slot_was_freed_goes_on_from_its_total() {
+        let dir = tree();
+        let mut b = FrameBuilder::new(dir.path(), 100);
+        let mut out = ActivityFrame::default();
+        let r = rec(13, 4_000, 900, PROC_EXITED, "dying");
+        for t in 1..=2 {
+            b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
+                .unwrap();
+        }
+        // Freed after two reports; then its final switch took a new slot with the tail.
+        let tail = ProcRecord {
+            slot: r.slot + 1,
+            on_cpu_ns: 30,
             ..r
         };
-        let freed = b
-            .build(Timestamp(4), &[flushed], &[], &[], &mut no_names, &mut out)
-            .unwrap()
-            .to_vec();
-        assert_eq!(out.processes[0].cpu_time, Nanos(1_500));
-        assert_eq!(
-            freed,
-            vec![Freed {
-                slot: r.slot,
-                tgid: 11
-            }]
-        );
+        let info = Arc::clone(&out.processes[0].info);
+        b.build(Timestamp(3), &[tail], &[], &[], &mut no_names, &mut out)
+            .unwrap();
+        let p = &out.processes[0];
+        assert_eq!((p.pid, p.cpu_time), (13, Nanos(4_030)));
+        assert!(Arc::ptr_eq(&p.info, &info), "same static data");
+        assert_eq!(b.held_back(), 0);
+        // Another process that reuses the pid later starts from its own time.
+        let reused = ProcRecord {
+            slot: r.slot + 2,
+            on_cpu_ns: 10,
+            start_boottime_ns: r.start_boottime_ns + 1_000_000_000,
+            flags: 0,
+            ..r
+        };
+        b.build(Timestamp(4), &[reused], &[], &[], &mut no_names, &mut out)
+            .unwrap();
+        assert_eq!(out.processes[0].cpu_time, Nanos(10));
     }
 }

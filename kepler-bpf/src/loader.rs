@@ -33,6 +33,8 @@ const BATCH: u32 = 4096;
 /// Every this many reads, the tgid -> slot index is read back in one batch and checked
 /// against the slots (see [`BpfActivity::sweep_orphans`]).
 const SWEEP_EVERY: u64 = 64;
+/// How many times the ways of a process whose slot moved while it was read are read again.
+const SETTLE_TRIES: usize = 3;
 
 /// Where and how [`BpfActivity`] works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +71,12 @@ pub struct BpfStats {
     pub entries_deleted: u64,
     /// How long the latest read took (slots, per-CPU state and frame).
     pub read_duration: Duration,
+    /// Switches out of a thread whose switch in the program did not see, since start:
+    /// each loses that slice.
+    pub slices_unseen: u64,
+    /// Reads, since start, that found a process's time below its previous report and
+    /// reported the previous value instead (see `FrameBuilder::held_back`).
+    pub held_back: u64,
 }
 
 /// The eBPF activity source: per-process on-CPU time charged at every context switch.
@@ -90,6 +98,13 @@ pub struct BpfActivity {
     values: Vec<u8>,
     records: Vec<ProcRecord>,
     cpus: Vec<CpuSlot>,
+    /// The per-CPU state read again while settling moved slots.
+    cpus_again: Vec<CpuSlot>,
+    /// Indices of records whose slot moved during a read, and the slots settled by a
+    /// second read of the ways (sorted), with those ways.
+    moved: Vec<usize>,
+    moved_slots: Vec<u32>,
+    settled_ways: Vec<PendingWay>,
     pending: Vec<PendingWay>,
     running: Vec<(u32, u64)>,
     reads: u64,
@@ -188,6 +203,10 @@ impl BpfActivity {
             values: Vec::new(),
             records: Vec::new(),
             cpus: Vec::new(),
+            cpus_again: Vec::new(),
+            moved: Vec::new(),
+            moved_slots: Vec::new(),
+            settled_ways: Vec::new(),
             pending: Vec::new(),
             running: Vec::new(),
             reads: 0,
@@ -226,16 +245,75 @@ impl BpfActivity {
     /// building a frame or freeing anything. The records stay valid until the next read.
     pub fn read_records(&mut self) -> Result<&[ProcRecord], Error> {
         self.table.read(&mut self.records);
-        self.cpus.clear();
-        if let Some(per_cpu) = self
-            .cpu_slots
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(|e| bpf_err("read the per-CPU state", e))?
-        {
-            self.cpus
-                .extend(per_cpu.iter().filter_map(|v| CpuSlot::decode(v)));
+        read_cpus(&self.cpu_slots, &mut self.cpus)?;
+        self.pending.clear();
+        for cpu in &self.cpus {
+            self.pending
+                .extend(cpu.pending.iter().filter(|w| w.tgid != 0));
         }
+        self.settle_moved_slots()?;
         Ok(&self.records)
+    }
+
+    /// A process's time is its slot plus the per-CPU cache ways that name it, and the
+    /// program moves a way's time into the slot when it evicts the way. A move between
+    /// reading the slot and reading the ways is in neither reading: the process would be
+    /// short by the way's time (all of an idle CPU's last process, easily 100 ms) until the
+    /// next read. A slot grows only by such moves, so reading it again after the ways
+    /// tells: unchanged, slot and ways agree; changed, the ways naming it are read again,
+    /// then the slot, until the slot holds still. One still moving after that reports its
+    /// slot alone for this read (the next has the rest).
+    fn settle_moved_slots(&mut self) -> Result<(), Error> {
+        self.moved.clear();
+        self.moved_slots.clear();
+        self.settled_ways.clear();
+        for (i, r) in self.records.iter_mut().enumerate() {
+            if let Some(now) = self.table.on_cpu_ns(r.slot) {
+                if now != r.on_cpu_ns {
+                    r.on_cpu_ns = now;
+                    self.moved.push(i);
+                    self.moved_slots.push(r.slot);
+                }
+            }
+        }
+        if self.moved.is_empty() {
+            return Ok(());
+        }
+        self.moved_slots.sort_unstable();
+        for _ in 0..SETTLE_TRIES {
+            if self.moved.is_empty() {
+                break;
+            }
+            read_cpus(&self.cpu_slots, &mut self.cpus_again)?;
+            let (table, records) = (&self.table, &mut self.records);
+            let mut settled = Vec::new();
+            self.moved.retain(|&i| {
+                let r = &mut records[i];
+                match table.on_cpu_ns(r.slot) {
+                    Some(now) if now != r.on_cpu_ns => {
+                        r.on_cpu_ns = now;
+                        true
+                    }
+                    _ => {
+                        settled.push(r.slot);
+                        false
+                    }
+                }
+            });
+            settled.sort_unstable();
+            for cpu in &self.cpus_again {
+                self.settled_ways.extend(
+                    cpu.pending
+                        .iter()
+                        .filter(|w| w.tgid != 0 && settled.binary_search(&w.slot).is_ok()),
+                );
+            }
+        }
+        let moved = &self.moved_slots;
+        self.pending
+            .retain(|w| moved.binary_search(&w.slot).is_err());
+        self.pending.extend_from_slice(&self.settled_ways);
+        Ok(())
     }
 
     /// Frees these slots: drops each tgid's mapping when it still points to its slot,
@@ -288,11 +366,8 @@ impl BpfActivity {
         if self.reads % SWEEP_EVERY == 0 {
             self.sweep_orphans();
         }
-        self.pending.clear();
         self.running.clear();
         for slot in &self.cpus {
-            self.pending
-                .extend(slot.pending.iter().filter(|w| w.tgid != 0));
             if slot.pid != 0 {
                 let now = thread_runtime_ns(&mut self.path, &self.procfs, slot.tgid, slot.pid);
                 if let Some(now) = now {
@@ -323,6 +398,8 @@ impl BpfActivity {
         self.stats.map_entries = (self.records.len() - freed.len()) as u64;
         self.stats.entries_deleted += freed.len() as u64;
         self.stats.events_dropped = self.cpus.iter().map(|c| c.dropped).sum();
+        self.stats.slices_unseen = self.cpus.iter().map(|c| u64::from(c.unseen)).sum();
+        self.stats.held_back = self.builder.held_back();
         self.stats.read_duration = started.elapsed();
         if let Ok(mut shared) = self.shared.lock() {
             *shared = self.stats;
@@ -418,6 +495,18 @@ fn io_error(e: &Error) -> SourceError {
 }
 
 /// Pushes `slot` onto the `free_slots` queue (`BPF_MAP_UPDATE_ELEM` with no key).
+/// Every CPU's `cpu_slots` value, decoded, into `out`.
+fn read_cpus(cpu_slots: &MapHandle, out: &mut Vec<CpuSlot>) -> Result<(), Error> {
+    out.clear();
+    if let Some(per_cpu) = cpu_slots
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .map_err(|e| bpf_err("read the per-CPU state", e))?
+    {
+        out.extend(per_cpu.iter().filter_map(|v| CpuSlot::decode(v)));
+    }
+    Ok(())
+}
+
 fn push_free(fd: BorrowedFd<'_>, slot: u32) -> std::io::Result<()> {
     // SAFETY: a queue map takes a NULL key and a value of its value size (4 bytes).
     let ret = unsafe {

@@ -13,7 +13,7 @@ pub(crate) const FLAGS_OFFSET: usize = 28;
 /// Offset of `proc_acct.tgid` (0 while the slot is free).
 pub(crate) const TGID_OFFSET: usize = 48;
 /// Size of `struct cpu_slot`.
-pub const CPU_SLOT_SIZE: usize = 96;
+pub const CPU_SLOT_SIZE: usize = 128;
 /// `KEPLER_CACHE_WAYS`.
 pub const CACHE_WAYS: usize = 4;
 
@@ -98,6 +98,9 @@ pub struct PendingWay {
     pub slot: u32,
     /// Nanoseconds charged here and not yet added to the slot.
     pub ns: u64,
+    /// The process's leader `start_boottime`: with the tgid, which process the way names
+    /// (its slot may have been freed and taken by another since).
+    pub start_boottime_ns: u64,
 }
 
 /// One CPU's state (`struct cpu_slot`).
@@ -113,6 +116,8 @@ pub struct CpuSlot {
     pub dropped: u64,
     /// Processes charged on this CPU with time not yet added to their slots.
     pub pending: [PendingWay; CACHE_WAYS],
+    /// Switches out of a thread whose switch in the program did not see (slices lost).
+    pub unseen: u32,
 }
 
 impl CpuSlot {
@@ -130,7 +135,9 @@ impl CpuSlot {
                 tgid: u32_at(value, 24 + 4 * w).unwrap_or(0),
                 slot: u32_at(value, 40 + 4 * w).unwrap_or(0),
                 ns: u64_at(value, 56 + 8 * w).unwrap_or(0),
+                start_boottime_ns: u64_at(value, 88 + 8 * w).unwrap_or(0),
             }),
+            unseen: u32_at(value, 124)?,
         })
     }
 }
@@ -187,14 +194,18 @@ mod tests {
         v[28..32].copy_from_slice(&42u32.to_ne_bytes());
         v[44..48].copy_from_slice(&5u32.to_ne_bytes());
         v[64..72].copy_from_slice(&900u64.to_ne_bytes());
+        v[96..104].copy_from_slice(&31u64.to_ne_bytes());
+        v[124..128].copy_from_slice(&3u32.to_ne_bytes());
         let slot = CpuSlot::decode(&v).unwrap();
         assert_eq!(slot.pid, 7);
+        assert_eq!(slot.unseen, 3);
         assert_eq!(
             slot.pending[1],
             PendingWay {
                 tgid: 42,
                 slot: 5,
-                ns: 900
+                ns: 900,
+                start_boottime_ns: 31,
             }
         );
     }

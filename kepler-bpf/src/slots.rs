@@ -86,6 +86,11 @@ impl SlotTable {
         ProcRecord::decode(slot, &bytes)
     }
 
+    /// The on-CPU time word of `slot` (the first of `struct proc_acct`).
+    pub(crate) fn on_cpu_ns(&self, slot: u32) -> Option<u64> {
+        Some(self.word(slot, 0)?.load(Ordering::Relaxed))
+    }
+
     /// Every taken slot, in slot order, into `out`.
     pub(crate) fn read(&self, out: &mut Vec<ProcRecord>) {
         out.clear();
@@ -105,8 +110,10 @@ impl SlotTable {
         }
     }
 
-    /// Frees `slot`: owner 0 first, then the rest cleared. Only called once the program can
-    /// no longer write to it (its process is gone and no per-CPU cache refers to it).
+    /// Frees `slot`: owner 0 first, then the rest cleared. Only called once its process is
+    /// gone and reported: the program then writes to it only from a per-CPU cache way that
+    /// still names that process, and only while the owner matches, which clearing ends (an
+    /// add racing the clear lands in a free slot, zeroed again when the slot is taken).
     pub(crate) fn clear(&self, slot: u32) {
         if let Some(owner) = self.half(slot, TGID_OFFSET) {
             owner.store(0, Ordering::Release);

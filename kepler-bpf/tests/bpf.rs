@@ -39,6 +39,15 @@ fn load() -> Option<BpfActivity> {
     }
 }
 
+/// Held by the tests that measure precision or make heavy load (the storm, the churn), so
+/// that one's load does not perturb another's measurement: under thousands of forks a
+/// second the program misses a few context switches (`slices_unseen`).
+static LOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    LOAD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn read(src: &mut BpfActivity, frame: &mut ActivityFrame) {
     src.read(Timestamp(0), frame).expect("read the eBPF source");
 }
@@ -73,6 +82,7 @@ fn wait_until_idle(pid: u32) {
 
 #[test]
 fn burner_is_measured_within_one_percent_of_schedstat() {
+    let _load = exclusive();
     let Some(mut src) = load() else { return };
     let mut frame = ActivityFrame::default();
     read(&mut src, &mut frame);
@@ -99,8 +109,9 @@ fn burner_is_measured_within_one_percent_of_schedstat() {
     let measured = sample.cpu_time.0;
     let err = (measured as f64 - truth as f64).abs() / truth as f64;
     eprintln!(
-        "burner: bpf {measured} ns, schedstat {truth} ns, error {:.4}%",
-        err * 100.0
+        "burner: bpf {measured} ns, schedstat {truth} ns, error {:.4}%, {} slices unseen",
+        err * 100.0,
+        src.stats().slices_unseen
     );
     assert!(truth > 100_000_000, "the burner ran only {truth} ns");
     assert!(err <= 0.01, "bpf {measured} ns vs schedstat {truth} ns");
@@ -170,6 +181,7 @@ impl Drop for ContainerCgroup {
 
 #[test]
 fn storm_of_short_lived_children_is_fully_accounted_to_the_container() {
+    let _load = exclusive();
     let Some(mut src) = load() else { return };
     let Some(cgroup) = ContainerCgroup::create() else {
         let _ = skip::<()>("cannot create a cgroup v2 directory (needs a writable cgroup2 mount)");
@@ -255,6 +267,62 @@ fn storm_of_short_lived_children_is_fully_accounted_to_the_container() {
         left.is_empty(),
         "entries of exited children left: {}",
         left.len()
+    );
+}
+
+#[test]
+fn time_of_a_process_never_goes_back_between_reads_under_churn_issue_5() {
+    let _load = exclusive();
+    let Some(mut src) = load() else { return };
+    let mut frame = ActivityFrame::default();
+    // Bursts of work between short sleeps leave each burst's time in a CPU's cache way,
+    // and the churn evicts those ways into the slots all the time: a read that caught a
+    // way's time in neither place would report less than the read before.
+    let _ticker = KillOnDrop(
+        Command::new("sh")
+            .args([
+                "-c",
+                "while :; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 0.002; done",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    let _churn = KillOnDrop(
+        Command::new("sh")
+            .args(["-c", "while :; do /bin/true; done"])
+            .spawn()
+            .unwrap(),
+    );
+    let mut last: HashMap<(u32, u64), u64> = HashMap::new();
+    let mut regressions = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut reads = 0;
+    while Instant::now() < deadline {
+        read(&mut src, &mut frame);
+        reads += 1;
+        for p in &frame.processes {
+            let before = last.insert((p.pid, p.start_time), p.cpu_time.0);
+            if let Some(before) = before.filter(|&b| b > p.cpu_time.0) {
+                regressions.push((p.pid, p.info.comm.to_string(), before, p.cpu_time.0));
+            }
+        }
+    }
+    let held_back = src.stats().held_back;
+    eprintln!(
+        "{reads} reads, {} processes, {} regressions, {held_back} reports held back",
+        last.len(),
+        regressions.len()
+    );
+    assert!(reads > 100, "only {reads} reads");
+    assert!(
+        regressions.is_empty(),
+        "on-CPU time went back (pid, comm, before, after): {regressions:?}"
+    );
+    // Holding a report back covers microsecond races only; a read that routinely missed
+    // time moved between a slot and a cache would need it on most reads.
+    assert!(
+        held_back * 20 <= reads,
+        "{held_back} reports held back in {reads} reads"
     );
 }
 

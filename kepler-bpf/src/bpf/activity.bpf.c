@@ -24,8 +24,8 @@
  *
  * Exit: when the last thread of a process exits, its slot is flagged EXITED (taken if it
  * ran without ever being switched out). Its final slice is still charged at its final
- * context switch; user space reports the slot on two ticks and frees it after that, so
- * short-lived processes are never lost.
+ * context switch; user space reports the slot on two ticks, time pending in the per-CPU
+ * caches included, and frees it after that, so short-lived processes are never lost.
  */
 #include "vmlinux_min.h"
 #include <bpf/bpf_helpers.h>
@@ -181,15 +181,16 @@ static __noinline u32 insert(struct task_struct *task, u32 tgid, u32 flags)
 	return slot;
 }
 
-/* Adds `ns` to `slot` if it still belongs to `tgid`. */
-static __always_inline void flush(u32 tgid, u32 slot, u64 ns)
+/* Adds `ns` to `slot` if it still belongs to the process (`tgid`, `start`): user space
+ * frees a slot once it has reported the exit, even while a way here still names it. */
+static __always_inline void flush(u32 tgid, u64 start, u32 slot, u64 ns)
 {
 	struct proc_acct *a;
 
 	if (!tgid || !ns)
 		return;
 	a = bpf_map_lookup_elem(&acct, &slot);
-	if (a && a->tgid == tgid)
+	if (a && a->tgid == tgid && a->start_boottime == start)
 		__sync_fetch_and_add(&a->on_cpu_ns, ns);
 }
 
@@ -199,7 +200,8 @@ static __noinline int charge_slow(struct cpu_slot *slot, struct task_struct *pre
 				  u64 delta)
 {
 	u32 way = slot->victim & (KEPLER_CACHE_WAYS - 1);
-	u32 s = find(tgid, prev->group_leader->start_boottime);
+	u64 start = prev->group_leader->start_boottime;
+	u32 s = find(tgid, start);
 
 	if (s == NO_SLOT) {
 		s = insert(prev, tgid, 0);
@@ -207,10 +209,12 @@ static __noinline int charge_slow(struct cpu_slot *slot, struct task_struct *pre
 			return 0;
 	}
 	slot->victim = way + 1;
-	flush(slot->cache_tgid[way], slot->cache_slot[way], slot->cache_ns[way]);
+	flush(slot->cache_tgid[way], slot->cache_start[way], slot->cache_slot[way],
+	      slot->cache_ns[way]);
 	slot->cache_tgid[way] = tgid;
 	slot->cache_slot[way] = s;
 	slot->cache_ns[way] = delta;
+	slot->cache_start[way] = start;
 	return 0;
 }
 
@@ -230,8 +234,13 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	slot->pid = next->pid;
 	slot->tgid = next->tgid;
 	/* pid 0: the idle task, or the first switch seen on this CPU. */
-	if (!pid || prev->pid != pid)
+	if (!pid)
 		return 0;
+	/* The thread going out is not the one we saw come in: its slice has no start. */
+	if (prev->pid != pid) {
+		slot->unseen++;
+		return 0;
+	}
 	delta = prev->se.sum_exec_runtime - start;
 	tgid = prev->tgid;
 	if (slot->cache_tgid[0] == tgid) {

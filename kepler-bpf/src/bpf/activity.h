@@ -45,12 +45,17 @@ struct cpu_slot {
 	/* The processes last charged on this CPU, their `acct` slots, and their time not yet
 	 * added there: most switches go between the same few processes, and adding to this
 	 * cache costs far less than a hash lookup and an atomic add. A way is flushed to its
-	 * slot when evicted; user space adds what is still pending here when it reads. */
+	 * slot when evicted; user space adds what is still pending here when it reads. With
+	 * the tgid, the leader's start_boottime names the process, so a way left by a process
+	 * whose slot was freed and taken again never adds to the new owner. */
 	u32 cache_tgid[KEPLER_CACHE_WAYS];
 	u32 cache_slot[KEPLER_CACHE_WAYS];
 	u64 cache_ns[KEPLER_CACHE_WAYS];
+	u64 cache_start[KEPLER_CACHE_WAYS];
 	u32 victim;
-	u32 pad;
+	/* Switches out of a thread whose switch in was not seen here (its slice is lost).
+	 * Rare: seen under heavy fork churn, from threads of this VM's init, cause unknown. */
+	u32 unseen;
 };
 
 /* The value of the `cgroups` hash, keyed by cgroup id: the cgroup directory's name. */

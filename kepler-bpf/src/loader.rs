@@ -100,8 +100,8 @@ pub struct BpfActivity {
     cpus: Vec<CpuSlot>,
     /// The per-CPU state read again while settling moved slots.
     cpus_again: Vec<CpuSlot>,
-    /// Indices of records whose slot moved during a read, and the slots settled by a
-    /// second read of the ways (sorted), with those ways.
+    /// While settling a read: the records whose slot still moves, every slot that moved
+    /// (sorted: their first ways are dropped), and the fresh ways of those that settled.
     moved: Vec<usize>,
     moved_slots: Vec<u32>,
     settled_ways: Vec<PendingWay>,

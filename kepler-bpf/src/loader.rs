@@ -494,7 +494,6 @@ fn io_error(e: &Error) -> SourceError {
     })
 }
 
-/// Pushes `slot` onto the `free_slots` queue (`BPF_MAP_UPDATE_ELEM` with no key).
 /// Every CPU's `cpu_slots` value, decoded, into `out`.
 fn read_cpus(cpu_slots: &MapHandle, out: &mut Vec<CpuSlot>) -> Result<(), Error> {
     out.clear();
@@ -507,6 +506,7 @@ fn read_cpus(cpu_slots: &MapHandle, out: &mut Vec<CpuSlot>) -> Result<(), Error>
     Ok(())
 }
 
+/// Pushes `slot` onto the `free_slots` queue (`BPF_MAP_UPDATE_ELEM` with no key).
 fn push_free(fd: BorrowedFd<'_>, slot: u32) -> std::io::Result<()> {
     // SAFETY: a queue map takes a NULL key and a value of its value size (4 bytes).
     let ret = unsafe {

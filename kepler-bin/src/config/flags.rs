@@ -1,123 +1,176 @@
-//! Command-line flags, named as Go Kepler names them. Every value is optional so that only
-//! the flags a user typed override the file.
+//! Command-line flags, named as Go Kepler names them, made from the key table: one `Arg` per
+//! key that has a flag, its `--help` line from the declaration. Only the flags a user typed
+//! are kept, so that they, and only they, override the file.
 
-use clap::{ArgAction, Parser};
+use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
-/// kepler: measures the machine's energy and splits it among processes, containers, VMs and
-/// pods, served as Prometheus metrics.
-///
-/// Settings come from built-in defaults, then the YAML file of --config.file, then these
-/// flags; a flag given here always wins.
-#[derive(Debug, Default, Parser)]
-#[command(name = "kepler", version, about, long_about = None, max_term_width = 100)]
+use super::key::{DefaultValue, Key, Ty, Value};
+use super::keys::{CONFIG_FILE, KEYS};
+
+const ABOUT: &str = "kepler: measures the machine's energy and splits it among processes, \
+containers, VMs and pods, served as Prometheus metrics.\n\n\
+Settings come from built-in defaults, then the YAML file of --config.file, then these flags; \
+a flag given here always wins.";
+
+/// The flags a user typed.
+#[derive(Debug, Default, Clone)]
 pub struct Flags {
-    /// YAML config file (Kepler's keys; unknown keys are warned about).
-    #[arg(long = "config.file", value_name = "PATH")]
+    /// `--config.file`: the YAML config file.
     pub config_file: Option<String>,
+    /// Every other flag given, with its key.
+    values: Vec<(&'static Key, Value)>,
+}
 
-    /// Log level: debug, info, warn, error.
-    #[arg(long = "log.level", value_name = "LEVEL")]
-    pub log_level: Option<String>,
+impl Flags {
+    /// The values given on the command line, with their keys.
+    pub fn values(&self) -> impl Iterator<Item = (&'static Key, &Value)> {
+        self.values.iter().map(|(k, v)| (*k, v))
+    }
+}
 
-    /// Log format: text or json.
-    #[arg(long = "log.format", value_name = "FORMAT")]
-    pub log_format: Option<String>,
+fn arg(key: &Key) -> Option<Arg> {
+    let flag = key.flag?;
+    let mut help = key.help.to_string();
+    if let DefaultValue::Value(d) = key.default {
+        help = format!("{help} [default: {d}]");
+    }
+    let mut arg = Arg::new(key.path)
+        .long(flag.long)
+        .value_name(flag.value_name)
+        .help(help);
+    if let Some(alias) = flag.alias {
+        arg = arg.visible_alias(alias);
+    }
+    arg = match key.ty {
+        Ty::Bool => arg
+            .value_parser(value_parser!(bool))
+            .num_args(0..=1)
+            .default_missing_value("true"),
+        Ty::Int => arg
+            .value_parser(value_parser!(i64))
+            .allow_negative_numbers(true),
+        Ty::Float => arg.value_parser(value_parser!(f64)),
+        Ty::Str | Ty::Duration | Ty::Any => arg.value_parser(value_parser!(String)),
+        Ty::Strs => {
+            let arg = arg
+                .value_parser(value_parser!(String))
+                .action(ArgAction::Append);
+            if flag.comma {
+                arg.value_delimiter(',')
+            } else {
+                arg
+            }
+        }
+        Ty::Floats => arg
+            .value_parser(value_parser!(f64))
+            .action(ArgAction::Append)
+            .value_delimiter(','),
+    };
+    Some(arg)
+}
 
-    /// Root of the sysfs tree to read (e.g. /host/sys in a container).
-    #[arg(long = "host.sysfs", value_name = "PATH")]
-    pub host_sysfs: Option<String>,
+/// The value of one key's flag, when given.
+fn given(m: &ArgMatches, key: &Key) -> Option<Value> {
+    let id = key.path;
+    match key.ty {
+        Ty::Bool => m.get_one::<bool>(id).copied().map(Value::Bool),
+        Ty::Int => m.get_one::<i64>(id).copied().map(Value::Int),
+        Ty::Float => m.get_one::<f64>(id).copied().map(Value::Float),
+        Ty::Str | Ty::Duration | Ty::Any => m.get_one::<String>(id).cloned().map(Value::Str),
+        Ty::Strs => m
+            .get_many::<String>(id)
+            .map(|v| Value::Strs(v.cloned().collect())),
+        Ty::Floats => m
+            .get_many::<f64>(id)
+            .map(|v| Value::Floats(v.copied().collect())),
+    }
+}
 
-    /// Root of the procfs tree to read (e.g. /host/proc in a container).
-    #[arg(long = "host.procfs", value_name = "PATH")]
-    pub host_procfs: Option<String>,
+impl clap::CommandFactory for Flags {
+    fn command() -> Command {
+        KEYS.iter().filter_map(|k| arg(k)).fold(
+            Command::new("kepler")
+                .version(env!("CARGO_PKG_VERSION"))
+                .about(ABOUT)
+                .max_term_width(100),
+            Command::arg,
+        )
+    }
 
-    /// How often to read the meters and processes (Go duration, e.g. 5s).
-    #[arg(long = "monitor.interval", value_name = "DURATION")]
-    pub monitor_interval: Option<String>,
+    fn command_for_update() -> Command {
+        Self::command()
+    }
+}
 
-    /// Accepted for compatibility with Go Kepler (a duration); no effect: sources are read once
-    /// per interval and scrapes never read hardware.
-    #[arg(long = "monitor.staleness", value_name = "DURATION")]
-    pub monitor_staleness: Option<String>,
+impl clap::FromArgMatches for Flags {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Flags::default();
+        flags.update_from_arg_matches(m)?;
+        Ok(flags)
+    }
 
-    /// Most terminated workloads kept per level (largest energy first); negative: no cap.
-    #[arg(
-        long = "monitor.max-terminated",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub monitor_max_terminated: Option<i64>,
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for key in KEYS.iter().copied().filter(|k| k.flag.is_some()) {
+            let Some(value) = given(m, key) else {
+                continue;
+            };
+            if key.path == CONFIG_FILE.path {
+                if let Value::Str(path) = value {
+                    self.config_file = Some(path);
+                }
+                continue;
+            }
+            self.values.retain(|(k, _)| k.path != key.path);
+            self.values.push((key, value));
+        }
+        Ok(())
+    }
+}
 
-    /// How long terminated workloads stay exported (default: two intervals).
-    #[arg(long = "monitor.terminated-ttl", value_name = "DURATION")]
-    pub monitor_terminated_ttl: Option<String>,
+impl clap::Parser for Flags {}
 
-    /// RAPL zones to read (repeat or comma-separate: package, core, uncore, dram, psys).
-    #[arg(long = "rapl.zones", value_name = "ZONE", value_delimiter = ',', action = ArgAction::Append)]
-    pub rapl_zones: Option<Vec<String>>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
 
-    /// CPU meters in order of preference (rapl, model); the first that works is used.
-    #[arg(long = "cpu.preferred-meters", value_name = "METER", value_delimiter = ',', action = ArgAction::Append)]
-    pub cpu_preferred_meters: Option<Vec<String>>,
+    #[test]
+    fn the_command_is_consistent() {
+        Flags::command().debug_assert();
+    }
 
-    /// Model estimator: watts per socket at idle.
-    #[arg(long = "model.idle-watts", value_name = "WATTS")]
-    pub model_idle_watts: Option<f64>,
-
-    /// Model estimator: watts per socket at full load.
-    #[arg(long = "model.max-watts", value_name = "WATTS")]
-    pub model_max_watts: Option<f64>,
-
-    /// Metric levels to export (repeat or comma-separate: node, process, container, vm, pod, all).
-    #[arg(long = "metrics", value_name = "LEVEL", value_delimiter = ',', action = ArgAction::Append)]
-    pub metrics: Option<Vec<String>>,
-
-    /// Web config file (Prometheus exporter-toolkit format: TLS and basic auth).
-    #[arg(long = "web.config-file", value_name = "PATH")]
-    pub web_config_file: Option<String>,
-
-    /// Address to listen on (repeatable), e.g. :28282 or 127.0.0.1:28282.
-    #[arg(long = "web.listen-address", value_name = "ADDR", action = ArgAction::Append)]
-    pub web_listen_address: Option<Vec<String>>,
-
-    /// Enable Kubernetes pod metadata.
-    #[arg(long = "kube.enable", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub kube_enable: Option<bool>,
-
-    /// Kubeconfig path (default: in-cluster config).
-    #[arg(long = "kube.config", value_name = "PATH")]
-    pub kube_config: Option<String>,
-
-    /// This node's name (default: $NODE_NAME, then the hostname).
-    #[arg(long = "kube.node-name", value_name = "NAME")]
-    pub kube_node_name: Option<String>,
-
-    /// Activity source: auto (eBPF when built in and permitted, else procfs), bpf, procfs.
-    #[arg(long = "activity.source", value_name = "SOURCE")]
-    pub activity_source: Option<String>,
-
-    /// Who gets node idle energy: none (Kepler's: it stays at node level), cpu-share, equal.
-    #[arg(long = "attribution.idle", value_name = "POLICY")]
-    pub attribution_idle: Option<String>,
-
-    /// How idle power is estimated: usage (Kepler's split) or learned (a baseline learned
-    /// at low CPU usage).
-    #[arg(long = "attribution.idle-power", value_name = "METHOD")]
-    pub attribution_idle_power: Option<String>,
-
-    /// Enable platform power from this node's BMC over Redfish (experimental, EP-001).
-    #[arg(long = "experimental.platform.redfish.enabled", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub redfish_enabled: Option<bool>,
-
-    /// Node name to look up in the Redfish BMC file (default: the node name).
-    #[arg(long = "experimental.platform.redfish.node-name", value_name = "NAME")]
-    pub redfish_node_name: Option<String>,
-
-    /// The Redfish BMC file: nodes -> BMC id, bmcs -> endpoint and credentials (mode 0600).
-    #[arg(
-        long = "experimental.platform.redfish.config",
-        visible_alias = "experimental.platform.redfish.config-file",
-        value_name = "PATH"
-    )]
-    pub redfish_config: Option<String>,
+    #[test]
+    fn only_typed_flags_are_kept() {
+        let f = Flags::try_parse_from([
+            "kepler",
+            "--config.file=/c.yaml",
+            "--rapl.zones=package,dram",
+            "--rapl.zones",
+            "core",
+            "--web.listen-address=a:1,b",
+            "--kube.enable",
+            "--monitor.max-terminated",
+            "-1",
+        ])
+        .unwrap();
+        assert_eq!(f.config_file.as_deref(), Some("/c.yaml"));
+        let got: Vec<(&str, &Value)> = f.values().map(|(k, v)| (k.path, v)).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "monitor.maxTerminated",
+                    &Value::Int(-1)
+                ),
+                (
+                    "rapl.zones",
+                    &Value::Strs(vec!["package".into(), "dram".into(), "core".into()])
+                ),
+                ("web.listenAddresses", &Value::Strs(vec!["a:1,b".into()])),
+                ("kube.enabled", &Value::Bool(true)),
+            ]
+        );
+        assert!(Flags::try_parse_from(["kepler", "--kube.enable=maybe"]).is_err());
+        assert!(Flags::try_parse_from(["kepler", "--no-such-flag"]).is_err());
+    }
 }

@@ -1,12 +1,20 @@
-//! Configuration in two stages: what the user wrote (file + flags) and the validated
-//! [`Config`] that builds the sources and the server. Precedence: defaults < file < flags.
+//! Configuration in two stages (STYLE.md rule 9): [`RawConfig`], what the user wrote (file
+//! under flags, with warnings for unknown keys), and the validated [`Config`] that builds the
+//! sources and the server. Precedence: defaults < file < flags.
+//!
+//! Every key is declared once in `keys.rs` (path, flag, type, default, check, help, README
+//! meaning); flags, `--help`, the YAML reader and the README tables are made from there.
 
 mod duration;
-mod file;
 mod flags;
+mod key;
+mod keys;
 mod kube;
 mod meters;
+mod raw;
+mod readme;
 mod redfish;
+mod yaml;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,10 +25,13 @@ use kepler_export::MetricsLevel;
 use kepler_sources::ModelParams;
 
 pub use duration::parse_duration;
-pub use file::FileConfig;
 pub use flags::Flags;
 pub use meters::MeterConfig;
+pub use raw::RawConfig;
+pub use readme::{readme_with_tables, README_UPDATE_COMMAND};
 pub use redfish::RedfishConfig;
+
+use keys::*;
 
 /// `activity.source`: where per-process CPU time comes from (issue 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,25 +130,6 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-const LOG_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
-const RAPL_ZONES: [&str; 5] = ["package", "core", "uncore", "dram", "psys"];
-
-fn one_of(key: &str, value: &str, accepted: &[&str]) -> Result<String, ConfigError> {
-    let v = value.trim().to_ascii_lowercase();
-    if accepted.contains(&v.as_str()) {
-        Ok(v)
-    } else {
-        Err(err(
-            key,
-            format!("{value:?} is not one of {}", accepted.join(", ")),
-        ))
-    }
-}
-
-fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    parse_duration(value).map_err(|e| err(key, e))
-}
-
 impl Config {
     /// Merges defaults, the file (text already read, `None` when no file) and the flags, and
     /// validates the result. `env_node_name` is `$NODE_NAME`; `hostname` the fallback.
@@ -147,221 +139,57 @@ impl Config {
         env_node_name: Option<String>,
         hostname: impl FnOnce() -> String,
     ) -> Result<Config, ConfigError> {
-        let file = match file_text {
-            Some((path, text)) => FileConfig::parse(text).map_err(|e| err(path, e))?,
-            None => FileConfig::default(),
-        };
-        let mut warnings: Vec<String> = file
-            .unknown_keys()
-            .into_iter()
-            .map(|k| format!("unknown config key {k:?} ignored"))
-            .collect();
+        Config::from_raw(&RawConfig::new(flags, file_text)?, env_node_name, hostname)
+    }
 
-        let log = file.log.as_ref();
-        let log_level = one_of(
-            "log.level",
-            flags
-                .log_level
-                .as_deref()
-                .or(log.and_then(|l| l.level.as_deref()))
-                .unwrap_or("info"),
-            &LOG_LEVELS,
-        )?;
-        let log_format = match one_of(
-            "log.format",
-            flags
-                .log_format
-                .as_deref()
-                .or(log.and_then(|l| l.format.as_deref()))
-                .unwrap_or("text"),
-            &["text", "json", "logfmt"],
-        )?
-        .as_str()
-        {
+    /// The second stage: each key read through its declaration (default and check), then the
+    /// rules between keys.
+    pub fn from_raw(
+        raw: &RawConfig,
+        env_node_name: Option<String>,
+        hostname: impl FnOnce() -> String,
+    ) -> Result<Config, ConfigError> {
+        let mut warnings = raw.warnings.clone();
+        let log_level: String = raw.value(&LOG_LEVEL)?;
+        let log_format = match raw.value::<String>(&LOG_FORMAT)?.as_str() {
             "json" => LogFormat::Json,
             _ => LogFormat::Text,
         };
+        let sysfs: String = raw.value(&HOST_SYSFS)?;
+        let procfs: String = raw.value(&HOST_PROCFS)?;
 
-        let host = file.host.as_ref();
-        let sysfs = flags
-            .host_sysfs
-            .clone()
-            .or(host.and_then(|h| h.sysfs.clone()))
-            .unwrap_or_else(|| "/sys".into());
-        let procfs = flags
-            .host_procfs
-            .clone()
-            .or(host.and_then(|h| h.procfs.clone()))
-            .unwrap_or_else(|| "/proc".into());
-        for (key, v) in [("host.sysfs", &sysfs), ("host.procfs", &procfs)] {
-            if v.trim().is_empty() {
-                return Err(err(key, "must not be empty"));
-            }
-        }
+        let interval: Duration = raw.value(&MONITOR_INTERVAL)?;
+        let staleness: Duration = raw.value(&MONITOR_STALENESS)?;
+        // Negative: no cap.
+        let max_terminated = usize::try_from(raw.value::<i64>(&MONITOR_MAX_TERMINATED)?).ok();
+        let terminated_ttl = raw.get(&MONITOR_TERMINATED_TTL)?.unwrap_or(interval * 2);
 
-        let monitor = file.monitor.as_ref();
-        let interval = duration(
-            "monitor.interval",
-            flags
-                .monitor_interval
-                .as_deref()
-                .or(monitor.and_then(|m| m.interval.as_deref()))
-                .unwrap_or("5s"),
-        )?;
-        if interval < Duration::from_millis(100) || interval > Duration::from_secs(3600) {
-            return Err(err(
-                "monitor.interval",
-                format!("{interval:?} is out of range: accepted 100ms to 1h"),
-            ));
-        }
-        let staleness = duration(
-            "monitor.staleness",
-            flags
-                .monitor_staleness
-                .as_deref()
-                .or(monitor.and_then(|m| m.staleness.as_deref()))
-                .unwrap_or("500ms"),
-        )?;
-        let max_terminated = match flags
-            .monitor_max_terminated
-            .or(monitor.and_then(|m| m.max_terminated))
-            .unwrap_or(500)
-        {
-            n if n < 0 => None,
-            n => Some(n as usize),
-        };
-        let terminated_ttl = match flags
-            .monitor_terminated_ttl
-            .as_deref()
-            .or(monitor.and_then(|m| m.terminated_ttl.as_deref()))
-        {
-            Some(v) => duration("monitor.terminatedTTL", v)?,
-            None => interval * 2,
-        };
+        let rapl_zones: Vec<String> = raw.get(&RAPL_ZONES)?.unwrap_or_default();
+        let preferred_meters: Vec<String> = raw.value(&CPU_PREFERRED_METERS)?;
+        let model = meters::model(raw)?;
 
-        let rapl_zones = flags
-            .rapl_zones
-            .clone()
-            .or(file.rapl.as_ref().and_then(|r| r.zones.clone()))
-            .unwrap_or_default()
-            .iter()
-            .filter(|z| !z.trim().is_empty())
-            .map(|z| one_of("rapl.zones", z, &RAPL_ZONES))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let meter_names: Vec<&str> = kepler_sources::METERS.iter().map(|m| m.name).collect();
-        let preferred_meters = flags
-            .cpu_preferred_meters
-            .clone()
-            .or(file.cpu.as_ref().and_then(|c| c.preferred_meters.clone()))
-            .unwrap_or_else(|| vec!["rapl".into(), "hwmon".into(), "model".into()])
-            .iter()
-            .map(|m| one_of("cpu.preferredMeters", m, &meter_names))
-            .collect::<Result<Vec<_>, _>>()?;
-        if preferred_meters.is_empty() {
-            return Err(err(
-                "cpu.preferredMeters",
-                format!("must name at least one of {}", meter_names.join(", ")),
-            ));
-        }
-
-        let defaults = ModelParams::default();
-        let model_file = file.model.as_ref();
-        let model = ModelParams {
-            idle_watts: flags
-                .model_idle_watts
-                .or(model_file.and_then(|m| m.idle_watts))
-                .unwrap_or(defaults.idle_watts),
-            max_watts: flags
-                .model_max_watts
-                .or(model_file.and_then(|m| m.max_watts))
-                .unwrap_or(defaults.max_watts),
-            ..defaults
-        };
-        let (curve, dram) = meters::model_extras(
-            model_file.and_then(|m| m.curve.as_ref()),
-            model_file.and_then(|m| m.dram.as_ref()),
-        )?;
-        let model = ModelParams {
-            curve,
-            dram,
-            ..model
-        };
-        if !(model.idle_watts.is_finite() && model.idle_watts >= 0.0) {
-            return Err(err("model.idleWatts", "must be a number >= 0"));
-        }
-        if !(model.max_watts.is_finite()
-            && model.max_watts >= model.idle_watts
-            && model.max_watts < 10_000.0)
-        {
-            return Err(err(
-                "model.maxWatts",
-                "must be a number between model.idleWatts and 10000",
-            ));
-        }
-
-        let prom = file.exporter.as_ref().and_then(|e| e.prometheus.as_ref());
-        if prom.and_then(|p| p.enabled) == Some(false) {
+        if !raw.value::<bool>(&PROMETHEUS_ENABLED)? {
             warnings.push(
                 "exporter.prometheus.enabled=false is ignored: the Prometheus endpoint is the only exporter".into(),
             );
         }
-        let levels = flags
-            .metrics
-            .clone()
-            .or(prom.and_then(|p| p.metrics_level.clone()))
-            .unwrap_or_else(|| vec!["all".into()]);
-        let metrics = kepler_export::parse_levels(&levels)
-            .map_err(|e| err("exporter.prometheus.metricsLevel", e.to_string()))?;
+        let metrics = kepler_export::parse_levels(&raw.value::<Vec<String>>(&METRICS_LEVEL)?)
+            .map_err(|e| err(METRICS_LEVEL.path, e.to_string()))?;
 
-        let web = file.web.as_ref();
-        let web_config_file = flags
-            .web_config_file
-            .clone()
-            .or(web.and_then(|w| w.config_file.clone()))
+        let web_config_file = raw
+            .get::<String>(&WEB_CONFIG_FILE)?
             .filter(|p| !p.trim().is_empty())
             .map(PathBuf::from);
-        let listen = flags
-            .web_listen_address
-            .clone()
-            .or(web.and_then(|w| w.listen_addresses.clone()))
-            .unwrap_or_else(|| vec![":28282".into()]);
-        if listen.is_empty() {
-            return Err(err("web.listenAddresses", "must name at least one address"));
-        }
-        for a in &listen {
-            if !valid_listen_address(a) {
-                return Err(err(
-                    "web.listenAddresses",
-                    format!("{a:?} is not HOST:PORT or :PORT"),
-                ));
-            }
-        }
+        let listen: Vec<String> = raw.value(&WEB_LISTEN_ADDRESSES)?;
 
-        let kube = file.kube.as_ref();
-        let kube_enabled = flags
-            .kube_enable
-            .or(kube.and_then(|k| k.enabled))
-            .unwrap_or(false);
-        let kube_config = flags
-            .kube_config
-            .clone()
-            .or(kube.and_then(|k| k.config.clone()))
+        let kube_enabled: bool = raw.value(&KUBE_ENABLED)?;
+        let kube_config = raw
+            .get::<String>(&KUBE_CONFIG)?
             .filter(|s| !s.is_empty());
-        let activity_source = match one_of(
-            "activity.source",
-            flags
-                .activity_source
-                .as_deref()
-                .or(file.activity.as_ref().and_then(|a| a.source.as_deref()))
-                .unwrap_or("auto"),
-            &["auto", "bpf", "procfs"],
-        )?
-        .as_str()
-        {
+        let activity_source = match raw.value::<String>(&ACTIVITY_SOURCE)?.as_str() {
             "bpf" if !cfg!(feature = "bpf") => {
                 return Err(err(
-                    "activity.source",
+                    ACTIVITY_SOURCE.path,
                     "\"bpf\" needs a kepler built with the `bpf` cargo feature (cargo build --features bpf); use auto or procfs",
                 ))
             }
@@ -369,27 +197,16 @@ impl Config {
             "procfs" => ActivitySourceKind::Procfs,
             _ => ActivitySourceKind::Auto,
         };
-        let node_name = flags
-            .kube_node_name
-            .clone()
-            .or(kube.and_then(|k| k.node_name.clone()))
+        let node_name = raw
+            .get::<String>(&KUBE_NODE_NAME)?
             .filter(|s| !s.trim().is_empty())
             .or(env_node_name.filter(|s| !s.trim().is_empty()))
             .unwrap_or_else(hostname);
-        let kube_informer = kube::informer_config(
-            kube_enabled,
-            kube_config.as_deref(),
-            &node_name,
-            kube.and_then(|k| k.pod_informer.as_ref()),
-        )?;
+        let kube_informer =
+            kube::informer_config(raw, kube_enabled, kube_config.as_deref(), &node_name)?;
 
-        let (idle, idle_power) = attribution(flags, file.attribution.as_ref())?;
-
-        let redfish = redfish::redfish(
-            flags,
-            file.experimental.as_ref().and_then(|e| e.platform.as_ref()),
-            &node_name,
-        )?;
+        let (idle, idle_power) = attribution(raw)?;
+        let redfish = redfish::redfish(raw, &node_name)?;
 
         Ok(Config {
             redfish,
@@ -415,72 +232,27 @@ impl Config {
             node_name,
             warnings,
             activity_source,
-            meters: meters::meter_config(file.experimental.as_ref())?,
+            meters: meters::meter_config(raw)?,
         })
     }
 }
 
 /// `attribution.*`: who gets idle energy and how idle power is estimated (issue 4).
-fn attribution(
-    flags: &Flags,
-    file: Option<&file::AttributionSection>,
-) -> Result<(IdlePolicy, IdlePower), ConfigError> {
-    let idle = match one_of(
-        "attribution.idle",
-        flags
-            .attribution_idle
-            .as_deref()
-            .or(file.and_then(|a| a.idle.as_deref()))
-            .unwrap_or("none"),
-        &["none", "cpu-share", "equal", "requests"],
-    )?
-    .as_str()
-    {
+fn attribution(raw: &RawConfig) -> Result<(IdlePolicy, IdlePower), ConfigError> {
+    let idle = match raw.value::<String>(&ATTRIBUTION_IDLE)?.as_str() {
         "cpu-share" => IdlePolicy::CpuShare,
         "equal" => IdlePolicy::Equal,
-        "requests" => {
-            return Err(err(
-                "attribution.idle",
-                "\"requests\" needs pods' CPU requests from Kubernetes, which this build does not read; use none, cpu-share or equal",
-            ))
-        }
         _ => IdlePolicy::None,
     };
-    let learned = file.and_then(|a| a.learned_idle.as_ref());
-    let idle_power = match one_of(
-        "attribution.idlePower",
-        flags
-            .attribution_idle_power
-            .as_deref()
-            .or(file.and_then(|a| a.idle_power.as_deref()))
-            .unwrap_or("usage"),
-        &["usage", "learned"],
-    )?
-    .as_str()
-    {
-        "learned" => {
-            let max_usage_permille = match learned.and_then(|l| l.max_usage) {
-                Some(u) if (0.0..=1.0).contains(&u) => (u * 1000.0).round() as u32,
-                Some(u) => {
-                    return Err(err(
-                        "attribution.learnedIdle.maxUsage",
-                        format!("{u} is not a usage ratio between 0 and 1"),
-                    ))
-                }
-                None => IdlePower::DEFAULT_MAX_USAGE_PERMILLE,
-            };
-            let decay = match learned.and_then(|l| l.decay.as_deref()) {
-                Some(d) => Nanos(
-                    u64::try_from(duration("attribution.learnedIdle.decay", d)?.as_nanos())
-                        .unwrap_or(u64::MAX),
-                ),
-                None => IdlePower::DEFAULT_DECAY,
-            };
-            IdlePower::Learned {
-                max_usage_permille,
-                decay,
-            }
-        }
+    let idle_power = match raw.value::<String>(&ATTRIBUTION_IDLE_POWER)?.as_str() {
+        "learned" => IdlePower::Learned {
+            max_usage_permille: (raw.value::<f64>(&LEARNED_IDLE_MAX_USAGE)? * 1000.0).round()
+                as u32,
+            decay: Nanos(
+                u64::try_from(raw.value::<Duration>(&LEARNED_IDLE_DECAY)?.as_nanos())
+                    .unwrap_or(u64::MAX),
+            ),
+        },
         _ => IdlePower::Usage,
     };
     Ok((idle, idle_power))
@@ -603,6 +375,89 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "attribution.learnedIdle.maxUsage");
+    }
+
+    /// Every declared default is a value of its key's type that passes the key's own check,
+    /// and the literal defaults agree with the libraries' constants.
+    #[test]
+    fn declared_defaults_are_valid_and_agree_with_the_libraries() {
+        let raw = RawConfig::default();
+        for key in KEYS {
+            if let key::DefaultValue::Value(text) = key.default {
+                assert!(key.default_value().is_some(), "{}: {text:?}", key.path);
+                let checked = match key.ty {
+                    key::Ty::Bool => raw.get::<bool>(key).map(drop),
+                    key::Ty::Int => raw.get::<i64>(key).map(drop),
+                    key::Ty::Float => raw.get::<f64>(key).map(drop),
+                    key::Ty::Str => raw.get::<String>(key).map(drop),
+                    key::Ty::Duration => raw.get::<Duration>(key).map(drop),
+                    key::Ty::Strs => raw.get::<Vec<String>>(key).map(drop),
+                    key::Ty::Floats => raw.get::<Vec<f64>>(key).map(drop),
+                    key::Ty::Any => Ok(()),
+                };
+                assert_eq!(checked, Ok(()), "{}", key.path);
+            }
+        }
+        let c = build(&["--attribution.idle-power=learned"], None).unwrap();
+        assert_eq!(c.idle_power, IdlePower::LEARNED_DEFAULT);
+        assert_eq!(c.model, ModelParams::default());
+        let r = build(
+            &[
+                "--experimental.platform.redfish.enabled",
+                "--experimental.platform.redfish.config=/r",
+            ],
+            None,
+        )
+        .unwrap()
+        .redfish
+        .unwrap();
+        let d = kepler_sources::redfish::RedfishOptions::default();
+        assert_eq!(
+            (r.options.http_timeout, r.options.interval, r.options.staleness),
+            (d.http_timeout, d.interval, d.staleness)
+        );
+    }
+
+    /// Paths and flags are unique, and a key's YAML path and flag name the same thing.
+    #[test]
+    fn keys_are_unique() {
+        let mut paths: Vec<&str> = KEYS.iter().map(|k| k.path).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), KEYS.len());
+        for key in KEYS {
+            assert!(!key.doc.is_empty(), "{} has no README meaning", key.path);
+            if key.flag.is_some() {
+                assert!(!key.help.is_empty(), "{} has no --help line", key.path);
+            }
+        }
+    }
+
+    /// Issue 14 (item 7): a key accepted without effect warns when set, in the file or as
+    /// a flag, once.
+    #[test]
+    fn staleness_warns_that_it_has_no_effect_issue_14() {
+        assert!(build(&[], None).unwrap().warnings.is_empty());
+        for (args, file) in [
+            (&["--monitor.staleness=1s"][..], None),
+            (&[][..], Some("monitor:\n  staleness: 1s\n")),
+            (&["--monitor.staleness=2s"][..], Some("monitor:\n  staleness: 1s\n")),
+        ] {
+            let c = build(args, file).unwrap();
+            assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+            assert!(c.warnings[0].contains("\"monitor.staleness\" has no effect"));
+        }
+        let e = build(&["--monitor.staleness=soon"], None).unwrap_err();
+        assert_eq!(e.key, "monitor.staleness");
+    }
+
+    #[test]
+    fn wrong_yaml_types_name_the_key_and_the_file() {
+        let e = build(&[], Some("monitor:\n  maxTerminated: lots\n")).unwrap_err();
+        assert_eq!(e.key, "monitor.maxTerminated");
+        assert!(e.message.contains("\"lots\"") && e.message.contains("test.yaml"), "{}", e.message);
+        let e = build(&[], Some("kube:\n  enabled: 3\n")).unwrap_err();
+        assert_eq!(e.key, "kube.enabled");
     }
 
     #[test]

@@ -4,65 +4,14 @@
 //! Unlike Go Kepler, `httpTimeout` defaults to 5 s whether the section comes from YAML or
 //! from flags: a BMC that never answers cannot hold a request open forever.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use kepler_sources::redfish::RedfishOptions;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 
-use super::{duration, err, ConfigError, Flags};
-
-type Unknown = BTreeMap<String, IgnoredAny>;
-
-/// `experimental.platform.*`
-#[derive(Debug, Default, Deserialize)]
-pub struct PlatformSection {
-    /// `experimental.platform.redfish.*`
-    pub redfish: Option<RedfishSection>,
-    #[serde(flatten)]
-    unknown: Unknown,
-}
-
-/// `experimental.platform.redfish.*`
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RedfishSection {
-    /// `enabled`
-    pub enabled: Option<bool>,
-    /// `nodeName`: the key into the BMC file's `nodes`.
-    pub node_name: Option<String>,
-    /// `configFile`: the BMC file.
-    pub config_file: Option<String>,
-    /// `httpTimeout` (Go duration; default 5s).
-    pub http_timeout: Option<String>,
-    /// `interval` (kepler-rs; Go duration; default 30s): time between polls of a BMC.
-    pub interval: Option<String>,
-    /// `staleness` (kepler-rs; Go duration; default 3 intervals): older readings are not
-    /// exported.
-    pub staleness: Option<String>,
-    #[serde(flatten)]
-    unknown: Unknown,
-}
-
-impl PlatformSection {
-    /// Dotted paths of unknown keys under `experimental.platform`.
-    pub fn unknown_keys(&self, out: &mut Vec<String>) {
-        out.extend(
-            self.unknown
-                .keys()
-                .map(|k| format!("experimental.platform.{k}")),
-        );
-        if let Some(r) = &self.redfish {
-            out.extend(
-                r.unknown
-                    .keys()
-                    .map(|k| format!("experimental.platform.redfish.{k}")),
-            );
-        }
-    }
-}
+use super::key::{go_duration, Key};
+use super::keys::*;
+use super::{err, ConfigError, RawConfig};
 
 /// The validated Redfish settings; present only when enabled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,76 +24,28 @@ pub struct RedfishConfig {
     pub options: RedfishOptions,
 }
 
-const KEY: &str = "experimental.platform.redfish";
-
-/// Merges flags over the file section; `node_name` is the resolved Kubernetes/host name.
-pub fn redfish(
-    flags: &Flags,
-    file: Option<&PlatformSection>,
-    node_name: &str,
-) -> Result<Option<RedfishConfig>, ConfigError> {
-    let section = file.and_then(|p| p.redfish.as_ref());
-    let enabled = flags
-        .redfish_enabled
-        .or(section.and_then(|s| s.enabled))
-        .unwrap_or(false);
-    if !enabled {
+/// `experimental.platform.redfish.*`, flags over the file; `node_name` is the resolved
+/// Kubernetes/host name. Nothing is checked while Redfish is off.
+pub fn redfish(raw: &RawConfig, node_name: &str) -> Result<Option<RedfishConfig>, ConfigError> {
+    if !raw.value::<bool>(&REDFISH_ENABLED)? {
         return Ok(None);
     }
-    let config_file = flags
-        .redfish_config
-        .clone()
-        .or(section.and_then(|s| s.config_file.clone()))
+    let config_file = raw
+        .get::<String>(&REDFISH_CONFIG_FILE)?
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| {
             err(
-                &format!("{KEY}.configFile"),
+                REDFISH_CONFIG_FILE.path,
                 "required when Redfish is enabled (--experimental.platform.redfish.config)",
             )
         })?;
-    let node_name = flags
-        .redfish_node_name
-        .clone()
-        .or(section.and_then(|s| s.node_name.clone()))
+    let node_name = raw
+        .get::<String>(&REDFISH_NODE_NAME)?
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| node_name.to_string());
-
-    let defaults = RedfishOptions::default();
-    let get = |key: &str, v: Option<&String>, default: Duration, min: Duration, max: Duration| {
-        let key = format!("{KEY}.{key}");
-        let d = match v {
-            Some(v) => duration(&key, v)?,
-            None => default,
-        };
-        if d < min || d > max {
-            return Err(err(
-                &key,
-                format!("{d:?} is out of range: accepted {min:?} to {max:?}"),
-            ));
-        }
-        Ok(d)
-    };
-    let http_timeout = get(
-        "httpTimeout",
-        section.and_then(|s| s.http_timeout.as_ref()),
-        defaults.http_timeout,
-        Duration::from_millis(100),
-        Duration::from_secs(300),
-    )?;
-    let interval = get(
-        "interval",
-        section.and_then(|s| s.interval.as_ref()),
-        defaults.interval,
-        Duration::from_secs(1),
-        Duration::from_secs(3600),
-    )?;
-    let staleness = get(
-        "staleness",
-        section.and_then(|s| s.staleness.as_ref()),
-        interval * 3,
-        interval,
-        Duration::from_secs(24 * 3600),
-    )?;
+    let http_timeout: Duration = raw.value(&REDFISH_HTTP_TIMEOUT)?;
+    let interval: Duration = raw.value(&REDFISH_INTERVAL)?;
+    let staleness = staleness(raw, &REDFISH_STALENESS, interval)?;
     Ok(Some(RedfishConfig {
         node_name,
         config_file: PathBuf::from(config_file),
@@ -153,9 +54,26 @@ pub fn redfish(
             staleness,
             http_timeout,
             max_backoff: (interval * 8).max(Duration::from_secs(60)),
-            ..defaults
+            ..RedfishOptions::default()
         },
     }))
+}
+
+/// Three intervals by default; at least one interval, at most a day.
+fn staleness(raw: &RawConfig, key: &Key, interval: Duration) -> Result<Duration, ConfigError> {
+    let max = Duration::from_secs(24 * 3600);
+    let d = raw.get(key)?.unwrap_or(interval * 3);
+    if d < interval || d > max {
+        return Err(err(
+            key.path,
+            format!(
+                "{d:?} is out of range: accepted {} (the interval) to {}",
+                go_duration(interval),
+                go_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -1,0 +1,398 @@
+//! Every configuration key, declared once: YAML path, flag, type, default, check, `--help`
+//! line and README meaning. The flag parser and `--help` ([`super::Flags`]), the YAML reader
+//! and its unknown-key warnings, and the README tables (`config_doc` test) are all made from
+//! [`KEYS`]; adding a key is one entry here plus the line of [`super::Config::from_raw`] that
+//! uses its value.
+//!
+//! The order is the order of `--help` and of the README tables.
+
+use std::time::Duration;
+
+use kepler_sources::CURVE_POINTS;
+
+use super::key::{not_empty, one_of, within, Key, Table, Ty, Value};
+
+/// Declares each key as a constant and lists them all in [`KEYS`].
+macro_rules! keys {
+    ($($name:ident = $key:expr;)*) => {
+        $(
+            #[doc = concat!("The `", stringify!($name), "` key.")]
+            pub const $name: Key = $key;
+        )*
+        /// Every key, in `--help` and README order.
+        pub static KEYS: &[&Key] = &[$(&$name),*];
+    };
+}
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const LOG_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+const RAPL_ZONE_NAMES: [&str; 5] = ["package", "core", "uncore", "dram", "psys"];
+
+keys! {
+    CONFIG_FILE = Key::flag_only("config.file", Ty::Str, "PATH")
+        .help("YAML config file (Kepler's keys; unknown keys are warned about).")
+        .doc("the YAML config file read under the flags");
+    LOG_LEVEL = Key::yaml("log.level", Ty::Str)
+        .flag("log.level", "LEVEL")
+        .default("info")
+        .check(|v| one_of(v, &LOG_LEVELS))
+        .help("Log level: debug, info, warn, error.")
+        .doc("debug, info, warn, error");
+    LOG_FORMAT = Key::yaml("log.format", Ty::Str)
+        .flag("log.format", "FORMAT")
+        .default("text")
+        .check(|v| one_of(v, &["text", "json", "logfmt"]))
+        .help("Log format: text or json.")
+        .doc("text, logfmt (the same as text) or json");
+    HOST_SYSFS = Key::yaml("host.sysfs", Ty::Str)
+        .flag("host.sysfs", "PATH")
+        .default("/sys")
+        .check(not_empty)
+        .help("Root of the sysfs tree to read (e.g. /host/sys in a container).")
+        .doc("sysfs root (`/host/sys` in a container)");
+    HOST_PROCFS = Key::yaml("host.procfs", Ty::Str)
+        .flag("host.procfs", "PATH")
+        .default("/proc")
+        .check(not_empty)
+        .help("Root of the procfs tree to read (e.g. /host/proc in a container).")
+        .doc("procfs root (`/host/proc` in a container)");
+    MONITOR_INTERVAL = Key::yaml("monitor.interval", Ty::Duration)
+        .flag("monitor.interval", "DURATION")
+        .default("5s")
+        .check(|v| within(v, ms(100), secs(3600)))
+        .help("How often to read the meters and processes (Go duration, e.g. 5s).")
+        .doc("how often meters and processes are read (100ms to 1h)");
+    MONITOR_STALENESS = Key::yaml("monitor.staleness", Ty::Duration)
+        .flag("monitor.staleness", "DURATION")
+        .default("500ms")
+        .no_effect("sources are read once per interval and a scrape never reads hardware")
+        .help("Accepted for compatibility with Go Kepler (a duration); no effect: sources are \
+               read once per interval and scrapes never read hardware.")
+        .doc("accepted for compatibility with Go Kepler and validated, but has no effect (a \
+              warning says so): sources are read once per interval and a scrape never reads \
+              hardware");
+    MONITOR_TERMINATED_TTL = Key::yaml("monitor.terminatedTTL", Ty::Duration)
+        .flag("monitor.terminated-ttl", "DURATION")
+        .default_text("2 x interval")
+        .help("How long terminated workloads stay exported (default: two intervals).")
+        .doc("how long terminated workloads stay exported");
+    MONITOR_MAX_TERMINATED = Key::yaml("monitor.maxTerminated", Ty::Int)
+        .flag("monitor.max-terminated", "N")
+        .default("500")
+        .help("Most terminated workloads kept per level (largest energy first); negative: \
+               no cap.")
+        .doc("terminated workloads kept per level, largest energy first; negative: no cap");
+    RAPL_ZONES = Key::yaml("rapl.zones", Ty::Strs)
+        .flag("rapl.zones", "ZONE")
+        .comma()
+        .default_text("all")
+        .check(rapl_zones)
+        .help("RAPL zones to read (repeat or comma-separate: package, core, uncore, dram, \
+               psys).")
+        .doc("RAPL zones to read: package, core, uncore, dram, psys");
+    CPU_PREFERRED_METERS = Key::yaml("cpu.preferredMeters", Ty::Strs)
+        .flag("cpu.preferred-meters", "METER")
+        .comma()
+        .default("[rapl, hwmon, model]")
+        .check(preferred_meters)
+        .help("CPU meters in order of preference (rapl, hwmon, model); the first that works \
+               is used.")
+        .doc("CPU meters in order of preference; the first that works is used");
+    MODEL_IDLE_WATTS = Key::yaml("model.idleWatts", Ty::Float)
+        .flag("model.idle-watts", "WATTS")
+        .default("10")
+        .check(|v| match v {
+            Value::Float(w) if !(w.is_finite() && w >= 0.0) => Err("must be a number >= 0".into()),
+            v => Ok(v),
+        })
+        .help("Model estimator: watts per socket at idle.")
+        .doc("model estimate: watts per socket at idle");
+    MODEL_MAX_WATTS = Key::yaml("model.maxWatts", Ty::Float)
+        .flag("model.max-watts", "WATTS")
+        .default("45")
+        .help("Model estimator: watts per socket at full load.")
+        .doc("model estimate: watts per socket at full load (between `model.idleWatts` and \
+              10000)");
+    MODEL_CURVE = Key::yaml("model.curve", Ty::Floats)
+        .default_text("Fan et al. shape")
+        .check(curve)
+        .doc("model estimate: 11 watts per socket at 0%, 10%, ..., 100% load (see \
+              [Model estimate](#model-estimate))");
+    MODEL_DRAM_IDLE_WATTS = Key::yaml("model.dram.idleWatts", Ty::Float)
+        .default_text("`0` when `model.dram.maxWatts` is set")
+        .check(|v| match v {
+            Value::Float(w) if !(w.is_finite() && w >= 0.0) => Err("must be a number >= 0".into()),
+            v => Ok(v),
+        })
+        .doc("model estimate: DRAM watts per socket at idle");
+    MODEL_DRAM_MAX_WATTS = Key::yaml("model.dram.maxWatts", Ty::Float)
+        .default_text("off")
+        .doc("model estimate: DRAM watts per socket at full use; setting it adds a DRAM zone \
+              per socket, linear in utilisation");
+    HWMON_ENABLED = Key::yaml("experimental.hwmon.enabled", Ty::Bool)
+        .default("true")
+        .doc("read hwmon chips (CPU meter `hwmon`, platform chips)");
+    HWMON_ZONES = Key::yaml("experimental.hwmon.zones", Ty::Strs)
+        .default_text("all")
+        .doc("hwmon labels or chip names to keep");
+    HWMON_CPU = Key::yaml("experimental.hwmon.cpu", Ty::Strs)
+        .default_text("see [hwmon](#hwmon)")
+        .check(hwmon_rules)
+        .doc("substrings of `chip/label` that mean a CPU package");
+    HWMON_DRAM = Key::yaml("experimental.hwmon.dram", Ty::Strs)
+        .default_text("see [hwmon](#hwmon)")
+        .check(hwmon_rules)
+        .doc("substrings of `chip/label` that mean memory");
+    HWMON_PLATFORM = Key::yaml("experimental.hwmon.platform", Ty::Strs)
+        .default_text("see [hwmon](#hwmon)")
+        .check(hwmon_rules)
+        .doc("substrings of `chip/label` that mean the whole machine");
+    GPU_ENABLED = Key::yaml("experimental.gpu.enabled", Ty::Bool)
+        .default("true")
+        .doc("NVIDIA GPUs through NVML (off by itself where the library is absent)");
+    GPU_IDLE_POWER = Key::yaml("experimental.gpu.idlePower", Ty::Float)
+        .default_text("learned")
+        .check(|v| match v {
+            Value::Float(w) if !(w.is_finite() && (0.0..3_000.0).contains(&w)) => Err(format!(
+                "{w} is not a number of watts between 0 and 3000 (0 learns it)"
+            )),
+            v => Ok(v),
+        })
+        .doc("watts per GPU counted as idle; absent or 0: the lowest power seen with no \
+              process");
+    METRICS_LEVEL = Key::yaml("exporter.prometheus.metricsLevel", Ty::Strs)
+        .flag("metrics", "LEVEL")
+        .comma()
+        .default("all")
+        .help("Metric levels to export (repeat or comma-separate: node, process, container, \
+               vm, pod, all).")
+        .doc("levels: node, process, container, vm, pod, all");
+    PROMETHEUS_ENABLED = Key::yaml("exporter.prometheus.enabled", Ty::Bool)
+        .default("true")
+        .doc("`false` is warned about and ignored: the Prometheus endpoint is the only \
+              exporter");
+    WEB_CONFIG_FILE = Key::yaml("web.configFile", Ty::Str)
+        .flag("web.config-file", "PATH")
+        .help("Web config file (Prometheus exporter-toolkit format: TLS and basic auth).")
+        .doc("exporter-toolkit web config: TLS and bcrypt basic auth");
+    WEB_LISTEN_ADDRESSES = Key::yaml("web.listenAddresses", Ty::Strs)
+        .flag("web.listen-address", "ADDR")
+        .default(":28282")
+        .check(listen_addresses)
+        .help("Address to listen on (repeatable), e.g. :28282 or 127.0.0.1:28282.")
+        .doc("where to serve (repeatable)");
+    KUBE_ENABLED = Key::yaml("kube.enabled", Ty::Bool)
+        .flag("kube.enable", "BOOL")
+        .default("false")
+        .help("Enable Kubernetes pod metadata.")
+        .doc("pod and container names from Kubernetes (see [Kubernetes](#kubernetes))");
+    KUBE_CONFIG = Key::yaml("kube.config", Ty::Str)
+        .flag("kube.config", "PATH")
+        .default_text("in-cluster")
+        .help("Kubeconfig path (default: in-cluster config).")
+        .doc("kubeconfig path; default: the pod's service account");
+    KUBE_NODE_NAME = Key::yaml("kube.nodeName", Ty::Str)
+        .flag("kube.node-name", "NAME")
+        .default_text("`$NODE_NAME`, else hostname")
+        .help("This node's name (default: $NODE_NAME, then the hostname).")
+        .doc("this node: only its pods are read");
+    POD_INFORMER_MODE = Key::yaml("kube.podInformer.mode", Ty::Str)
+        .default("kubelet")
+        .check(|v| one_of(v, &["kubelet", "apiserver"]))
+        .doc("`kubelet` (poll the node's kubelet `/pods`) or `apiserver` (watch this node's \
+              pods)");
+    POD_INFORMER_POLL_INTERVAL = Key::yaml("kube.podInformer.pollInterval", Ty::Duration)
+        .default("15s")
+        .check(|v| within(v, secs(1), secs(3600)))
+        .doc("kubelet mode: time between two `/pods` requests (1s to 1h)");
+    POD_INFORMER_KUBELET_URL = Key::yaml("kube.podInformer.kubeletURL", Ty::Str)
+        .default_text("`https://$NODE_IP:10250`")
+        .check(|v| match v {
+            Value::Str(u) if !u.trim().is_empty() && !u.starts_with("https://") => {
+                Err(format!("{u:?} must start with https://"))
+            }
+            v => Ok(v),
+        })
+        .doc("kubelet mode: the kubelet's address (`$NODE_IP`, else the node name)");
+    POD_INFORMER_KUBELET_INSECURE_TLS = Key::yaml("kube.podInformer.kubeletInsecureTLS", Ty::Bool)
+        .default("false")
+        .doc("kubelet mode: accept a kubelet certificate the cluster CA did not sign \
+              (kubeadm, kind)");
+    ACTIVITY_SOURCE = Key::yaml("activity.source", Ty::Str)
+        .flag("activity.source", "SOURCE")
+        .default("auto")
+        .check(|v| one_of(v, &["auto", "bpf", "procfs"]))
+        .help("Activity source: auto (eBPF when built in and permitted, else procfs), bpf, \
+               procfs.")
+        .doc("CPU-time source: auto, bpf or procfs (see [eBPF](#ebpf))");
+    ATTRIBUTION_IDLE = Key::yaml("attribution.idle", Ty::Str)
+        .flag("attribution.idle", "POLICY")
+        .default("none")
+        .check(|v| match one_of(v, &["none", "cpu-share", "equal", "requests"])? {
+            Value::Str(s) if s == "requests" => Err("\"requests\" needs pods' CPU requests \
+                from Kubernetes, which this build does not read; use none, cpu-share or equal"
+                .into()),
+            v => Ok(v),
+        })
+        .help("Who gets node idle energy: none (Kepler's: it stays at node level), cpu-share, \
+               equal.")
+        .doc("who gets idle energy: none, cpu-share, equal (see [Attribution](#attribution))");
+    ATTRIBUTION_IDLE_POWER = Key::yaml("attribution.idlePower", Ty::Str)
+        .flag("attribution.idle-power", "METHOD")
+        .default("usage")
+        .check(|v| one_of(v, &["usage", "learned"]))
+        .help("How idle power is estimated: usage (Kepler's split) or learned (a baseline \
+               learned at low CPU usage).")
+        .doc("how idle power is estimated: usage or learned");
+    LEARNED_IDLE_MAX_USAGE = Key::yaml("attribution.learnedIdle.maxUsage", Ty::Float)
+        .default("0.1")
+        .check(|v| match v {
+            Value::Float(u) if !(0.0..=1.0).contains(&u) => {
+                Err(format!("{u} is not a usage ratio between 0 and 1"))
+            }
+            v => Ok(v),
+        })
+        .doc("CPU usage ratio up to which a tick teaches the learned idle baseline");
+    LEARNED_IDLE_DECAY = Key::yaml("attribution.learnedIdle.decay", Ty::Duration)
+        .default("1h")
+        .doc("time constant with which the learned baseline rises toward newer low-usage \
+              power");
+    REDFISH_ENABLED = Key::yaml("experimental.platform.redfish.enabled", Ty::Bool)
+        .flag("experimental.platform.redfish.enabled", "BOOL")
+        .default("false")
+        .table(Table::Redfish)
+        .help("Enable platform power from this node's BMC over Redfish (experimental, EP-001).")
+        .doc("turn it on");
+    REDFISH_NODE_NAME = Key::yaml("experimental.platform.redfish.nodeName", Ty::Str)
+        .flag("experimental.platform.redfish.node-name", "NAME")
+        .default_text("the node name")
+        .table(Table::Redfish)
+        .help("Node name to look up in the Redfish BMC file (default: the node name).")
+        .doc("key into `nodes:` of the BMC file; falls back to `kube.nodeName`, \
+              `$NODE_NAME`, the hostname");
+    REDFISH_CONFIG_FILE = Key::yaml("experimental.platform.redfish.configFile", Ty::Str)
+        .flag("experimental.platform.redfish.config", "PATH")
+        .alias("experimental.platform.redfish.config-file")
+        .default_text("none, required")
+        .table(Table::Redfish)
+        .help("The Redfish BMC file: nodes -> BMC id, bmcs -> endpoint and credentials \
+               (mode 0600).")
+        .doc("the BMC file");
+    REDFISH_HTTP_TIMEOUT = Key::yaml("experimental.platform.redfish.httpTimeout", Ty::Duration)
+        .default("5s")
+        .check(|v| within(v, ms(100), secs(300)))
+        .table(Table::Redfish)
+        .doc("limit for one request, connect to last byte (100ms to 5m); applied also when \
+              only flags are used");
+    REDFISH_INTERVAL = Key::yaml("experimental.platform.redfish.interval", Ty::Duration)
+        .default("30s")
+        .check(|v| within(v, secs(1), secs(3600)))
+        .table(Table::Redfish)
+        .doc("time between polls of a BMC, jittered by ±10% (1s to 1h)");
+    REDFISH_STALENESS = Key::yaml("experimental.platform.redfish.staleness", Ty::Duration)
+        .default_text("3 x interval")
+        .table(Table::Redfish)
+        .doc("readings older than this are not exported (interval to 24h)");
+    MIN_TERMINATED_ENERGY = Key::inert(
+        "monitor.minTerminatedEnergyThreshold",
+        "terminated workloads are all kept for `monitor.terminatedTTL`, capped by \
+         `monitor.maxTerminated` (largest energy first), with no energy threshold",
+    );
+    STDOUT_ENABLED = Key::inert(
+        "exporter.stdout.enabled",
+        "there is no stdout exporter (yet): `/metrics` is the only output",
+    );
+    DEBUG_COLLECTORS = Key::inert(
+        "exporter.prometheus.debugCollectors",
+        "Go runtime and process collectors do not exist in a Rust binary",
+    );
+    DEBUG_PPROF = Key::inert(
+        "debug.pprof.enabled",
+        "there is no pprof endpoint; profile with `perf` or `valgrind`",
+    );
+    FAKE_CPU_METER_ENABLED = Key::inert(
+        "dev.fake-cpu-meter.enabled",
+        "fake meters are the `fakes` cargo feature of the test suites, not a runtime switch; \
+         a machine without a meter runs on the model estimate",
+    );
+    FAKE_CPU_METER_ZONES = Key::inert(
+        "dev.fake-cpu-meter.zones",
+        "see `dev.fake-cpu-meter.enabled`",
+    );
+}
+
+fn rapl_zones(v: Value) -> Result<Value, String> {
+    match v {
+        Value::Strs(zones) => one_of(
+            Value::Strs(zones.into_iter().filter(|z| !z.trim().is_empty()).collect()),
+            &RAPL_ZONE_NAMES,
+        ),
+        v => Ok(v),
+    }
+}
+
+fn preferred_meters(v: Value) -> Result<Value, String> {
+    let names: Vec<&str> = kepler_sources::METERS.iter().map(|m| m.name).collect();
+    match one_of(v, &names)? {
+        Value::Strs(list) if list.is_empty() => Err(format!(
+            "must name at least one of {}",
+            names.join(", ")
+        )),
+        v => Ok(v),
+    }
+}
+
+fn hwmon_rules(v: Value) -> Result<Value, String> {
+    match v {
+        Value::Strs(rules) if rules.iter().any(|r| r.trim().is_empty()) => {
+            Err("rules must not be empty strings".into())
+        }
+        v => Ok(v),
+    }
+}
+
+fn listen_addresses(v: Value) -> Result<Value, String> {
+    match &v {
+        Value::Strs(list) if list.is_empty() => Err("must name at least one address".into()),
+        Value::Strs(list) => match list.iter().find(|a| !super::valid_listen_address(a)) {
+            Some(a) => Err(format!("{a:?} is not HOST:PORT or :PORT")),
+            None => Ok(v),
+        },
+        _ => Ok(v),
+    }
+}
+
+/// Exactly eleven watts below 10 kW that never fall as load rises.
+fn curve(v: Value) -> Result<Value, String> {
+    let Value::Floats(points) = &v else {
+        return Ok(v);
+    };
+    if points.len() != CURVE_POINTS {
+        return Err(format!(
+            "needs {CURVE_POINTS} values (watts at 0%, 10%, ..., 100% load), got {}",
+            points.len()
+        ));
+    }
+    for (i, &w) in points.iter().enumerate() {
+        if !(w.is_finite() && (0.0..10_000.0).contains(&w)) {
+            return Err(format!(
+                "value {i} ({}%) = {w} is not between 0 and 10000 W",
+                i * 10
+            ));
+        }
+        if i > 0 && w < points[i - 1] {
+            return Err(format!(
+                "value {i} ({}%) = {w} W is below the one before it; power must not fall as \
+                 load rises",
+                i * 10
+            ));
+        }
+    }
+    Ok(v)
+}

@@ -21,7 +21,7 @@ fn code(s: &str) -> String {
 
 fn row(key: &Key) -> String {
     if key.table == Table::Inert {
-        return format!("| {} | {} |\n", code(key.path), key.doc);
+        return cells(&[&code(key.path), key.doc]);
     }
     let yaml = if key.in_yaml { code(key.path) } else { String::new() };
     let flag = match key.flag {
@@ -35,7 +35,21 @@ fn row(key: &Key) -> String {
         DefaultValue::Value(v) => code(v),
         DefaultValue::Text(t) => t.to_string(),
     };
-    format!("| {yaml} | {flag} | {default} | {} |\n", key.doc)
+    cells(&[&yaml, &flag, &default, key.doc])
+}
+
+/// `| a | b |` with an empty cell as `| |`.
+fn cells(cells: &[&str]) -> String {
+    let mut out = String::from("|");
+    for c in cells {
+        out.push_str(if c.is_empty() { " |" } else { " " });
+        if !c.is_empty() {
+            out.push_str(c);
+            out.push_str(" |");
+        }
+    }
+    out.push('\n');
+    out
 }
 
 /// One table, header included.
@@ -81,7 +95,7 @@ mod tests {
         assert!(t.contains("| `experimental.platform.redfish.configFile` | `--experimental.platform.redfish.config` (or `--experimental.platform.redfish.config-file`) | none, required | the BMC file |"), "{t}");
         let t = table(Table::Main);
         assert!(t.contains("| `log.level` | `--log.level` | `info` | debug, info, warn, error |"), "{t}");
-        assert!(t.contains("|  | `--config.file` |"), "{t}");
+        assert!(t.contains("| | `--config.file` | none |"), "{t}");
         assert!(readme_with_tables("no markers").is_err());
     }
 }

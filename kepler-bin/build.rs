@@ -70,9 +70,7 @@ fn rustc_version() -> String {
 /// The nearest `.git` at or above `dir`: a directory in a clone, a file in a worktree or a
 /// submodule.
 fn find_git(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .map(|d| d.join(".git"))
-        .find(|p| p.exists())
+    dir.ancestors().map(|d| d.join(".git")).find(|p| p.exists())
 }
 
 /// The files of one checkout that say what `HEAD` is.

@@ -34,7 +34,10 @@ fn revision_is_the_checkouts_head_issue_14() {
         return;
     }
     assert!(is_hash(revision), "revision {revision:?} inside a checkout");
-    assert!(!branch.is_empty() && branch != "unknown", "branch {branch:?}");
+    assert!(
+        !branch.is_empty() && branch != "unknown",
+        "branch {branch:?}"
+    );
     // Where git runs here (it may refuse a checkout owned by another user), it agrees.
     let git = Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -63,6 +66,9 @@ fn the_binary_exports_them_issue_14() {
         .expect("kepler_build_info");
     assert_eq!(info.label("revision"), Some(env!("KEPLER_GIT_REVISION")));
     assert_eq!(info.label("branch"), Some(env!("KEPLER_GIT_BRANCH")));
-    assert_eq!(info.label("rustversion"), Some(env!("KEPLER_RUSTC_VERSION")));
+    assert_eq!(
+        info.label("rustversion"),
+        Some(env!("KEPLER_RUSTC_VERSION"))
+    );
     assert_eq!(info.label("version"), Some(env!("CARGO_PKG_VERSION")));
 }

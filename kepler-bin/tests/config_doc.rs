@@ -43,7 +43,12 @@ fn help_is_made_from_the_declarations_issue_14() {
     let help = String::from_utf8(out.stdout).unwrap();
     let want = Flags::command().render_help().to_string();
     assert_eq!(help.trim_end(), want.trim_end());
-    for flag in ["--config.file", "--monitor.interval", "--metrics", "--kube.enable"] {
+    for flag in [
+        "--config.file",
+        "--monitor.interval",
+        "--metrics",
+        "--kube.enable",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_kepler"))

@@ -139,6 +139,29 @@ mod tests {
         Flags::command().debug_assert();
     }
 
+    /// Every key with a flag is in `--help` with its declared line, and nothing else is.
+    #[test]
+    fn help_lists_every_declared_flag() {
+        let help = Flags::command().render_long_help().to_string();
+        let declared: Vec<&Key> = KEYS.iter().copied().filter(|k| k.flag.is_some()).collect();
+        for key in &declared {
+            let flag = key.flag.unwrap();
+            assert!(
+                help.contains(&format!("--{} <", flag.long))
+                    || help.contains(&format!("--{} [", flag.long)),
+                "--{}",
+                flag.long
+            );
+            assert!(help.contains(key.help), "{}", key.help);
+        }
+        let args = Flags::command().get_arguments().count();
+        assert_eq!(
+            args,
+            declared.len(),
+            "clap's own --help/--version are not arguments here"
+        );
+    }
+
     #[test]
     fn only_typed_flags_are_kept() {
         let f = Flags::try_parse_from([
@@ -158,10 +181,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                (
-                    "monitor.maxTerminated",
-                    &Value::Int(-1)
-                ),
+                ("monitor.maxTerminated", &Value::Int(-1)),
                 (
                     "rapl.zones",
                     &Value::Strs(vec!["package".into(), "dram".into(), "core".into()])

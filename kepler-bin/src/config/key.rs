@@ -364,11 +364,18 @@ mod tests {
         let k = Key::yaml("a", Ty::Strs).default("[rapl, hwmon, model]");
         assert_eq!(
             k.default_value(),
-            Some(Value::Strs(vec!["rapl".into(), "hwmon".into(), "model".into()]))
+            Some(Value::Strs(vec![
+                "rapl".into(),
+                "hwmon".into(),
+                "model".into()
+            ]))
         );
         let k = Key::yaml("a", Ty::Strs).default("\":28282\"");
         assert_eq!(k.default_value(), Some(Value::Strs(vec![":28282".into()])));
-        assert_eq!(Key::yaml("a", Ty::Int).default("-1").default_value(), Some(Value::Int(-1)));
+        assert_eq!(
+            Key::yaml("a", Ty::Int).default("-1").default_value(),
+            Some(Value::Int(-1))
+        );
         assert_eq!(Key::yaml("a", Ty::Int).default_value(), None);
     }
 

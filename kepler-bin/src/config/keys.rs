@@ -340,10 +340,9 @@ fn rapl_zones(v: Value) -> Result<Value, String> {
 fn preferred_meters(v: Value) -> Result<Value, String> {
     let names: Vec<&str> = kepler_sources::METERS.iter().map(|m| m.name).collect();
     match one_of(v, &names)? {
-        Value::Strs(list) if list.is_empty() => Err(format!(
-            "must name at least one of {}",
-            names.join(", ")
-        )),
+        Value::Strs(list) if list.is_empty() => {
+            Err(format!("must name at least one of {}", names.join(", ")))
+        }
         v => Ok(v),
     }
 }

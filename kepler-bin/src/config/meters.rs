@@ -70,9 +70,12 @@ pub fn model(raw: &RawConfig) -> Result<ModelParams, ConfigError> {
         .and_then(|v| v.try_into().ok());
     let dram = if raw.is_set(&MODEL_DRAM_IDLE_WATTS) || raw.is_set(&MODEL_DRAM_MAX_WATTS) {
         let idle: f64 = raw.get(&MODEL_DRAM_IDLE_WATTS)?.unwrap_or(0.0);
-        let max: f64 = raw
-            .get(&MODEL_DRAM_MAX_WATTS)?
-            .ok_or_else(|| err(MODEL_DRAM_MAX_WATTS.path, "is required when model.dram is set"))?;
+        let max: f64 = raw.get(&MODEL_DRAM_MAX_WATTS)?.ok_or_else(|| {
+            err(
+                MODEL_DRAM_MAX_WATTS.path,
+                "is required when model.dram is set",
+            )
+        })?;
         if !(max.is_finite() && max >= idle && max < 10_000.0) {
             return Err(err(
                 MODEL_DRAM_MAX_WATTS.path,
@@ -121,7 +124,10 @@ mod tests {
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("\"experimental.hwmon.colour\""));
         assert_eq!(build(&[], None).unwrap().meters, MeterConfig::default());
-        assert_eq!(meters("  gpu:\n    idlePower: 0\n").unwrap().gpu_idle_watts, None);
+        assert_eq!(
+            meters("  gpu:\n    idlePower: 0\n").unwrap().gpu_idle_watts,
+            None
+        );
     }
 
     #[test]
@@ -133,7 +139,7 @@ mod tests {
         let e = build(&[], Some("model:\n  curve: [1, 1, 1]\n")).unwrap_err();
         assert_eq!(e.key, "model.curve");
         assert!(e.message.contains("got 3"), "{}", e.message);
-        let mut falling = vec!["10"; CURVE_POINTS];
+        let mut falling = ["10"; CURVE_POINTS];
         falling[7] = "5";
         let e = build(
             &[],

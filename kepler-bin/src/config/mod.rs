@@ -183,9 +183,7 @@ impl Config {
         let listen: Vec<String> = raw.value(&WEB_LISTEN_ADDRESSES)?;
 
         let kube_enabled: bool = raw.value(&KUBE_ENABLED)?;
-        let kube_config = raw
-            .get::<String>(&KUBE_CONFIG)?
-            .filter(|s| !s.is_empty());
+        let kube_config = raw.get::<String>(&KUBE_CONFIG)?.filter(|s| !s.is_empty());
         let activity_source = match raw.value::<String>(&ACTIVITY_SOURCE)?.as_str() {
             "bpf" if !cfg!(feature = "bpf") => {
                 return Err(err(
@@ -413,7 +411,11 @@ pub(crate) mod tests {
         .unwrap();
         let d = kepler_sources::redfish::RedfishOptions::default();
         assert_eq!(
-            (r.options.http_timeout, r.options.interval, r.options.staleness),
+            (
+                r.options.http_timeout,
+                r.options.interval,
+                r.options.staleness
+            ),
             (d.http_timeout, d.interval, d.staleness)
         );
     }
@@ -441,7 +443,10 @@ pub(crate) mod tests {
         for (args, file) in [
             (&["--monitor.staleness=1s"][..], None),
             (&[][..], Some("monitor:\n  staleness: 1s\n")),
-            (&["--monitor.staleness=2s"][..], Some("monitor:\n  staleness: 1s\n")),
+            (
+                &["--monitor.staleness=2s"][..],
+                Some("monitor:\n  staleness: 1s\n"),
+            ),
         ] {
             let c = build(args, file).unwrap();
             assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
@@ -455,7 +460,11 @@ pub(crate) mod tests {
     fn wrong_yaml_types_name_the_key_and_the_file() {
         let e = build(&[], Some("monitor:\n  maxTerminated: lots\n")).unwrap_err();
         assert_eq!(e.key, "monitor.maxTerminated");
-        assert!(e.message.contains("\"lots\"") && e.message.contains("test.yaml"), "{}", e.message);
+        assert!(
+            e.message.contains("\"lots\"") && e.message.contains("test.yaml"),
+            "{}",
+            e.message
+        );
         let e = build(&[], Some("kube:\n  enabled: 3\n")).unwrap_err();
         assert_eq!(e.key, "kube.enabled");
     }

@@ -44,12 +44,12 @@ impl RawConfig {
     }
 
     /// Whether the user gave the key, in the file or as a flag.
-    pub fn is_set(&self, key: &Key) -> bool {
+    pub(crate) fn is_set(&self, key: &Key) -> bool {
         self.given.contains_key(key.path)
     }
 
     /// The key's value: given, else its declared default, checked; `None` when neither.
-    pub fn get<T: FromValue>(&self, key: &Key) -> Result<Option<T>, ConfigError> {
+    pub(crate) fn get<T: FromValue>(&self, key: &Key) -> Result<Option<T>, ConfigError> {
         let value = match self.given.get(key.path) {
             Some(v) => v.clone(),
             None => match key.default_value() {
@@ -76,7 +76,7 @@ impl RawConfig {
     }
 
     /// The value of a key that has a default.
-    pub fn value<T: FromValue>(&self, key: &Key) -> Result<T, ConfigError> {
+    pub(crate) fn value<T: FromValue>(&self, key: &Key) -> Result<T, ConfigError> {
         self.get(key)?
             .ok_or_else(|| err(key.path, "has no value and no default"))
     }

@@ -23,12 +23,20 @@ fn row(key: &Key) -> String {
     if key.table == Table::Inert {
         return cells(&[&code(key.path), key.doc]);
     }
-    let yaml = if key.in_yaml { code(key.path) } else { String::new() };
+    let yaml = if key.in_yaml {
+        code(key.path)
+    } else {
+        String::new()
+    };
     let flag = match key.flag {
         None => String::new(),
         Some(f) => match f.alias {
             None => code(&format!("--{}", f.long)),
-            Some(a) => format!("{} (or {})", code(&format!("--{}", f.long)), code(&format!("--{a}"))),
+            Some(a) => format!(
+                "{} (or {})",
+                code(&format!("--{}", f.long)),
+                code(&format!("--{a}"))
+            ),
         },
     };
     let default = match key.default {
@@ -94,7 +102,10 @@ mod tests {
         let t = table(Table::Redfish);
         assert!(t.contains("| `experimental.platform.redfish.configFile` | `--experimental.platform.redfish.config` (or `--experimental.platform.redfish.config-file`) | none, required | the BMC file |"), "{t}");
         let t = table(Table::Main);
-        assert!(t.contains("| `log.level` | `--log.level` | `info` | debug, info, warn, error |"), "{t}");
+        assert!(
+            t.contains("| `log.level` | `--log.level` | `info` | debug, info, warn, error |"),
+            "{t}"
+        );
         assert!(t.contains("| | `--config.file` | none |"), "{t}");
         assert!(readme_with_tables("no markers").is_err());
     }

@@ -370,17 +370,18 @@ mod tests {
                 "monitor.minTerminatedEnergyThreshold"
             ]
         );
-        assert!(f.warnings.iter().all(|w| w.contains("no effect in kepler-rs")));
+        assert!(f
+            .warnings
+            .iter()
+            .all(|w| w.contains("no effect in kepler-rs")));
         assert!(f.values.is_empty());
         // Written as one value, and a key under them that Go Kepler never had.
-        let f = read("exporter:\n  stdout: false\ndev:\n  fake-cpu-meter:\n    colour: 1\n").unwrap();
+        let f =
+            read("exporter:\n  stdout: false\ndev:\n  fake-cpu-meter:\n    colour: 1\n").unwrap();
         assert_eq!(
             f.warnings,
             [
-                inert_warning(
-                    "exporter.stdout",
-                    STDOUT_WHY
-                ),
+                inert_warning("exporter.stdout", STDOUT_WHY),
                 unknown_warning("dev.fake-cpu-meter.colour")
             ]
         );

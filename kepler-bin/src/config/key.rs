@@ -108,6 +108,9 @@ pub struct Key {
     pub check: Option<Check>,
     /// Why setting it does nothing in kepler-rs: a warning names the key when it is set.
     pub inert: Option<&'static str>,
+    /// The key is used only when another key has a value (`attribution.learnedIdle.*` only
+    /// with `attribution.idlePower: learned`); set otherwise, a warning says so.
+    pub only_when: Option<(&'static Key, &'static str)>,
     /// The `--help` line of its flag.
     pub help: &'static str,
     /// What it means, for the README table (markdown).
@@ -127,6 +130,7 @@ impl Key {
             default: DefaultValue::Text("none"),
             check: None,
             inert: None,
+            only_when: None,
             help: "",
             doc: "",
             table: Table::Main,
@@ -219,6 +223,14 @@ impl Key {
     pub const fn no_effect(self, why: &'static str) -> Key {
         Key {
             inert: Some(why),
+            ..self
+        }
+    }
+
+    /// Used only while `other` has the value `value`.
+    pub const fn only_when(self, other: &'static Key, value: &'static str) -> Key {
+        Key {
+            only_when: Some((other, value)),
             ..self
         }
     }

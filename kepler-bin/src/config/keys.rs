@@ -208,10 +208,12 @@ keys! {
         .doc("`kubelet` (poll the node's kubelet `/pods`) or `apiserver` (watch this node's \
               pods)");
     POD_INFORMER_POLL_INTERVAL = Key::yaml("kube.podInformer.pollInterval", Ty::Duration)
+        .only_when(&POD_INFORMER_MODE, "kubelet")
         .default("15s")
         .check(|v| within(v, secs(1), secs(3600)))
         .doc("kubelet mode: time between two `/pods` requests (1s to 1h)");
     POD_INFORMER_KUBELET_URL = Key::yaml("kube.podInformer.kubeletURL", Ty::Str)
+        .only_when(&POD_INFORMER_MODE, "kubelet")
         .default_text("`https://$NODE_IP:10250`")
         .check(|v| match v {
             Value::Str(u) if !u.trim().is_empty() && !u.starts_with("https://") => {
@@ -221,6 +223,7 @@ keys! {
         })
         .doc("kubelet mode: the kubelet's address (`$NODE_IP`, else the node name)");
     POD_INFORMER_KUBELET_INSECURE_TLS = Key::yaml("kube.podInformer.kubeletInsecureTLS", Ty::Bool)
+        .only_when(&POD_INFORMER_MODE, "kubelet")
         .default("false")
         .doc("kubelet mode: accept a kubelet certificate the cluster CA did not sign \
               (kubeadm, kind)");
@@ -251,6 +254,7 @@ keys! {
                learned at low CPU usage).")
         .doc("how idle power is estimated: usage or learned");
     LEARNED_IDLE_MAX_USAGE = Key::yaml("attribution.learnedIdle.maxUsage", Ty::Float)
+        .only_when(&ATTRIBUTION_IDLE_POWER, "learned")
         .default("0.1")
         .check(|v| match v {
             Value::Float(u) if !(0.0..=1.0).contains(&u) => {
@@ -258,11 +262,12 @@ keys! {
             }
             v => Ok(v),
         })
-        .doc("CPU usage ratio up to which a tick teaches the learned idle baseline");
+        .doc("with `learned`: CPU usage ratio up to which a tick teaches the idle baseline");
     LEARNED_IDLE_DECAY = Key::yaml("attribution.learnedIdle.decay", Ty::Duration)
+        .only_when(&ATTRIBUTION_IDLE_POWER, "learned")
         .default("1h")
-        .doc("time constant with which the learned baseline rises toward newer low-usage \
-              power");
+        .doc("with `learned`: time constant with which the baseline rises toward newer \
+              low-usage power");
     REDFISH_ENABLED = Key::yaml("experimental.platform.redfish.enabled", Ty::Bool)
         .flag("experimental.platform.redfish.enabled", "BOOL")
         .default("false")

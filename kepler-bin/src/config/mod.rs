@@ -205,6 +205,8 @@ impl Config {
 
         let (idle, idle_power) = attribution(raw)?;
         let redfish = redfish::redfish(raw, &node_name)?;
+        let meters = meters::meter_config(raw)?;
+        warnings.extend(raw.unused_warnings()?);
 
         Ok(Config {
             redfish,
@@ -230,7 +232,7 @@ impl Config {
             node_name,
             warnings,
             activity_source,
-            meters: meters::meter_config(raw)?,
+            meters,
         })
     }
 }
@@ -454,6 +456,27 @@ pub(crate) mod tests {
         }
         let e = build(&["--monitor.staleness=soon"], None).unwrap_err();
         assert_eq!(e.key, "monitor.staleness");
+    }
+
+    /// Issue 14 (item 7): a key that another key makes unused warns instead of being
+    /// silently ignored.
+    #[test]
+    fn keys_unused_by_the_mode_warn_issue_14() {
+        let learned = "attribution:\n  learnedIdle:\n    maxUsage: 0.2\n";
+        let c = build(&[], Some(learned)).unwrap();
+        assert_eq!(
+            c.warnings,
+            ["config key \"attribution.learnedIdle.maxUsage\" has no effect unless attribution.idlePower is learned (it is usage)"]
+        );
+        let c = build(&["--attribution.idle-power=learned"], Some(learned)).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = build(
+            &[],
+            Some("kube:\n  podInformer:\n    mode: apiserver\n    pollInterval: 5s\n    kubeletURL: ''\n"),
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("\"kube.podInformer.pollInterval\""));
     }
 
     #[test]

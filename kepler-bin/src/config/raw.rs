@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::key::{FromValue, Key, Ty, Value};
+use super::keys::KEYS;
 use super::{err, parse_duration, yaml, ConfigError, Flags};
 
 /// What the user wrote: the file's values under the flags'.
@@ -46,6 +47,33 @@ impl RawConfig {
     /// Whether the user gave the key, in the file or as a flag.
     pub(crate) fn is_set(&self, key: &Key) -> bool {
         self.given.contains_key(key.path)
+    }
+
+    /// Warnings for keys set where another key makes them unused (`only_when`). Empty
+    /// strings count as unset, as the validated stage reads them.
+    pub(crate) fn unused_warnings(&self) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for key in KEYS {
+            let Some((other, wanted)) = key.only_when else {
+                continue;
+            };
+            let set = match self.given.get(key.path) {
+                Some(Value::Str(s)) => !s.trim().is_empty(),
+                Some(_) => true,
+                None => false,
+            };
+            let actual = match other.ty {
+                Ty::Bool => self.value::<bool>(other)?.to_string(),
+                _ => self.value::<String>(other)?,
+            };
+            if set && actual != wanted {
+                out.push(format!(
+                    "config key {:?} has no effect unless {} is {wanted} (it is {actual})",
+                    key.path, other.path
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// The key's value: given, else its declared default, checked; `None` when neither.

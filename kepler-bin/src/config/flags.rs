@@ -23,7 +23,7 @@ pub struct Flags {
 
 impl Flags {
     /// The values given on the command line, with their keys.
-    pub fn values(&self) -> impl Iterator<Item = (&'static Key, &Value)> {
+    pub(crate) fn values(&self) -> impl Iterator<Item = (&'static Key, &Value)> {
         self.values.iter().map(|(k, v)| (*k, v))
     }
 }

@@ -131,15 +131,13 @@ impl MonitorBuilder {
                 (Some(kube), activity, own)
             }
         };
-        let gpu = match (self.gpu, &o.gpu) {
-            (Some(backend), cfg) => Some(GpuMonitor::new(backend, cfg.clone().unwrap_or_default())),
+        let gpu = match (self.gpu, o.gpu) {
+            (Some(backend), cfg) => Some(GpuMonitor::new(backend, cfg.unwrap_or_default())),
             (None, None) => {
                 tracing::info!("GPU metering off (experimental.gpu.enabled=false)");
                 None
             }
-            (None, Some(cfg)) => {
-                crate::gpu::open_backend().map(|b| GpuMonitor::new(b, cfg.clone()))
-            }
+            (None, Some(cfg)) => crate::gpu::open_backend().map(|b| GpuMonitor::new(b, cfg)),
         };
         Ok(Monitor {
             sources,

@@ -211,6 +211,21 @@ async fn wait_for_signal() {
 mod tests {
     use crate::config::tests::build;
     use crate::config::ActivitySourceKind;
+    use kepler_runtime::ActivityChoice;
+
+    #[test]
+    fn config_maps_to_runtime_options() {
+        let o = super::runtime_options(&build(&[], None).unwrap());
+        assert_eq!(o.activity, ActivityChoice::Auto);
+        assert!(o.gpu.is_some() && o.redfish.is_none() && o.kube.is_none());
+        assert_eq!(o.preferred_meters, ["rapl", "hwmon", "model"]);
+        let file = "activity:\n  source: procfs\nexperimental:\n  gpu:\n    enabled: false\n";
+        let o =
+            super::runtime_options(&build(&["--cpu.preferred-meters=model"], Some(file)).unwrap());
+        assert_eq!(o.activity, ActivityChoice::Procfs);
+        assert!(o.gpu.is_none());
+        assert_eq!(o.preferred_meters, ["model"]);
+    }
 
     #[test]
     fn activity_source_from_flag_and_file_defaults_to_auto() {

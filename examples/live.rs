@@ -1,50 +1,35 @@
-//! Embedding the sources too: read this machine's meters and processes for a few seconds.
+//! Embedding the runtime: read this machine's meters and processes for a few seconds, with
+//! the same source selection and tick as the exporter.
 //!
 //! `cargo run -p kepler-examples --example live`
 //!
-//! Uses RAPL when it is readable and the model estimate otherwise, like the exporter.
+//! Uses RAPL when it is readable and the model estimate otherwise, like the exporter
+//! (`Options::preferred_meters` defaults to `[rapl, hwmon, model]`).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kepler_core::*;
-use kepler_sources::{MeterContext, ModelParams, ProcfsActivity, ProcfsOptions, METERS};
+use kepler_core::Timestamp;
+use kepler_runtime::{Monitor, Options};
 
 fn main() {
-    let ctx = MeterContext {
-        model: ModelParams::default(),
-        ..MeterContext::new(PathBuf::from("/sys"), PathBuf::from("/proc"))
-    };
-    let mut meter = METERS
-        .iter()
-        .find_map(|m| match (m.build)(&ctx) {
-            Ok(s) => {
-                println!("meter: {}", m.name);
-                Some(s)
-            }
-            Err(e) => {
-                println!("meter {} skipped: {e}", m.name);
-                None
-            }
-        })
-        .expect("the model meter always builds");
-    let mut activity = ProcfsActivity::new(ProcfsOptions::new("/proc")).expect("/proc is readable");
+    let mut monitor = Monitor::builder(Options::new("/sys", "/proc"))
+        .build()
+        .expect("the model meter always builds and /proc is readable");
+    for s in monitor.power_sources() {
+        println!("meter: {}", s.name);
+    }
+    println!("activity: {}", monitor.activity_name());
 
+    // The front-end owns the clock; the runtime stamps each reading with it.
     let origin = Instant::now();
     let now = || Timestamp(origin.elapsed().as_nanos() as u64);
-    let mut engine = Attributor::default();
-    let mut pf = PowerFrame::default();
-    let mut af = ActivityFrame::default();
-    let mut snap = None;
+    let mut last = None;
     for _ in 0..3 {
-        pf.clear();
-        let at = now();
-        activity.read(at, &mut af).expect("procfs read");
-        meter.read(now(), &mut pf);
-        snap = Some(engine.step(&pf, Some(&af), now()));
+        last = Some(monitor.tick(now));
         std::thread::sleep(Duration::from_millis(500));
     }
-    let snap = snap.expect("stepped");
+    let tick = last.expect("ticked");
+    let snap = &tick.snapshot;
     for z in &snap.zones {
         println!(
             "{} {} ({}{}): {:.2} W",
@@ -54,6 +39,14 @@ fn main() {
             if z.info.estimated { ", estimated" } else { "" },
             z.power
         );
+    }
+    if let Some(gpu) = &tick.gpu {
+        for g in &gpu.devices {
+            println!(
+                "gpu {} ({}): {:.2} W",
+                g.device.index, g.device.name, g.power
+            );
+        }
     }
     let mut top: Vec<_> = snap.processes.iter().collect();
     top.sort_by_key(|p| std::cmp::Reverse(p.energy.total.sum()));

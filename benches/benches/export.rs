@@ -25,10 +25,10 @@ fn render(c: &mut Criterion) {
     let ctx = context();
     let stats = SelfStats::default();
     let mut group = c.benchmark_group("export");
-    let samples = Exposition::render(&snap, &ctx, &stats).samples();
+    let samples = Exposition::render(&snap, None, &ctx, &stats).samples();
     group.throughput(Throughput::Elements(samples as u64));
     group.bench_function("render/10000p_1000c_4z", |b| {
-        b.iter(|| Exposition::render(&snap, &ctx, &stats))
+        b.iter(|| Exposition::render(&snap, None, &ctx, &stats))
     });
     group.finish();
 }
@@ -70,7 +70,12 @@ impl Client {
 fn scrape(c: &mut Criterion) {
     let snap = snapshot_of(&mut SyntheticNode::new(10_000, 1_000));
     let handle = MetricsHandle::new();
-    handle.publish(Exposition::render(&snap, &context(), &SelfStats::default()));
+    handle.publish(Exposition::render(
+        &snap,
+        None,
+        &context(),
+        &SelfStats::default(),
+    ));
     handle.set_ready(true);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

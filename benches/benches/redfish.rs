@@ -246,7 +246,7 @@ fn scrape(c: &mut Criterion) {
                 }],
                 ..Default::default()
             };
-            h2.publish(Exposition::render(&snap, &ctx, &stats));
+            h2.publish(Exposition::render(&snap, None, &ctx, &stats));
             std::thread::sleep(Duration::from_millis(50));
         }
     });

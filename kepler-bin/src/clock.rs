@@ -1,4 +1,5 @@
-//! The only clock of the program: monotonic time as `kepler_core::Timestamp`s.
+//! The program's clock for readings: monotonic time as `kepler_core::Timestamp`s, the only
+//! time the engines see (see the crate docs for the other clocks and why they exist).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

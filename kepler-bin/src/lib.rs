@@ -1,17 +1,23 @@
-//! The `kepler` binary's library half: configuration, wiring and the monitor loop.
+//! The `kepler` binary's library half: configuration, the clock, signals, threads and wiring.
 //!
-//! It is thin on purpose: measurement lives in `kepler-sources`, accounting in `kepler-core`,
-//! exposition in `kepler-export`. Nothing depends on this crate except the binary and the
-//! config fuzz target. It is the only place that reads the clock.
+//! It is thin on purpose: measurement lives in `kepler-sources` (and `kepler-bpf`,
+//! `kepler-k8s`), accounting in `kepler-core`, source selection and the tick in
+//! `kepler-runtime`, exposition in `kepler-export`. Nothing depends on this crate except the
+//! binary and the config fuzz target.
+//!
+//! # Who reads a clock
+//!
+//! The engines never do: every timestamp they see comes from [`clock::Clock`], started here
+//! and called by the runtime once per reading. Other monotonic clocks are read where a
+//! value's age or a schedule is local to a component: the Redfish poller and source (when a
+//! BMC was last polled, how stale its reading is, stamped back onto the tick's clock), the
+//! pod informer (cache expiry, request timings), the runtime (read durations) and the
+//! exposition (render duration). Only [`clock::Clock`] reads the wall clock, once, to turn
+//! monotonic timestamps into Unix times.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod activity;
 pub mod clock;
 pub mod config;
-pub mod kube;
-pub mod meters;
-pub mod monitor;
-pub mod redfish;
 pub mod run;

@@ -1,17 +1,17 @@
-//! Wiring: config in, sources and server built, loop run until a signal.
+//! Wiring: config in, runtime options out, the monitor and server started, the loop run on
+//! its own thread until a signal.
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kepler_core::{Attributor, AttributorConfig, MicroWatts, Nanos};
-use kepler_export::{BuildInfo, ExportContext, MetricsHandle, ServerConfig, WebConfig};
-use kepler_sources::MeterContext;
+use kepler_core::{AttributorConfig, GpuConfig, MicroWatts, Nanos};
+use kepler_export::{BuildInfo, ExportContext, Exposition, MetricsHandle, ServerConfig, WebConfig};
+use kepler_runtime::{ActivityChoice, BuildError, Monitor, Options, RedfishSetup};
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
-use crate::monitor::{Monitor, NamedSource};
+use crate::config::{ActivitySourceKind, Config, ConfigError};
 
 /// Why the program stopped with an error.
 #[derive(Debug)]
@@ -28,44 +28,44 @@ impl From<anyhow::Error> for RunError {
     }
 }
 
-/// Picks the CPU meter: the first of `cpu.preferredMeters` that builds. Returns it and the
-/// reasons the earlier ones were skipped.
-pub fn select_meter(config: &Config) -> (Option<NamedSource>, Vec<(String, String)>) {
-    let ctx = meter_context(config);
-    let mut skipped = Vec::new();
-    for name in &config.preferred_meters {
-        let Some(entry) = kepler_sources::meter(name) else {
-            skipped.push((name.clone(), "not built into this binary".into()));
-            continue;
-        };
-        match (entry.build)(&ctx) {
-            Ok(source) => {
-                return (
-                    Some(NamedSource {
-                        name: name.clone(),
-                        source,
-                    }),
-                    skipped,
-                )
-            }
-            Err(e) => skipped.push((name.clone(), e.to_string())),
-        }
-    }
-    (None, skipped)
+/// The runtime's options from the validated configuration.
+pub fn runtime_options(config: &Config) -> Options {
+    let mut o = Options::new(&config.sysfs, &config.procfs);
+    o.meters.rapl_zones = config.rapl_zones.clone();
+    o.meters.model = config.model;
+    o.meters.hwmon_enabled = config.meters.hwmon_enabled;
+    o.meters.hwmon_rules = config.meters.hwmon_rules.clone();
+    o.meters.hwmon_zones = config.meters.hwmon_zones.clone();
+    o.preferred_meters = config.preferred_meters.clone();
+    o.redfish = config.redfish.as_ref().map(|rf| RedfishSetup {
+        node_name: rf.node_name.clone(),
+        config_file: rf.config_file.clone(),
+        options: rf.options.clone(),
+    });
+    let ttl = Nanos(config.terminated_ttl.as_nanos() as u64);
+    o.gpu = config.meters.gpu_enabled.then(|| GpuConfig {
+        idle_power: config.meters.gpu_idle_watts.map(MicroWatts::from_watts),
+        terminated_ttl: ttl,
+        ..GpuConfig::default()
+    });
+    o.activity = match config.activity_source {
+        ActivitySourceKind::Auto => ActivityChoice::Auto,
+        ActivitySourceKind::Bpf => ActivityChoice::Bpf,
+        ActivitySourceKind::Procfs => ActivityChoice::Procfs,
+    };
+    o.kube = config.kube_informer.clone();
+    o.engine = AttributorConfig::builder()
+        .terminated_ttl(ttl)
+        .max_terminated(config.max_terminated)
+        .default_max_power(MicroWatts::from_watts(10_000.0))
+        .idle(config.idle)
+        .idle_power(config.idle_power)
+        .build();
+    o
 }
 
-/// What the meter constructors get from the config.
-pub fn meter_context(config: &Config) -> MeterContext {
-    MeterContext {
-        rapl_zones: config.rapl_zones.clone(),
-        model: config.model,
-        hwmon_enabled: config.meters.hwmon_enabled,
-        hwmon_rules: config.meters.hwmon_rules.clone(),
-        hwmon_zones: config.meters.hwmon_zones.clone(),
-        ..MeterContext::new(&config.sysfs, &config.procfs)
-    }
-}
-
+/// `kepler_build_info`. Stays in this crate: `option_env!` reads the variables that
+/// `build.rs` sets for the crate being compiled.
 fn build_info() -> BuildInfo {
     BuildInfo {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -95,87 +95,36 @@ pub fn run(config: Config) -> Result<(), RunError> {
         })?),
         None => None,
     };
-    // The Redfish BMC file is configuration too: a bad one stops here with exit code 2.
-    let redfish = crate::redfish::source(&config).map_err(RunError::Config)?;
-
     raise_open_files_limit();
     let clock = Clock::start();
-    let (meter, skipped) = select_meter(&config);
-    for (name, why) in &skipped {
-        tracing::info!(meter = %name, reason = %why, "meter skipped");
-    }
-    let Some(meter) = meter else {
-        return Err(RunError::Other(anyhow::anyhow!(
-            "no CPU meter could be used (tried {}); add \"model\" to cpu.preferredMeters for an estimate",
-            config.preferred_meters.join(", ")
-        )));
-    };
-    let selected = crate::activity::select(&config)?;
-    let (activity, activity_name) = (selected.source, selected.name);
-    let zones: Vec<String> = meter
-        .source
-        .zones()
-        .iter()
-        .map(|z| format!("{}-{}", z.kind.label(), z.index))
-        .collect();
-    tracing::info!(
-        meter = %meter.name,
-        zones = %zones.join(","),
-        estimated = meter.source.zones().iter().any(|z| z.estimated),
-        activity = activity_name,
-        node_name = %config.node_name,
-        "sources selected"
-    );
-    let cpu_info = kepler_sources::read_cpuinfo(&config.procfs).unwrap_or_else(|e| {
-        tracing::info!(error = %e, "no CPU info; kepler_node_cpu_info will be empty");
-        Vec::new()
-    });
-
-    let engine = Attributor::new(
-        AttributorConfig::builder()
-            .terminated_ttl(Nanos(config.terminated_ttl.as_nanos() as u64))
-            .max_terminated(config.max_terminated)
-            .default_max_power(MicroWatts::from_watts(10_000.0))
-            .idle(config.idle)
-            .idle_power(config.idle_power)
-            .build(),
-    );
-    let handle = MetricsHandle::new();
-    let context = ExportContext {
-        node_name: config.node_name.clone(),
-        level: config.metrics,
-        build: build_info(),
-        cpu_info,
-        wall_offset_secs: clock.wall_origin_secs(),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // Pod metadata (issue 8): filled in the background, read by the activity source after
-    // each read; the monitor never waits on the kubelet or the API server.
-    let (activity, informer) = crate::kube::attach(&config, &runtime, activity)?;
-    let mut monitor = Monitor::new(
-        // Platform power from BMCs sits next to the CPU meter; it reads only its cache.
-        // ACPI and hwmon platform meters too (issue 7), exported as platform zones.
-        std::iter::once(meter)
-            .chain(redfish)
-            .chain(crate::meters::platform_sources(&meter_context(&config)))
-            .collect(),
-        activity,
-        engine,
-        context,
-        handle.clone(),
-        clock,
-    );
-    monitor.gpu = crate::meters::GpuMonitor::from_config(&config);
-    if let (Some(i), Some(cfg)) = (&informer, &config.kube_informer) {
-        monitor.extra_stats = Some(crate::kube::self_metrics(i.cache().clone(), cfg.mode));
-    }
-    monitor.extra_stats = crate::activity::combine(selected.stats, monitor.extra_stats.take());
+    // Sources are selected and started here; the pod informer runs on the server's runtime.
+    // A bad Redfish BMC file or Kubernetes setting is a configuration error (exit code 2).
+    let mut monitor = Monitor::builder(runtime_options(&config))
+        .tokio(runtime.handle().clone())
+        .build()
+        .map_err(|e| match e {
+            BuildError::Setting { key, message } => RunError::Config(ConfigError {
+                key: key.into(),
+                message,
+            }),
+            e => RunError::Other(anyhow::Error::new(e)),
+        })?;
+    let handle = MetricsHandle::new();
+    let context = ExportContext {
+        node_name: config.node_name.clone(),
+        level: config.metrics,
+        build: build_info(),
+        cpu_info: monitor.cpu_info().to_vec(),
+        wall_offset_secs: clock.wall_origin_secs(),
+    };
 
-    // The monitor runs on its own thread: sources do blocking file I/O.
+    // The monitor runs on its own thread: sources do blocking file I/O. Each tick is
+    // rendered once, then published for every scrape until the next one.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let interval = config.interval;
     let loop_handle = handle.clone();
@@ -184,7 +133,14 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .spawn(move || {
             let mut next = Instant::now();
             loop {
-                monitor.tick();
+                let tick = monitor.tick(|| clock.now());
+                let gpu = tick.gpu.as_deref();
+                loop_handle.publish(Exposition::render(
+                    &tick.snapshot,
+                    gpu,
+                    &context,
+                    &tick.stats,
+                ));
                 loop_handle.set_ready(true);
                 next += interval;
                 let now = Instant::now();
@@ -247,6 +203,53 @@ async fn wait_for_signal() {
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::build;
+    use crate::config::ActivitySourceKind;
+    use kepler_runtime::ActivityChoice;
+
+    #[test]
+    fn config_maps_to_runtime_options() {
+        let o = super::runtime_options(&build(&[], None).unwrap());
+        assert_eq!(o.activity, ActivityChoice::Auto);
+        assert!(o.gpu.is_some() && o.redfish.is_none() && o.kube.is_none());
+        assert_eq!(o.preferred_meters, ["rapl", "hwmon", "model"]);
+        let file = "activity:\n  source: procfs\nexperimental:\n  gpu:\n    enabled: false\n";
+        let o =
+            super::runtime_options(&build(&["--cpu.preferred-meters=model"], Some(file)).unwrap());
+        assert_eq!(o.activity, ActivityChoice::Procfs);
+        assert!(o.gpu.is_none());
+        assert_eq!(o.preferred_meters, ["model"]);
+    }
+
+    #[test]
+    fn activity_source_from_flag_and_file_defaults_to_auto() {
+        assert_eq!(
+            build(&[], None).unwrap().activity_source,
+            ActivitySourceKind::Auto
+        );
+        let c = build(&[], Some("activity:\n  source: procfs\n")).unwrap();
+        assert_eq!(c.activity_source, ActivitySourceKind::Procfs);
+        let c = build(
+            &["--activity.source=auto"],
+            Some("activity:\n  source: procfs\n"),
+        )
+        .unwrap();
+        assert_eq!(c.activity_source, ActivitySourceKind::Auto);
+        let e = build(&["--activity.source=magic"], None).unwrap_err();
+        assert_eq!(e.key, "activity.source");
+        let bpf = build(&["--activity.source=bpf"], None);
+        if cfg!(feature = "bpf") {
+            assert_eq!(bpf.unwrap().activity_source, ActivitySourceKind::Bpf);
+        } else {
+            let e = bpf.unwrap_err();
+            assert_eq!(e.key, "activity.source");
+            assert!(e.message.contains("--features bpf"), "{}", e.message);
         }
     }
 }

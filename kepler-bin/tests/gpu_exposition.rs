@@ -1,6 +1,7 @@
 //! The monitor loop with GPUs from the fake NVML backend (issue 7): the real wiring
-//! (`meters::GpuMonitor`, `Monitor::tick`, the exporter) renders node, process, container and
-//! pod GPU metrics, `kepler_node_power_source_info` names every zone, and Prometheus's own
+//! (`kepler_runtime::Monitor::tick`, then the exporter, as the binary's loop does) renders
+//! node, process, container and pod GPU metrics from the GPU snapshot returned beside the CPU
+//! one, `kepler_node_power_source_info` names every zone, and Prometheus's own
 //! `promtool check metrics` accepts the text. No NVIDIA hardware needed.
 
 #[path = "../../kepler-export/tests/promtool/mod.rs"]
@@ -8,15 +9,12 @@ mod promtool;
 
 use std::sync::Arc;
 
-use kepler_bin::clock::Clock;
-use kepler_bin::meters::GpuMonitor;
-use kepler_bin::monitor::{Monitor, NamedSource};
 use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
 use kepler_core::{
-    Attributor, ContainerInfo, GpuConfig, MicroWatts, PodInfo, ProcessInfo, Runtime, Timestamp,
-    ZoneKind,
+    ContainerInfo, GpuConfig, MicroWatts, PodInfo, ProcessInfo, Runtime, Timestamp, ZoneKind,
 };
-use kepler_export::{ExportContext, MetricsHandle, MetricsLevel};
+use kepler_export::{ExportContext, Exposition, MetricsLevel};
+use kepler_runtime::{Monitor, NamedSource, Options};
 use kepler_sources::gpu::{FakeGpu, FakeGpuDevice};
 
 fn process(pid: u32, comm: &str, container: &str, pod: &str) -> FakeProcess {
@@ -59,34 +57,49 @@ fn render_with_fake_gpus() -> String {
         ],
         failing: false,
     };
-    let handle = MetricsHandle::new();
     let context = ExportContext {
         node_name: "gpu-node".into(),
         level: MetricsLevel::all(),
         ..Default::default()
     };
-    let mut monitor = Monitor::new(
-        vec![NamedSource {
+    let mut options = Options::new("/sys", "/proc");
+    options.gpu = Some(GpuConfig {
+        idle_power: Some(MicroWatts::from_watts(50.0)),
+        ..GpuConfig::default()
+    });
+    let mut monitor = Monitor::builder(options)
+        .power_sources(vec![NamedSource {
             name: "fake".into(),
             source: Box::new(power),
-        }],
-        Box::new(activity),
-        Attributor::default(),
-        context,
-        handle.clone(),
-        Clock::start(),
-    );
-    monitor.gpu = Some(GpuMonitor::new(
-        Box::new(gpu),
-        GpuConfig {
-            idle_power: Some(MicroWatts::from_watts(50.0)),
-            ..GpuConfig::default()
-        },
-    ));
+        }])
+        .activity_source(Box::new(activity))
+        .gpu_backend(Box::new(gpu))
+        .build()
+        .expect("monitor");
+    // Simulated time: every reading is 100 ms after the previous one.
+    let mut t = 0;
+    let mut tick = None;
     for _ in 0..3 {
-        monitor.tick();
+        tick = Some(monitor.tick(|| {
+            t += 100_000_000;
+            Timestamp(t)
+        }));
     }
-    let exposition = handle.latest().expect("published");
+    let tick = tick.expect("ticked");
+    let gpu = tick
+        .gpu
+        .as_deref()
+        .expect("a GPU snapshot beside the CPU one");
+    assert_eq!(gpu.devices.len(), 2);
+    let sources: Vec<&str> = tick
+        .stats
+        .sources
+        .iter()
+        .map(|s| s.source.as_str())
+        .collect();
+    // The CPU meter, then the GPU backend (also named "fake").
+    assert_eq!(sources, ["fake", "fake"]);
+    let exposition = Exposition::render(&tick.snapshot, Some(gpu), &context, &tick.stats);
     String::from_utf8(exposition.text().to_vec()).unwrap()
 }
 

@@ -8,9 +8,17 @@ use std::path::Path;
 
 use clap::Parser;
 use kepler_bin::config::{Config, Flags};
-use kepler_bin::meters::platform_sources;
-use kepler_bin::run::{meter_context, select_meter};
+use kepler_bin::run::runtime_options;
 use kepler_core::{SourceKind, ZoneKind};
+use kepler_runtime::{platform_sources, MeterChoice, NamedSource};
+
+/// The runtime's CPU meter choice under `c`, as the binary makes it.
+fn select_meter(c: &Config) -> (Option<NamedSource>, Vec<(String, String)>) {
+    let o = runtime_options(c);
+    let MeterChoice { meter, skipped } =
+        kepler_runtime::select_meter(&o.meters, &o.preferred_meters);
+    (meter, skipped)
+}
 
 /// A sysfs with an Ampere-style CPU chip and an ACPI power meter, no powercap; a procfs with
 /// a `stat` so the model could run too.
@@ -75,7 +83,7 @@ fn default_order_picks_hwmon_without_rapl_issue_7() {
         ]
     );
     // The ACPI meter is a platform zone next to it; the hwmon chip has no platform channel.
-    let platform = platform_sources(&meter_context(&c));
+    let platform = platform_sources(&runtime_options(&c).meters);
     let names: Vec<&str> = platform.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["acpi-platform"]);
     assert_eq!(platform[0].source.zones()[0].kind, ZoneKind::Platform);

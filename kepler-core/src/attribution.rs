@@ -923,7 +923,6 @@ impl Attributor {
             exited: self.exited,
             idle_policy,
             stats: self.stats,
-            gpu: None,
         }
     }
 

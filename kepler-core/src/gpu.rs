@@ -121,6 +121,35 @@ impl GpuFrame {
     }
 }
 
+/// A source of per-GPU readings (NVML in `kepler-sources`, a fake in its `fakes` feature).
+///
+/// The third source trait, beside [`crate::PowerSource`] and [`crate::ActivitySource`]: a GPU
+/// is not a zone of a power source because its energy is split by the GPU's own per-process
+/// utilisation, not by CPU time, so it fills its own frame for [`GpuAttributor::step`].
+pub trait GpuBackend: Send {
+    /// A short name for logs and metrics, e.g. `nvml`.
+    fn name(&self) -> &'static str;
+
+    /// The devices found at start.
+    fn devices(&self) -> &[Arc<GpuDevice>];
+
+    /// Reads every device into `out` (not cleared), stamping readings with `at`. A device
+    /// that fails gets an error entry; a device that is gone gets no entry.
+    fn read(&mut self, at: Timestamp, out: &mut GpuFrame);
+}
+
+impl<T: GpuBackend + ?Sized> GpuBackend for Box<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn devices(&self) -> &[Arc<GpuDevice>] {
+        (**self).devices()
+    }
+    fn read(&mut self, at: Timestamp, out: &mut GpuFrame) {
+        (**self).read(at, out)
+    }
+}
+
 /// GPU accounting settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GpuConfig {

@@ -89,8 +89,8 @@ pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder, Idl
 pub use counter::{Delta, ZoneCounter};
 pub use error::{ReadError, SourceError};
 pub use gpu::{
-    GpuAttributor, GpuConfig, GpuDevice, GpuEntry, GpuFrame, GpuInstance, GpuMode, GpuNode,
-    GpuProcess, GpuProcessSample, GpuSample, GpuSnapshot,
+    GpuAttributor, GpuBackend, GpuConfig, GpuDevice, GpuEntry, GpuFrame, GpuInstance, GpuMode,
+    GpuNode, GpuProcess, GpuProcessSample, GpuSample, GpuSnapshot,
 };
 pub use report::{EndpointStatus, SourceReport, ZoneLabels};
 pub use snapshot::{

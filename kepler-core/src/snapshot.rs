@@ -229,9 +229,6 @@ pub struct Snapshot {
     pub idle_policy: IdlePolicy,
     /// Engine counters.
     pub stats: EngineStats,
-    /// GPU accounting of the same tick, filled in by the caller after
-    /// [`crate::GpuAttributor::step`]; `None` when no GPU is metered.
-    pub gpu: Option<std::sync::Arc<crate::gpu::GpuSnapshot>>,
 }
 
 impl Snapshot {

@@ -49,7 +49,9 @@ impl PowerFrame {
 
 /// A meter of energy or power for one or more zones.
 pub trait PowerSource: Send {
-    /// The zones this source reads, fixed at construction.
+    /// The zones this source reads so far. Most sources know them all at construction; a
+    /// source that discovers zones in the background (Redfish, as each BMC is first walked)
+    /// may add zones later, never remove one, so callers re-read this rather than cache it.
     fn zones(&self) -> &[Arc<ZoneInfo>];
 
     /// Reads every zone into `out`, stamping readings with `at` unless the source samples on

@@ -26,12 +26,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use kepler_core::{CpuInfo, NodeZone, Snapshot, SourceReport, State, Timestamp, ZoneKind};
+use kepler_core::{
+    CpuInfo, GpuSnapshot, NodeZone, Snapshot, SourceReport, State, Timestamp, ZoneKind,
+};
 
 use crate::level::MetricsLevel;
 
+mod components;
 mod gpu;
 mod platform;
+
+pub use components::{BpfStats, KubeMode, KubeRequestStats, KubeStats};
 
 /// The content type of the text format 0.0.4 body.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -107,24 +112,10 @@ pub struct SelfStats {
     pub activity_errors: u64,
     /// Per power source timings.
     pub sources: Vec<SourceSelf>,
-    /// Self-metrics of other components (the Kubernetes pod informer), rendered as given.
-    pub extra: Vec<ExtraMetric>,
-}
-
-/// One sample of a self-metric that a component outside the engine reports, such as the
-/// Kubernetes informer's cache size and request counts. Samples of one name must be adjacent.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ExtraMetric {
-    /// Metric name; counters end in `_total`.
-    pub name: &'static str,
-    /// `# HELP` text (no backslash, quote or newline).
-    pub help: &'static str,
-    /// A counter (else a gauge).
-    pub counter: bool,
-    /// Labels after `node_name`.
-    pub labels: Vec<(&'static str, String)>,
-    /// The value.
-    pub value: f64,
+    /// The eBPF activity source's counters; `None` under another activity source.
+    pub bpf: Option<BpfStats>,
+    /// The pod informer's counters; `None` without Kubernetes.
+    pub kube: Option<KubeStats>,
 }
 
 /// Self-metrics of one power source.
@@ -160,14 +151,22 @@ pub struct Exposition {
 }
 
 impl Exposition {
-    /// Renders `snap` as Prometheus text 0.0.4.
+    /// Renders a tick as Prometheus text 0.0.4: the CPU snapshot `snap`, the GPU snapshot of
+    /// the same tick (`None` without GPU metering), and the self-metrics of the loop.
     #[must_use]
-    pub fn render(snap: &Snapshot, ctx: &ExportContext, stats: &SelfStats) -> Exposition {
+    pub fn render(
+        snap: &Snapshot,
+        gpu: Option<&GpuSnapshot>,
+        ctx: &ExportContext,
+        stats: &SelfStats,
+    ) -> Exposition {
         let started = Instant::now();
         let mut r = Renderer::new(snap, ctx);
-        r.node(snap, ctx);
+        r.node(snap, gpu, ctx);
         platform::render(&mut r.out, snap, ctx, stats);
-        gpu::render(&mut r.out, snap, ctx);
+        if let Some(g) = gpu {
+            gpu::render(&mut r.out, g, ctx);
+        }
         r.workloads(snap, ctx.level);
         r.build_info(&ctx.build);
         r.self_metrics(snap, ctx, stats);
@@ -537,7 +536,7 @@ impl Renderer {
         }
     }
 
-    fn node(&mut self, snap: &Snapshot, ctx: &ExportContext) {
+    fn node(&mut self, snap: &Snapshot, gpu: Option<&GpuSnapshot>, ctx: &ExportContext) {
         if !ctx.level.node {
             return;
         }
@@ -630,7 +629,7 @@ impl Renderer {
         }
 
         // Every zone: CPU, platform (ACPI, hwmon, Redfish) and GPU (issue 7).
-        let gpus = snap.gpu.as_deref().map_or(&[][..], |g| &g.devices[..]);
+        let gpus = gpu.map_or(&[][..], |g| &g.devices[..]);
         if !snap.zones.is_empty() || !gpus.is_empty() {
             let name = "kepler_node_power_source_info";
             o.header(
@@ -978,22 +977,11 @@ impl Renderer {
         o.open(name);
         o.close_u64(snap.stats.evicted);
 
-        let mut family: Option<&str> = None;
-        for m in &stats.extra {
-            if family != Some(m.name) {
-                let kind = if m.counter {
-                    Kind::Counter
-                } else {
-                    Kind::Gauge
-                };
-                o.header(m.name, kind, m.help);
-                family = Some(m.name);
-            }
-            o.open(m.name);
-            for (k, v) in &m.labels {
-                o.label(k, v);
-            }
-            o.close_f64(m.value);
+        if let Some(b) = &stats.bpf {
+            components::bpf(o, b);
+        }
+        if let Some(k) = &stats.kube {
+            components::kube(o, k);
         }
     }
 }

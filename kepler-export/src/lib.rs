@@ -6,12 +6,15 @@
 //! Prometheus exporter-toolkit web config file.
 //!
 //! It does no measurement: it never reads a meter, `/proc` or `/sys`, and it must not depend
-//! on `kepler-sources` or `kepler-bin` (dependencies point one way: core <- export <- bin).
-//! Its only inputs are a snapshot, an [`ExportContext`] and [`SelfStats`].
+//! on `kepler-sources`, `kepler-bpf`, `kepler-k8s`, `kepler-runtime` or `kepler-bin`
+//! (dependencies point one way: core <- export <- runtime <- bin). Its only inputs are a
+//! tick's CPU snapshot and GPU snapshot, an [`ExportContext`] and [`SelfStats`]. It alone
+//! names and renders metric families: the eBPF source's and the pod informer's counters come
+//! in as plain structs ([`BpfStats`], [`KubeStats`]) that the runtime copies from those crates.
 //!
 //! ```text
-//!  monitor loop (kepler-bin)                      scrapers
-//!  Snapshot ─► Exposition::render ─► MetricsHandle::publish
+//!  monitor loop (kepler-bin, over kepler-runtime)  scrapers
+//!  Snapshot + GpuSnapshot ─► Exposition::render ─► MetricsHandle::publish
 //!                                          │
 //!                      serve / Server::run ◄┘  GET /metrics: latest text, gzip/OpenMetrics
 //!                                               made lazily once per exposition
@@ -25,7 +28,7 @@
 //! let ctx = ExportContext { node_name: "node-1".into(), level: MetricsLevel::all(), ..Default::default() };
 //! let snap = kepler_core::Attributor::default().step(&Default::default(), None, kepler_core::Timestamp(0));
 //! let handle = MetricsHandle::new();
-//! handle.publish(Exposition::render(&snap, &ctx, &SelfStats::default()));
+//! handle.publish(Exposition::render(&snap, None, &ctx, &SelfStats::default()));
 //! let text = handle.latest().unwrap();
 //! assert!(std::str::from_utf8(text.text()).unwrap().contains("kepler_build_info{node_name=\"node-1\""));
 //! ```
@@ -43,8 +46,8 @@ mod webconfig;
 
 pub use error::{ErrorKind, ExportError};
 pub use exposition::{
-    BuildInfo, ExportContext, Exposition, ExtraMetric, Format, SelfStats, SourceSelf,
-    OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+    BpfStats, BuildInfo, ExportContext, Exposition, Format, KubeMode, KubeRequestStats, KubeStats,
+    SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
 };
 pub use handle::MetricsHandle;
 pub use level::{parse_levels, MetricsLevel};

@@ -85,7 +85,7 @@ fn ten_thousand_processes_render_completely() {
         level: MetricsLevel::all(),
         ..Default::default()
     };
-    let e = Exposition::render(&snap, &ctx, &SelfStats::default());
+    let e = Exposition::render(&snap, None, &ctx, &SelfStats::default());
     // Every process has joules and watts per zone plus its info; containers likewise.
     let expected = 10_000 * (2 * 4 + 1) + 1_000 * 2 * 4 * 2;
     assert!(e.samples() > expected, "{} samples", e.samples());

@@ -89,7 +89,12 @@ fn issue_6_platform_series_as_the_seed_shows() {
         wall_offset_secs: 1_700_000_000.0,
         ..Default::default()
     };
-    let text = String::from_utf8(Exposition::render(&snap, &ctx, &stats).text().to_vec()).unwrap();
+    let text = String::from_utf8(
+        Exposition::render(&snap, None, &ctx, &stats)
+            .text()
+            .to_vec(),
+    )
+    .unwrap();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("kepler_platform_"))
@@ -118,9 +123,14 @@ fn issue_6_platform_series_as_the_seed_shows() {
 fn issue_6_no_platform_zones_no_platform_families() {
     let snap = Attributor::default().step(&PowerFrame::default(), None, Timestamp(0));
     let text = String::from_utf8(
-        Exposition::render(&snap, &ExportContext::default(), &SelfStats::default())
-            .text()
-            .to_vec(),
+        Exposition::render(
+            &snap,
+            None,
+            &ExportContext::default(),
+            &SelfStats::default(),
+        )
+        .text()
+        .to_vec(),
     )
     .unwrap();
     assert!(!text.contains("kepler_platform_"));

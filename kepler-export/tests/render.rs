@@ -12,7 +12,7 @@ use kepler_core::Timestamp;
 use kepler_export::{Exposition, Format, MetricsLevel};
 
 fn render(level: MetricsLevel) -> String {
-    let e = Exposition::render(&snapshot(4), &context(level), &stats());
+    let e = Exposition::render(&snapshot(4), None, &context(level), &stats());
     String::from_utf8(e.text().to_vec()).unwrap()
 }
 
@@ -80,7 +80,7 @@ fn label_values_are_escaped() {
 #[test]
 fn terminated_process_keeps_its_energy_with_state_terminated() {
     let snap = snapshot_with_exit(5, Some(Timestamp(2_000_000_000)));
-    let e = Exposition::render(&snap, &context(MetricsLevel::all()), &stats());
+    let e = Exposition::render(&snap, None, &context(MetricsLevel::all()), &stats());
     let t = std::str::from_utf8(e.text()).unwrap();
     assert_line(
         t,
@@ -190,7 +190,7 @@ fn levels_gate_families() {
 
 #[test]
 fn openmetrics_variant() {
-    let e = Exposition::render(&snapshot(4), &context(MetricsLevel::all()), &stats());
+    let e = Exposition::render(&snapshot(4), None, &context(MetricsLevel::all()), &stats());
     let om = std::str::from_utf8(e.openmetrics()).unwrap();
     assert!(om.ends_with("\n# EOF\n"));
     assert_line(om, "# TYPE kepler_node_cpu_joules counter");
@@ -207,7 +207,7 @@ fn openmetrics_variant() {
 
 #[test]
 fn gzip_variants_decompress_to_the_text() {
-    let e = Exposition::render(&snapshot(4), &context(MetricsLevel::all()), &stats());
+    let e = Exposition::render(&snapshot(4), None, &context(MetricsLevel::all()), &stats());
     for (gz, plain) in [
         (e.text_gzip().clone(), e.text().clone()),
         (e.openmetrics_gzip().clone(), e.openmetrics().clone()),
@@ -226,4 +226,155 @@ fn gzip_variants_decompress_to_the_text() {
 fn promtool_check_metrics_accepts_the_text() {
     let text = render(MetricsLevel::all());
     promtool::check_metrics("promtool_check_metrics_accepts_the_text", &text);
+}
+
+/// The eBPF source's and the pod informer's families (issue 14: named and rendered here from
+/// typed stats, no longer by the binary): exact text, byte for byte as before, in both
+/// informer modes, after every other self-metric and before the render duration.
+#[test]
+fn component_self_metrics_exact_text() {
+    use kepler_export::{BpfStats, KubeMode, KubeRequestStats, KubeStats};
+    let request = |request, ok, failed| KubeRequestStats {
+        request,
+        ok,
+        failed,
+        seconds_total: 1.5,
+        last_seconds: 0.25,
+    };
+    let mut stats = stats();
+    stats.bpf = Some(BpfStats {
+        programs_attached: 3,
+        map_entries: 120,
+        map_capacity: 65536,
+        events_dropped: 0,
+        entries_deleted: 7,
+        slices_unseen: 2,
+        held_back: 1,
+        read_duration: std::time::Duration::from_millis(4),
+    });
+    stats.kube = Some(KubeStats {
+        synced: true,
+        pods: 12,
+        containers: 30,
+        negative_entries: 4,
+        misses: 5,
+        negative_hits: 6,
+        mode: KubeMode::Kubelet { poll_errors: 2 },
+        requests: vec![request("kubelet_pods", 40, 2)],
+    });
+    let section = |stats: &kepler_export::SelfStats| {
+        let e = Exposition::render(&snapshot(2), None, &context(MetricsLevel::all()), stats);
+        let t = String::from_utf8(e.text().to_vec()).unwrap();
+        let start = t
+            .find("# HELP kepler_exporter_bpf_programs_attached")
+            .unwrap_or_else(|| t.find("# HELP kepler_kube_synced").expect("kube families"));
+        let end = t
+            .find("# HELP kepler_exporter_render_duration_seconds")
+            .unwrap();
+        assert!(t[..start].contains("kepler_exporter_evicted_workloads_total"));
+        t[start..end].to_owned()
+    };
+    let kube_common = "\
+# HELP kepler_kube_synced 1 once the first pod list (kubelet poll or API-server list) succeeded.
+# TYPE kepler_kube_synced gauge
+kepler_kube_synced{node_name=\"test-node\"} 1.0
+# HELP kepler_kube_cache_pods Pods of this node in the metadata cache, including deleted ones still retained.
+# TYPE kepler_kube_cache_pods gauge
+kepler_kube_cache_pods{node_name=\"test-node\"} 12.0
+# HELP kepler_kube_cache_containers Container ids in the metadata cache.
+# TYPE kepler_kube_cache_containers gauge
+kepler_kube_cache_containers{node_name=\"test-node\"} 30.0
+# HELP kepler_kube_negative_cache_entries Container ids cached as belonging to no pod (sandboxes, system containers).
+# TYPE kepler_kube_negative_cache_entries gauge
+kepler_kube_negative_cache_entries{node_name=\"test-node\"} 4.0
+# HELP kepler_kube_cache_misses_total Lookups of a container id in no pod and not in the negative cache; never a request.
+# TYPE kepler_kube_cache_misses_total counter
+kepler_kube_cache_misses_total{node_name=\"test-node\"} 5.0
+# HELP kepler_kube_negative_cache_hits_total Lookups answered by the negative cache.
+# TYPE kepler_kube_negative_cache_hits_total counter
+kepler_kube_negative_cache_hits_total{node_name=\"test-node\"} 6.0
+";
+    let expected = format!(
+        "\
+# HELP kepler_exporter_bpf_programs_attached eBPF programs of the activity source attached.
+# TYPE kepler_exporter_bpf_programs_attached gauge
+kepler_exporter_bpf_programs_attached{{node_name=\"test-node\"}} 3.0
+# HELP kepler_exporter_bpf_map_entries Processes holding a slot of the eBPF source at the latest read.
+# TYPE kepler_exporter_bpf_map_entries gauge
+kepler_exporter_bpf_map_entries{{node_name=\"test-node\"}} 120.0
+# HELP kepler_exporter_bpf_map_capacity Slots of the eBPF source: how many processes it can account at once.
+# TYPE kepler_exporter_bpf_map_capacity gauge
+kepler_exporter_bpf_map_capacity{{node_name=\"test-node\"}} 65536.0
+# HELP kepler_exporter_bpf_events_dropped_total CPU-time charges lost because every slot of the eBPF source was taken.
+# TYPE kepler_exporter_bpf_events_dropped_total counter
+kepler_exporter_bpf_events_dropped_total{{node_name=\"test-node\"}} 0.0
+# HELP kepler_exporter_bpf_entries_deleted_total Slots of exited processes freed after they were reported.
+# TYPE kepler_exporter_bpf_entries_deleted_total counter
+kepler_exporter_bpf_entries_deleted_total{{node_name=\"test-node\"}} 7.0
+# HELP kepler_exporter_bpf_slices_unseen_total Context switches out of a thread whose switch in the eBPF program did not see: that slice of CPU time is lost.
+# TYPE kepler_exporter_bpf_slices_unseen_total counter
+kepler_exporter_bpf_slices_unseen_total{{node_name=\"test-node\"}} 2.0
+# HELP kepler_exporter_bpf_reports_held_back_total Reads that found a process's CPU time below its previous report (a race between the caches read) and reported the previous value.
+# TYPE kepler_exporter_bpf_reports_held_back_total counter
+kepler_exporter_bpf_reports_held_back_total{{node_name=\"test-node\"}} 1.0
+# HELP kepler_exporter_bpf_read_duration_seconds Time the latest read of the eBPF slots and frame build took.
+# TYPE kepler_exporter_bpf_read_duration_seconds gauge
+kepler_exporter_bpf_read_duration_seconds{{node_name=\"test-node\"}} 0.004
+{kube_common}\
+# HELP kepler_kube_poll_errors_total Failed kubelet pod list polls; the last known pods are kept.
+# TYPE kepler_kube_poll_errors_total counter
+kepler_kube_poll_errors_total{{node_name=\"test-node\"}} 2.0
+# HELP kepler_kube_requests_total Requests to the kubelet or API server, by request and result.
+# TYPE kepler_kube_requests_total counter
+kepler_kube_requests_total{{node_name=\"test-node\",request=\"kubelet_pods\",result=\"ok\"}} 40.0
+kepler_kube_requests_total{{node_name=\"test-node\",request=\"kubelet_pods\",result=\"error\"}} 2.0
+# HELP kepler_kube_request_duration_seconds_total Time spent in requests to the kubelet or API server (to the response head).
+# TYPE kepler_kube_request_duration_seconds_total counter
+kepler_kube_request_duration_seconds_total{{node_name=\"test-node\",request=\"kubelet_pods\"}} 1.5
+# HELP kepler_kube_last_request_duration_seconds Time the latest request to the kubelet or API server took.
+# TYPE kepler_kube_last_request_duration_seconds gauge
+kepler_kube_last_request_duration_seconds{{node_name=\"test-node\",request=\"kubelet_pods\"}} 0.25
+"
+    );
+    assert_eq!(section(&stats), expected);
+
+    // API-server mode: watch restarts by reason instead of poll errors, list and watch
+    // requests; no eBPF source.
+    stats.bpf = None;
+    stats.kube = Some(KubeStats {
+        mode: KubeMode::ApiServer {
+            watch_errors: 3,
+            relists: 1,
+        },
+        requests: vec![request("list", 2, 0), request("watch", 9, 3)],
+        ..stats.kube.clone().unwrap()
+    });
+    let expected = format!(
+        "{kube_common}\
+# HELP kepler_kube_watch_restarts_total Pod watch restarts: after an error (then resumed), or with a full relist (410 Gone).
+# TYPE kepler_kube_watch_restarts_total counter
+kepler_kube_watch_restarts_total{{node_name=\"test-node\",reason=\"error\"}} 3.0
+kepler_kube_watch_restarts_total{{node_name=\"test-node\",reason=\"relist\"}} 1.0
+# HELP kepler_kube_requests_total Requests to the kubelet or API server, by request and result.
+# TYPE kepler_kube_requests_total counter
+kepler_kube_requests_total{{node_name=\"test-node\",request=\"list\",result=\"ok\"}} 2.0
+kepler_kube_requests_total{{node_name=\"test-node\",request=\"list\",result=\"error\"}} 0.0
+kepler_kube_requests_total{{node_name=\"test-node\",request=\"watch\",result=\"ok\"}} 9.0
+kepler_kube_requests_total{{node_name=\"test-node\",request=\"watch\",result=\"error\"}} 3.0
+# HELP kepler_kube_request_duration_seconds_total Time spent in requests to the kubelet or API server (to the response head).
+# TYPE kepler_kube_request_duration_seconds_total counter
+kepler_kube_request_duration_seconds_total{{node_name=\"test-node\",request=\"list\"}} 1.5
+kepler_kube_request_duration_seconds_total{{node_name=\"test-node\",request=\"watch\"}} 1.5
+# HELP kepler_kube_last_request_duration_seconds Time the latest request to the kubelet or API server took.
+# TYPE kepler_kube_last_request_duration_seconds gauge
+kepler_kube_last_request_duration_seconds{{node_name=\"test-node\",request=\"list\"}} 0.25
+kepler_kube_last_request_duration_seconds{{node_name=\"test-node\",request=\"watch\"}} 0.25
+"
+    );
+    assert_eq!(section(&stats), expected);
+    // Without either component, none of these families.
+    stats.kube = None;
+    let e = Exposition::render(&snapshot(2), None, &context(MetricsLevel::all()), &stats);
+    let t = String::from_utf8(e.text().to_vec()).unwrap();
+    assert!(!t.contains("kepler_kube_") && !t.contains("kepler_exporter_bpf_"));
 }

@@ -119,7 +119,7 @@ async fn start(web: Option<WebConfig>, handle: MetricsHandle) -> Running {
 }
 
 fn exposition() -> Exposition {
-    Exposition::render(&snapshot(3), &context(MetricsLevel::all()), &stats())
+    Exposition::render(&snapshot(3), None, &context(MetricsLevel::all()), &stats())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! Each source lives in one module and implements one of `kepler-core`'s traits:
 //! [`kepler_core::PowerSource`] for meters (RAPL, hwmon, the ACPI power meter, the model
 //! estimator) and [`kepler_core::ActivitySource`] for per-process CPU time (procfs). GPUs
-//! (NVML, loaded at run time) sit behind the small [`gpu::GpuBackend`] trait. Every reader
+//! (NVML, loaded at run time) sit behind the small [`kepler_core::GpuBackend`] trait. Every reader
 //! takes a sysfs or procfs root, never a literal `/sys` or `/proc`, so the whole program runs on a
 //! fake tree (`--host.sysfs`, `--host.procfs`). This crate does I/O but no networking and no
 //! async, except behind the `redfish` feature (an HTTP client polling BMCs on its own thread);

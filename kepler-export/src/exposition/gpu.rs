@@ -1,10 +1,10 @@
 //! GPU metrics (issue 7): node GPU energy split into idle and active, per-process, container
 //! and pod GPU energy, with Kepler's labels `gpu`, `gpu_uuid`, `gpu_name`, `vendor`.
 //!
-//! Everything comes from [`kepler_core::GpuSnapshot`] in `Snapshot::gpu`; nothing is
-//! written when there is none (no GPU metering).
+//! Everything comes from the tick's [`kepler_core::GpuSnapshot`], which the runtime returns
+//! beside the CPU snapshot; nothing is written when there is none (no GPU metering).
 
-use kepler_core::{GpuDevice, GpuSnapshot, Snapshot};
+use kepler_core::{GpuDevice, GpuSnapshot};
 
 use super::{push_label, Arena, ExportContext, Kind, Out};
 
@@ -16,10 +16,7 @@ fn device_labels(b: &mut Vec<u8>, d: &GpuDevice) {
     push_label(b, "vendor", &d.vendor);
 }
 
-pub(super) fn render(o: &mut Out, snap: &Snapshot, ctx: &ExportContext) {
-    let Some(g) = snap.gpu.as_deref() else {
-        return;
-    };
+pub(super) fn render(o: &mut Out, g: &GpuSnapshot, ctx: &ExportContext) {
     if g.devices.is_empty() {
         return;
     }

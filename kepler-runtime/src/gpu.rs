@@ -1,0 +1,90 @@
+//! GPUs (issue 7): the backend table, and the accountant stepped after the CPU engine.
+
+use std::time::Instant;
+
+use kepler_core::{
+    GpuAttributor, GpuBackend, GpuConfig, GpuFrame, GpuSnapshot, Snapshot, Timestamp,
+};
+use kepler_export::SourceSelf;
+use kepler_sources::ErrorKind;
+
+/// One row of the GPU backend table.
+#[derive(Debug)]
+pub struct GpuBackendEntry {
+    /// The backend's name, e.g. `nvml`.
+    pub name: &'static str,
+    /// Opens the backend; the error says why it cannot run here (library or device absent).
+    pub open: fn() -> Result<Box<dyn GpuBackend>, kepler_sources::Error>,
+}
+
+/// Every GPU backend this build knows, tried in order; the first that opens is used.
+pub static GPU_BACKENDS: &[GpuBackendEntry] = &[GpuBackendEntry {
+    name: "nvml",
+    open: open_nvml,
+}];
+
+/// NVML loads `libnvidia-ml.so.1` here, at run time, not at link time.
+fn open_nvml() -> Result<Box<dyn GpuBackend>, kepler_sources::Error> {
+    Ok(Box::new(kepler_sources::gpu::NvmlGpu::open()?))
+}
+
+/// The first backend of [`GPU_BACKENDS`] that opens; `None` after one log line per backend
+/// saying why not ("not found" is the normal state on machines without GPUs).
+pub(crate) fn open_backend() -> Option<Box<dyn GpuBackend>> {
+    for entry in GPU_BACKENDS {
+        match (entry.open)() {
+            Ok(backend) => {
+                let names: Vec<String> = backend
+                    .devices()
+                    .iter()
+                    .map(|d| format!("{} ({})", d.name, d.uuid))
+                    .collect();
+                tracing::info!(backend = entry.name, gpus = %names.join(", "), "GPU metering");
+                return Some(backend);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                tracing::info!(backend = entry.name, reason = %e, "no GPU metering")
+            }
+            Err(e) => tracing::warn!(backend = entry.name, error = %e, "GPU metering off"),
+        }
+    }
+    None
+}
+
+/// A GPU backend and the GPU accountant, stepped after the CPU engine every tick.
+pub(crate) struct GpuMonitor {
+    backend: Box<dyn GpuBackend>,
+    engine: GpuAttributor,
+    frame: GpuFrame,
+}
+
+impl GpuMonitor {
+    pub(crate) fn new(backend: Box<dyn GpuBackend>, config: GpuConfig) -> GpuMonitor {
+        GpuMonitor {
+            backend,
+            engine: GpuAttributor::new(config),
+            frame: GpuFrame::default(),
+        }
+    }
+
+    /// Reads the GPUs and accounts them against `snapshot`, this tick's CPU snapshot (which
+    /// names the processes). Returns the GPU snapshot and the backend's read timing.
+    pub(crate) fn tick(
+        &mut self,
+        snapshot: &Snapshot,
+        now: &mut dyn FnMut() -> Timestamp,
+    ) -> (GpuSnapshot, SourceSelf) {
+        let t0 = Instant::now();
+        self.frame.clear();
+        let at = now();
+        self.backend.read(at, &mut self.frame);
+        let read_duration_secs = t0.elapsed().as_secs_f64();
+        let gpu = self.engine.step(&self.frame, snapshot, at);
+        let stats = SourceSelf {
+            source: self.backend.name().to_owned(),
+            read_duration_secs,
+            ..Default::default()
+        };
+        (gpu, stats)
+    }
+}

@@ -1,0 +1,66 @@
+//! The monitor loop of kepler-rs as a library: which sources to read, and one tick.
+//!
+//! Every front-end (the Prometheus exporter in `kepler-bin`, `kepler run`, `kepler top`, the
+//! stdout/JSON exporter, `examples/live.rs`) drives this crate, so there is one code path
+//! from meter to number. It owns:
+//!
+//! - **source selection**, one explicit table per kind of source and no hand wiring in a
+//!   binary: the CPU meter is the first of [`Options::preferred_meters`] in
+//!   `kepler_sources::METERS` that builds; every `kepler_sources::PLATFORM_METERS` entry that
+//!   builds, and the Redfish BMCs of this node, are read next to it; the GPU backend is the
+//!   first of [`GPU_BACKENDS`] that opens; the activity source comes from
+//!   [`ACTIVITY_SOURCES`], wrapped by the pod informer when Kubernetes is on;
+//! - **the tick**: read the activity source and the meters as close together as possible,
+//!   step the CPU engine, then the GPU accountant against the same snapshot, and return both
+//!   snapshots with the self-metrics of the tick ([`Tick`]).
+//!
+//! It does not render, serve or sleep: a front-end calls [`Monitor::tick`] on its own
+//! schedule and hands the [`Tick`] to `kepler-export` (or prints it).
+//!
+//! ```text
+//!  Options ─► Monitor::builder(..).build() ─► Monitor
+//!                                              │ tick(now) every interval
+//!          activity ─┐                         ▼
+//!   meters, Redfish ─┼─► Attributor::step ─► Snapshot ─┐
+//!              GPUs ─┴────────► GpuAttributor::step ───┴─► Tick { snapshot, gpu, stats }
+//! ```
+//!
+//! # Clocks
+//!
+//! The runtime has no clock of its own: `tick` takes `now`, a function the front-end owns,
+//! and calls it once per reading, so that each reading is stamped when it is taken (a slow
+//! activity scan does not shift the meters' time). It reads `Instant::now()` only to time its
+//! own reads for the `*_duration_seconds` self-metrics. Background pollers keep their own
+//! monotonic clock for their schedules and the age of their values (Redfish, the pod
+//! informer), and the exposition times its rendering.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use kepler_runtime::{Monitor, Options};
+//!
+//! let origin = std::time::Instant::now();
+//! let now = || kepler_core::Timestamp(origin.elapsed().as_nanos() as u64);
+//! let mut monitor = Monitor::builder(Options::new("/sys", "/proc")).build()?;
+//! let tick = monitor.tick(now);
+//! println!("{} processes", tick.snapshot.processes.len());
+//! # Ok::<(), kepler_runtime::BuildError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod activity;
+mod error;
+mod gpu;
+mod kube;
+mod monitor;
+mod options;
+mod select;
+
+pub use activity::{ActivityEntry, SelectedActivity, ACTIVITY_SOURCES};
+pub use error::BuildError;
+pub use gpu::{GpuBackendEntry, GPU_BACKENDS};
+pub use monitor::{Monitor, MonitorBuilder, NamedSource, Tick};
+pub use options::{ActivityChoice, Options, RedfishSetup};
+pub use select::{platform_sources, redfish_source, select_meter, MeterChoice};

@@ -633,3 +633,134 @@ fn snapshots_match_the_engine_before_the_stage_split_issue_14() {
     }
     assert_eq!(got, EXPECTED);
 }
+
+/// GPU devices of the GPU scenario: shared, exclusive and MIG.
+fn gpu_devices() -> Vec<Arc<GpuDevice>> {
+    (0..3)
+        .map(|i| {
+            Arc::new(GpuDevice {
+                index: i,
+                uuid: format!("GPU-{i:04}").into(),
+                name: "golden".into(),
+                vendor: "nvidia".into(),
+                source: SourceKind::Fake,
+            })
+        })
+        .collect()
+}
+
+/// One GPU frame: counters with resets, read errors, a device that vanishes, processes
+/// the CPU snapshot knows and some it does not, MIG instances.
+fn gpu_frame(
+    rng: &mut Rng,
+    devices: &[Arc<GpuDevice>],
+    energy: &mut [u64],
+    at: u64,
+    pids: &[u32],
+) -> GpuFrame {
+    let mut frame = GpuFrame::default();
+    for (i, d) in devices.iter().enumerate() {
+        if rng.chance(40) {
+            continue; // vanished this tick
+        }
+        energy[i] += 50_000_000 + rng.below(200_000_000);
+        if rng.chance(20) {
+            energy[i] /= 4; // driver reload
+        }
+        let reading = if rng.chance(40) {
+            Err(ReadError::Stale {
+                what: d.uuid.to_string(),
+            })
+        } else {
+            Ok(Reading::Energy(MicroJoules(energy[i])))
+        };
+        let mode = [GpuMode::Shared, GpuMode::Exclusive, GpuMode::Mig][i];
+        let mut processes = Vec::new();
+        for _ in 0..rng.below(4) {
+            let pid = if rng.chance(800) && !pids.is_empty() {
+                pids[rng.below(pids.len() as u64) as usize]
+            } else {
+                90_000 + rng.below(5) as u32
+            };
+            processes.push(GpuProcessSample {
+                pid,
+                sm_util: rng.below(3) as u32 * 30,
+                instance: (mode == GpuMode::Mig)
+                    .then(|| rng.below(3) as u32)
+                    .filter(|&g| g < 2),
+            });
+        }
+        let instances = if mode == GpuMode::Mig {
+            vec![
+                GpuInstance { id: 0, weight: 3 },
+                GpuInstance { id: 1, weight: 4 },
+            ]
+        } else {
+            Vec::new()
+        };
+        frame.samples.push(GpuSample {
+            device: Arc::clone(d),
+            at: Timestamp(at),
+            reading,
+            mode,
+            processes,
+            instances,
+        });
+    }
+    frame
+}
+
+/// Runs the CPU scenario with a GPU accountant beside it; returns the digest of the GPU
+/// snapshots.
+fn run_gpu(seed: u64, ticks: usize, config: GpuConfig) -> u64 {
+    let mut sim = Sim::new(seed);
+    let mut engine = Attributor::default();
+    let mut gpus = GpuAttributor::new(config);
+    let devices = gpu_devices();
+    let mut energy = vec![0u64; devices.len()];
+    let mut gpu_rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+    let (mut power, mut activity) = (PowerFrame::default(), ActivityFrame::default());
+    let mut text = String::new();
+    for tick in 0..ticks {
+        let dt = 500_000_000 + sim.rng.below(2_000_000_000);
+        sim.advance(dt);
+        sim.power(&mut power);
+        sim.activity(&mut activity);
+        let snap = engine.step(&power, Some(&activity), Timestamp(sim.t));
+        let pids: Vec<u32> = snap.processes.iter().map(|p| p.pid).collect();
+        let frame = gpu_frame(&mut gpu_rng, &devices, &mut energy, sim.t, &pids);
+        let g = gpus.step(&frame, &snap, Timestamp(sim.t));
+        writeln!(text, "# tick {tick}").unwrap();
+        writeln!(text, "{g:?}").unwrap();
+    }
+    if let Some(dir) = std::env::var_os("GOLDEN_DUMP") {
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("gpu{seed}.txt")),
+            &text,
+        )
+        .unwrap();
+    }
+    if std::env::var_os("GOLDEN_PRINT").is_some() {
+        println!(
+            "gpu {seed}: {:#018x} ({} bytes)",
+            fnv1a(text.as_bytes()),
+            text.len()
+        );
+    }
+    fnv1a(text.as_bytes())
+}
+
+#[test]
+fn gpu_snapshots_match_the_accountant_before_the_split_issue_14() {
+    let learned = run_gpu(5, 200, GpuConfig::default());
+    let fixed = run_gpu(
+        6,
+        200,
+        GpuConfig {
+            idle_power: Some(MicroWatts::from_watts(30.0)),
+            terminated_ttl: Nanos::from_secs(4),
+            max_power: MicroWatts::from_watts(400.0),
+        },
+    );
+    assert_eq!((learned, fixed), (0xcae8b348f4c9385f, 0xe85cc5c64498dae2));
+}

@@ -128,7 +128,7 @@ impl Node {
         }
         let (tick, a) = (self.tick, &mut self.activity);
         for (i, p) in a.processes.iter_mut().enumerate() {
-            if (i as u64 + tick).is_multiple_of(100) {
+            if (i as u64 + tick) % 100 == 0 {
                 p.start_time = 42 + tick;
             }
         }

@@ -61,7 +61,7 @@ impl ZoneCounter {
         let (energy, wrapped) = match (reading, prev) {
             (Reading::Energy(cur), Reading::Energy(prev)) => {
                 if cur >= prev {
-                    (cur - prev, false)
+                    (cur.saturating_sub(prev), false)
                 } else {
                     match self.metering {
                         Metering::EnergyCounter {

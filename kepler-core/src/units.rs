@@ -56,7 +56,8 @@ impl AddAssign for MicroJoules {
 
 /// Saturates at 0 like [`MicroJoules::saturating_sub`]. Prefer that method, or
 /// [`MicroJoules::checked_sub`] where a negative difference is a bug: this operator is due to
-/// go (issue 14), because `a - b` that silently gives 0 hides such bugs.
+/// go (issue 14), because `a - b` that silently gives 0 hides such bugs. Nothing in the
+/// workspace uses it any more.
 impl Sub for MicroJoules {
     type Output = MicroJoules;
     fn sub(self, rhs: MicroJoules) -> MicroJoules {

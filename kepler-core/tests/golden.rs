@@ -62,6 +62,32 @@ fn counter(max_range: Option<u64>) -> Metering {
     }
 }
 
+/// The zones: wraps (pkg0 every ~1.5 ticks), a counter without a range (resets are
+/// dropped), tight power bounds (uncore1), a background-polled gauge (platform).
+fn sim_zones() -> Vec<SimZone> {
+    let gauge = Metering::PowerGauge;
+    #[rustfmt::skip]
+    let table = [
+        ("pkg0", ZoneKind::Package, 0, counter(Some(30_000_000)), None, 25),
+        ("pkg1", ZoneKind::Package, 1, counter(Some(1_000_000_000)), Some(400.0), 18),
+        ("core0", ZoneKind::Core, 0, counter(None), None, 12),
+        ("dram0", ZoneKind::Dram, 0, counter(Some(5_000_000_000)), None, 4),
+        ("dram1", ZoneKind::Dram, 1, counter(Some(5_000_000_000)), None, 3),
+        ("psys", ZoneKind::Psys, 0, counter(Some(262_143_328_850)), None, 60),
+        ("platform", ZoneKind::Platform, 0, gauge, Some(500.0), 150),
+        ("uncore1", ZoneKind::Uncore, 1, counter(Some(1 << 32)), Some(1.5), 1),
+    ];
+    table
+        .into_iter()
+        .map(|(id, kind, index, metering, max_w, watts)| SimZone {
+            info: zone(id, kind, index, metering, max_w),
+            watts,
+            value: 0,
+            polled: Timestamp(0),
+        })
+        .collect()
+}
+
 /// A zone with its simulated counter.
 struct SimZone {
     info: Arc<ZoneInfo>,
@@ -139,87 +165,7 @@ impl Sim {
                 usage: (i < 5).then_some(0),
             })
             .collect();
-        let zones = vec![
-            (
-                zone(
-                    "pkg0",
-                    ZoneKind::Package,
-                    0,
-                    counter(Some(30_000_000)),
-                    None,
-                ),
-                25,
-            ),
-            (
-                zone(
-                    "pkg1",
-                    ZoneKind::Package,
-                    1,
-                    counter(Some(1_000_000_000)),
-                    Some(400.0),
-                ),
-                18,
-            ),
-            (zone("core0", ZoneKind::Core, 0, counter(None), None), 12),
-            (
-                zone(
-                    "dram0",
-                    ZoneKind::Dram,
-                    0,
-                    counter(Some(5_000_000_000)),
-                    None,
-                ),
-                4,
-            ),
-            (
-                zone(
-                    "dram1",
-                    ZoneKind::Dram,
-                    1,
-                    counter(Some(5_000_000_000)),
-                    None,
-                ),
-                3,
-            ),
-            (
-                zone(
-                    "psys",
-                    ZoneKind::Psys,
-                    0,
-                    counter(Some(262_143_328_850)),
-                    None,
-                ),
-                60,
-            ),
-            (
-                zone(
-                    "platform",
-                    ZoneKind::Platform,
-                    0,
-                    Metering::PowerGauge,
-                    Some(500.0),
-                ),
-                150,
-            ),
-            (
-                zone(
-                    "uncore1",
-                    ZoneKind::Uncore,
-                    1,
-                    counter(Some(1 << 32)),
-                    Some(1.5),
-                ),
-                1,
-            ),
-        ]
-        .into_iter()
-        .map(|(info, watts)| SimZone {
-            info,
-            watts,
-            value: 0,
-            polled: Timestamp(0),
-        })
-        .collect();
+        let zones = sim_zones();
         let vms = (0..2)
             .map(|i| VmInfo {
                 id: format!("vm-uuid-{i}").into(),
@@ -292,7 +238,24 @@ impl Sim {
     /// Advances the simulated machine by `dt` ns.
     fn advance(&mut self, dt: u64) {
         self.t += dt;
-        // Exits and spawns.
+        self.exits_and_spawns();
+        let busy = self.run(dt);
+        self.name_pods();
+        let background = dt * self.rng.below(800) / 1000 * self.load / 1000;
+        self.node_total += 8 * dt;
+        self.node_busy += (busy + background).min(8 * dt);
+        for (i, cpu) in self.cpus.iter_mut().enumerate() {
+            let share = (busy + background).min(8 * dt) / 8 + (i as u64) * dt / 100;
+            cpu.busy.0 += share.min(dt);
+            cpu.total.0 += dt;
+        }
+        for z in &mut self.zones {
+            let jitter = self.rng.below(z.watts * 200_000 + 1);
+            z.value += z.watts * dt / 1000 + jitter;
+        }
+    }
+
+    fn exits_and_spawns(&mut self) {
         let mut i = 0;
         while i < self.procs.len() {
             if self.rng.chance(60) {
@@ -315,6 +278,11 @@ impl Sim {
                 self.spawn();
             }
         }
+    }
+
+    /// Processes (and short-lived work only the cgroups see) run for `dt`; returns the busy
+    /// time of the processes.
+    fn run(&mut self, dt: u64) -> u64 {
         // Every 40 ticks, 10 quiet ones.
         self.ticks += 1;
         self.load = if self.ticks % 40 < 10 { 40 } else { 1000 };
@@ -343,6 +311,10 @@ impl Sim {
                 }
             }
         }
+        busy
+    }
+
+    fn name_pods(&mut self) {
         // Pods learn their names in the background (issue 8): info changes mid-life.
         if self.rng.chance(50) {
             let c = self.rng.below(6) as usize;
@@ -357,18 +329,6 @@ impl Sim {
                     }
                 }
             }
-        }
-        let background = dt * self.rng.below(800) / 1000 * self.load / 1000;
-        self.node_total += 8 * dt;
-        self.node_busy += (busy + background).min(8 * dt);
-        for (i, cpu) in self.cpus.iter_mut().enumerate() {
-            let share = (busy + background).min(8 * dt) / 8 + (i as u64) * dt / 100;
-            cpu.busy.0 += share.min(dt);
-            cpu.total.0 += dt;
-        }
-        for z in &mut self.zones {
-            let jitter = self.rng.below(z.watts * 200_000 + 1);
-            z.value += z.watts * dt / 1000 + jitter;
         }
     }
 

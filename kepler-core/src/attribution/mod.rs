@@ -8,10 +8,10 @@
 //! 2. [`zones`]: each zone's reading becomes a wrap-safe, plausible energy delta (rules
 //!    1-3), split into active and idle (`node = active + idle`) by the usage ratio (Kepler's
 //!    split) or, with [`IdlePower::Learned`], by a learned idle baseline power.
-//! 3. [`weigh`]: each process weighs its own CPU-time delta plus its reaped children's
+//! 3. [`weigher`]: each process weighs its own CPU-time delta plus its reaped children's
 //!    time not yet charged; each container with cgroup accounting weighs the time its live
 //!    processes do not explain (issue 4). Identity is (pid, start time) ([`processes`]).
-//! 4. [`distribute`]: each bucket's active (and, under an idle policy, idle) energy is
+//! 4. [`distributor`]: each bucket's active (and, under an idle policy, idle) energy is
 //!    apportioned exactly by those weights (rule 4: `active = Σ workloads + unattributed`).
 //! 5. [`rollup`]: processes and containers' exited time roll up into containers, pods and
 //!    VMs.
@@ -20,26 +20,26 @@
 
 mod cgroups;
 mod config;
-mod distribute;
+mod distributor;
 mod processes;
 mod retention;
 mod rollup;
 mod usage;
-mod weigh;
+mod weigher;
 mod zones;
 
 pub use config::{AttributorConfig, AttributorConfigBuilder, IdlePower};
 
 use crate::activity::ActivityFrame;
-use crate::snapshot::{EngineStats, Snapshot};
+use crate::snapshot::{EngineStats, IdlePolicy, Snapshot};
 use crate::source::PowerFrame;
 use crate::units::Timestamp;
 
-use distribute::Distributor;
+use distributor::Distributor;
 use processes::Processes;
 use rollup::RollUp;
 use usage::{Interval, NodeUsage};
-use weigh::{Tick, Weigher};
+use weigher::{Tick, Weigher};
 use zones::ZoneLedger;
 
 /// Splits node energy into active and idle and attributes active energy to workloads.
@@ -133,7 +133,7 @@ impl Attributor {
             had_baseline: interval.had_baseline,
             cpu_socket: &self.usage.cpu_socket,
             node_busy: self.usage.node_busy(),
-            equal: self.config.idle == crate::snapshot::IdlePolicy::Equal,
+            equal: self.config.idle == IdlePolicy::Equal,
         };
         self.weigher
             .weigh(frame, &mut self.procs, tick, &mut self.stats);

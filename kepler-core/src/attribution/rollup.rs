@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::config::AttributorConfig;
 use super::processes::ProcState;
 use super::retention::retain_workloads;
-use super::weigh::Target;
+use super::weigher::Target;
 use crate::activity::{ActivityFrame, ContainerInfo, PodInfo, VmInfo};
 use crate::hash::FxHashMap;
 use crate::snapshot::{Energies, GroupEntry, State};

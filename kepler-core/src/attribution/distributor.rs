@@ -6,7 +6,7 @@
 
 use super::processes::ProcState;
 use super::usage::Bucket;
-use super::weigh::{Target, Weights};
+use super::weigher::{Target, Weights};
 use crate::apportion::Apportioner;
 use crate::snapshot::{Energies, IdlePolicy};
 use crate::zone::ZoneKind;

@@ -6,9 +6,9 @@
 //! The scenario has counter wraps, resets without a range, implausible jumps, failed reads,
 //! a power gauge polled in the background (repeated timestamps), two sockets with per-CPU
 //! times, process churn, exits, PID reuse, CPU-time regressions, children reaped at once, a
-//! tick late or never, containers
-//! with and without cgroup accounting (regressions, duplicates, gaps), pods whose names fill in
-//! late, VMs, ticks without an activity frame and frames without details.
+//! tick late or never, containers with and without cgroup accounting (regressions,
+//! duplicates, gaps), pods whose names fill in late, VMs, ticks without an activity frame
+//! and frames without details.
 //!
 //! When a change is meant to alter results, print the new digests with
 //! `GOLDEN_PRINT=1 cargo test -p kepler-core --test golden -- --nocapture`, and say why in

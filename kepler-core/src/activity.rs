@@ -13,6 +13,13 @@ pub struct NodeCpu {
     pub total: Nanos,
 }
 
+impl NodeCpu {
+    /// Cumulative busy and total CPU time.
+    pub fn new(busy: Nanos, total: Nanos) -> NodeCpu {
+        NodeCpu { busy, total }
+    }
+}
+
 /// The container runtime that owns a container, from its cgroup path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Runtime {
@@ -52,6 +59,21 @@ pub struct PodInfo {
     pub namespace: Arc<str>,
 }
 
+impl PodInfo {
+    /// A pod by UID, name and namespace (either may be empty while unknown).
+    pub fn new(
+        id: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+        namespace: impl Into<Arc<str>>,
+    ) -> PodInfo {
+        PodInfo {
+            id: id.into(),
+            name: name.into(),
+            namespace: namespace.into(),
+        }
+    }
+}
+
 /// A container a process runs in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ContainerInfo {
@@ -65,6 +87,24 @@ pub struct ContainerInfo {
     pub pod: Option<PodInfo>,
 }
 
+impl ContainerInfo {
+    /// A container outside any pod; add one with [`ContainerInfo::with_pod`].
+    pub fn new(id: impl Into<Arc<str>>, name: impl Into<Arc<str>>, runtime: Runtime) -> Self {
+        ContainerInfo {
+            id: id.into(),
+            name: name.into(),
+            runtime,
+            pod: None,
+        }
+    }
+
+    /// The same container in `pod`.
+    pub fn with_pod(mut self, pod: PodInfo) -> Self {
+        self.pod = Some(pod);
+        self
+    }
+}
+
 /// A virtual machine a process (its hypervisor process) runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VmInfo {
@@ -74,6 +114,21 @@ pub struct VmInfo {
     pub name: Arc<str>,
     /// The hypervisor, e.g. `qemu` or `kvm`.
     pub hypervisor: Arc<str>,
+}
+
+impl VmInfo {
+    /// A VM by id, name and hypervisor.
+    pub fn new(
+        id: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+        hypervisor: impl Into<Arc<str>>,
+    ) -> VmInfo {
+        VmInfo {
+            id: id.into(),
+            name: name.into(),
+            hypervisor: hypervisor.into(),
+        }
+    }
 }
 
 /// What does not change for the life of a process: cached by the source, shared by `Arc`.
@@ -90,6 +145,29 @@ pub struct ProcessInfo {
 }
 
 impl ProcessInfo {
+    /// A process outside containers and VMs; see [`ProcessInfo::with_container`] and
+    /// [`ProcessInfo::with_vm`].
+    pub fn new(comm: impl Into<Arc<str>>, exe: impl Into<Arc<str>>) -> ProcessInfo {
+        ProcessInfo {
+            comm: comm.into(),
+            exe: exe.into(),
+            container: None,
+            vm: None,
+        }
+    }
+
+    /// The same process in `container`.
+    pub fn with_container(mut self, container: ContainerInfo) -> Self {
+        self.container = Some(container);
+        self
+    }
+
+    /// The same process as the hypervisor of `vm`.
+    pub fn with_vm(mut self, vm: VmInfo) -> Self {
+        self.vm = Some(vm);
+        self
+    }
+
     /// The `type` label: `vm`, `container` or `regular`.
     pub fn type_label(&self) -> &'static str {
         if self.vm.is_some() {
@@ -113,6 +191,18 @@ pub struct ProcessSample {
     pub cpu_time: Nanos,
     /// Static data.
     pub info: Arc<ProcessInfo>,
+}
+
+impl ProcessSample {
+    /// Process `pid` started at `start_time` (its identity) with `cpu_time` so far.
+    pub fn new(pid: u32, start_time: u64, cpu_time: Nanos, info: Arc<ProcessInfo>) -> Self {
+        ProcessSample {
+            pid,
+            start_time,
+            cpu_time,
+            info,
+        }
+    }
 }
 
 /// One read of an activity source. The caller owns it and reuses it across ticks.
@@ -141,6 +231,15 @@ pub struct ActivityFrame {
 }
 
 impl ActivityFrame {
+    /// An empty frame read at `at` with node totals `node`; push processes to it.
+    pub fn new(at: Timestamp, node: NodeCpu) -> ActivityFrame {
+        ActivityFrame {
+            at,
+            node,
+            ..ActivityFrame::default()
+        }
+    }
+
     /// Empties the frame for reuse, keeping its allocation.
     pub fn clear(&mut self) {
         self.processes.clear();
@@ -165,6 +264,17 @@ pub struct ProcessDetail {
     pub last_cpu: Option<u32>,
 }
 
+impl ProcessDetail {
+    /// Parent pid (0: unknown), reaped children's CPU time and last CPU.
+    pub fn new(ppid: u32, children_time: Nanos, last_cpu: Option<u32>) -> ProcessDetail {
+        ProcessDetail {
+            ppid,
+            children_time,
+            last_cpu,
+        }
+    }
+}
+
 /// A container's cumulative CPU time from its cgroup (`cpu.stat usage_usec` on cgroup v2,
 /// `cpuacct.usage` on v1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +283,13 @@ pub struct ContainerUsage {
     pub info: ContainerInfo,
     /// Cumulative CPU time of every task that ever ran in the container's cgroup.
     pub usage: Nanos,
+}
+
+impl ContainerUsage {
+    /// `info`'s cgroup has run `usage` of CPU time so far.
+    pub fn new(info: ContainerInfo, usage: Nanos) -> ContainerUsage {
+        ContainerUsage { info, usage }
+    }
 }
 
 /// One logical CPU's cumulative times (a `cpuN` line of `/proc/stat`) and its socket.
@@ -184,6 +301,13 @@ pub struct CpuTime {
     pub socket: u32,
     /// Busy and total time of this CPU.
     pub time: NodeCpu,
+}
+
+impl CpuTime {
+    /// Logical CPU `cpu` on socket `socket` with its cumulative times.
+    pub fn new(cpu: u32, socket: u32, time: NodeCpu) -> CpuTime {
+        CpuTime { cpu, socket, time }
+    }
 }
 
 /// One logical CPU as `/proc/cpuinfo` describes it, for `kepler_node_cpu_info`.

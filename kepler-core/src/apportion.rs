@@ -7,7 +7,7 @@
 
 /// Reusable buffers for [`Apportioner::apportion`], so a tick allocates nothing in steady state.
 #[derive(Debug, Default)]
-pub struct Apportioner {
+pub(crate) struct Apportioner {
     remainders: Vec<(u64, u32)>,
 }
 

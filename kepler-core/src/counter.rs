@@ -5,7 +5,7 @@ use crate::zone::{Metering, Reading, ZoneInfo};
 
 /// The outcome of feeding one reading to a [`ZoneCounter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delta {
+pub(crate) enum Delta {
     /// The first reading, or one at the same instant as the last: nothing to count yet.
     Baseline,
     /// Energy used since the previous reading, over `dt`.
@@ -24,7 +24,7 @@ pub enum Delta {
 
 /// Turns successive readings of one zone into energy deltas.
 #[derive(Debug, Clone)]
-pub struct ZoneCounter {
+pub(crate) struct ZoneCounter {
     metering: Metering,
     max_power: MicroWatts,
     last: Option<(Timestamp, Reading)>,
@@ -61,7 +61,7 @@ impl ZoneCounter {
         let (energy, wrapped) = match (reading, prev) {
             (Reading::Energy(cur), Reading::Energy(prev)) => {
                 if cur >= prev {
-                    (cur - prev, false)
+                    (cur.saturating_sub(prev), false)
                 } else {
                     match self.metering {
                         Metering::EnergyCounter {

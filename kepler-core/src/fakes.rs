@@ -12,18 +12,13 @@ use crate::zone::{Metering, Reading, SourceKind, ZoneInfo, ZoneKind};
 
 /// A zone description for tests: an energy counter of `kind` on socket `index`.
 pub fn counter_zone(kind: ZoneKind, index: u32, max_range: Option<u64>) -> Arc<ZoneInfo> {
-    Arc::new(ZoneInfo {
-        id: format!("fake:{}-{}", kind.label(), index),
-        kind,
-        index,
-        path: format!("fake/{}-{}", kind.label(), index),
-        source: SourceKind::Fake,
-        metering: Metering::EnergyCounter {
-            max_range: max_range.map(MicroJoules),
-        },
-        estimated: false,
-        max_power: None,
-    })
+    let id = format!("fake:{}-{}", kind.label(), index);
+    let zone = ZoneInfo::builder(id, kind, SourceKind::Fake)
+        .index(index)
+        .path(format!("fake/{}-{}", kind.label(), index))
+        .energy_counter(max_range.map(MicroJoules))
+        .build();
+    Arc::new(zone)
 }
 
 /// A power source whose zones draw constant power, as energy counters that wrap.

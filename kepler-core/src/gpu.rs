@@ -344,27 +344,10 @@ impl GpuAttributor {
     #[must_use = "the snapshot is the result of the step"]
     pub fn step(&mut self, frame: &GpuFrame, cpu: &Snapshot, at: Timestamp) -> GpuSnapshot {
         self.tick += 1;
-        let tick = self.tick;
         let mut read_ok = vec![false; self.devices.len()];
         let mut seen = vec![false; self.devices.len()];
         let mut unknown: BTreeMap<u32, Arc<ProcessInfo>> = BTreeMap::new();
-        // pid -> the CPU snapshot's entry, built only when some GPU runs processes.
-        let by_pid: BTreeMap<u32, &ProcessEntry> =
-            if frame.samples.iter().any(|s| !s.processes.is_empty()) {
-                let mut m: BTreeMap<u32, &ProcessEntry> = BTreeMap::new();
-                for p in &cpu.processes {
-                    let better = m.get(&p.pid).is_none_or(|q| {
-                        (p.state == State::Running, p.start_time)
-                            > (q.state == State::Running, q.start_time)
-                    });
-                    if better {
-                        m.insert(p.pid, p);
-                    }
-                }
-                m
-            } else {
-                BTreeMap::new()
-            };
+        let by_pid = processes_by_pid(frame, cpu);
         for sample in &frame.samples {
             let slot = self.slot(&sample.device);
             if read_ok.len() <= slot {
@@ -372,75 +355,68 @@ impl GpuAttributor {
                 seen.resize(slot + 1, false);
             }
             seen[slot] = true;
+            let idle_power = self.config.idle_power;
             let d = &mut self.devices[slot];
-            let reading = match &sample.reading {
-                Ok(r) => *r,
-                Err(e) => {
-                    d.node.up = false;
-                    d.node.read_errors += 1;
-                    d.node.last_error = Some(e.clone());
-                    continue;
-                }
-            };
-            d.node.up = true;
-            d.node.last_error = None;
-            d.node.mode = sample.mode;
-            read_ok[slot] = true;
-            let (energy, dt) = match d.counter.update(sample.at, reading) {
-                Delta::Baseline => continue,
-                Delta::Implausible => {
-                    d.node.dropped_deltas += 1;
-                    continue;
-                }
-                Delta::Energy { energy, dt, .. } => (energy, dt),
-            };
-            // Idle: configured, else learned from ticks where nothing ran.
-            let avg = MicroWatts((energy.0 as u128 * 1_000_000_000 / dt.0 as u128) as u64);
-            if sample.processes.is_empty() {
-                d.learned_idle = Some(d.learned_idle.map_or(avg, |m| m.min(avg)));
+            if sample.reading.is_ok() {
+                read_ok[slot] = true;
             }
-            let baseline = self.config.idle_power.or(d.learned_idle);
-            let idle = match baseline {
-                Some(p) => {
-                    let (e, carry) = integrate(p, dt, d.idle_carry);
-                    d.idle_carry = carry;
-                    e.min(energy)
-                }
-                None => MicroJoules::ZERO,
+            let Some((active, dt)) = d.measure(sample, idle_power) else {
+                continue;
             };
-            let active = energy - idle;
-            d.node.idle_baseline = baseline;
-            d.node.total += energy;
-            d.node.idle += idle;
-            d.node.active += active;
-            d.node.power = watts(energy, dt);
-            d.node.idle_power = watts(idle, dt);
-            d.node.active_power = watts(active, dt);
-
-            let parts = split(&mut self.apportioner, sample, active.0);
-            let mut attributed = 0u64;
-            for (p, part) in sample.processes.iter().zip(parts) {
-                attributed += part;
-                let (start_time, info) = identify(&by_pid, p.pid, &mut unknown);
-                let proc_id = GpuProcess {
-                    pid: p.pid,
-                    start_time,
-                    info: Arc::clone(&info),
-                };
-                self.processes
-                    .charge((p.pid, start_time, slot), &proc_id, slot, part, dt, tick);
-                if let Some(c) = &info.container {
-                    self.containers
-                        .charge((Arc::clone(&c.id), slot), c, slot, part, dt, tick);
-                    if let Some(pod) = &c.pod {
-                        self.pods
-                            .charge((Arc::clone(&pod.id), slot), pod, slot, part, dt, tick);
-                    }
-                }
-            }
+            let attributed = self.charge(sample, slot, active, dt, &by_pid, &mut unknown);
             self.devices[slot].node.unattributed += MicroJoules(active.0 - attributed);
         }
-        // A device that vanished from the frame is down until it comes back.
+        self.mark_missing(&seen);
+        let (tick, ttl) = (self.tick, self.config.terminated_ttl);
+        self.processes.finish(tick, at, ttl, &read_ok);
+        self.containers.finish(tick, at, ttl, &read_ok);
+        self.pods.finish(tick, at, ttl, &read_ok);
+        GpuSnapshot {
+            devices: self.devices.iter().map(|d| d.node.clone()).collect(),
+            processes: self.processes.list(),
+            containers: self.containers.list(),
+            pods: self.pods.list(),
+        }
+    }
+
+    /// Splits `active` energy among the sample's processes and charges each process, its
+    /// container and pod on device `slot`; returns the energy charged.
+    fn charge(
+        &mut self,
+        sample: &GpuSample,
+        slot: usize,
+        active: MicroJoules,
+        dt: Nanos,
+        by_pid: &BTreeMap<u32, &ProcessEntry>,
+        unknown: &mut BTreeMap<u32, Arc<ProcessInfo>>,
+    ) -> u64 {
+        let tick = self.tick;
+        let parts = split(&mut self.apportioner, sample, active.0);
+        let mut attributed = 0u64;
+        for (p, part) in sample.processes.iter().zip(parts) {
+            attributed += part;
+            let (start_time, info) = identify(by_pid, p.pid, unknown);
+            let proc_id = GpuProcess {
+                pid: p.pid,
+                start_time,
+                info: Arc::clone(&info),
+            };
+            self.processes
+                .charge((p.pid, start_time, slot), &proc_id, slot, part, dt, tick);
+            if let Some(c) = &info.container {
+                self.containers
+                    .charge((Arc::clone(&c.id), slot), c, slot, part, dt, tick);
+                if let Some(pod) = &c.pod {
+                    self.pods
+                        .charge((Arc::clone(&pod.id), slot), pod, slot, part, dt, tick);
+                }
+            }
+        }
+        attributed
+    }
+
+    /// A device that vanished from the frame is down until it comes back.
+    fn mark_missing(&mut self, seen: &[bool]) {
         for (slot, d) in self.devices.iter_mut().enumerate() {
             if !seen.get(slot).copied().unwrap_or(false) {
                 d.node.up = false;
@@ -452,16 +428,6 @@ impl GpuAttributor {
                     what: format!("GPU {}", d.node.device.uuid),
                 });
             }
-        }
-        let ttl = self.config.terminated_ttl;
-        self.processes.finish(tick, at, ttl, &read_ok);
-        self.containers.finish(tick, at, ttl, &read_ok);
-        self.pods.finish(tick, at, ttl, &read_ok);
-        GpuSnapshot {
-            devices: self.devices.iter().map(|d| d.node.clone()).collect(),
-            processes: self.processes.list(),
-            containers: self.containers.list(),
-            pods: self.pods.list(),
         }
     }
 
@@ -509,6 +475,78 @@ impl GpuAttributor {
         });
         self.devices.len() - 1
     }
+}
+
+impl DeviceState {
+    /// Takes the device's reading: its energy since the previous one split into idle
+    /// (configured, else learned from ticks where nothing ran) and active. Returns the
+    /// active energy and the interval, or `None` when there is no delta to account.
+    fn measure(
+        &mut self,
+        sample: &GpuSample,
+        idle_power: Option<MicroWatts>,
+    ) -> Option<(MicroJoules, Nanos)> {
+        let reading = match &sample.reading {
+            Ok(r) => *r,
+            Err(e) => {
+                self.node.up = false;
+                self.node.read_errors += 1;
+                self.node.last_error = Some(e.clone());
+                return None;
+            }
+        };
+        self.node.up = true;
+        self.node.last_error = None;
+        self.node.mode = sample.mode;
+        let (energy, dt) = match self.counter.update(sample.at, reading) {
+            Delta::Baseline => return None,
+            Delta::Implausible => {
+                self.node.dropped_deltas += 1;
+                return None;
+            }
+            Delta::Energy { energy, dt, .. } => (energy, dt),
+        };
+        let avg = MicroWatts((energy.0 as u128 * 1_000_000_000 / dt.0 as u128) as u64);
+        if sample.processes.is_empty() {
+            self.learned_idle = Some(self.learned_idle.map_or(avg, |m| m.min(avg)));
+        }
+        let baseline = idle_power.or(self.learned_idle);
+        let idle = match baseline {
+            Some(p) => {
+                let (e, carry) = integrate(p, dt, self.idle_carry);
+                self.idle_carry = carry;
+                e.min(energy)
+            }
+            None => MicroJoules::ZERO,
+        };
+        let active = energy.saturating_sub(idle);
+        self.node.idle_baseline = baseline;
+        self.node.total += energy;
+        self.node.idle += idle;
+        self.node.active += active;
+        self.node.power = watts(energy, dt);
+        self.node.idle_power = watts(idle, dt);
+        self.node.active_power = watts(active, dt);
+        Some((active, dt))
+    }
+}
+
+/// pid -> the CPU snapshot's entry (the running one, the newest when there are several),
+/// built only when some GPU runs processes.
+fn processes_by_pid<'a>(frame: &GpuFrame, cpu: &'a Snapshot) -> BTreeMap<u32, &'a ProcessEntry> {
+    let mut m: BTreeMap<u32, &ProcessEntry> = BTreeMap::new();
+    if frame.samples.iter().all(|s| s.processes.is_empty()) {
+        return m;
+    }
+    for p in &cpu.processes {
+        let better = m.get(&p.pid).is_none_or(|q| {
+            (p.state == State::Running, p.start_time) > (q.state == State::Running, q.start_time)
+        });
+        if better {
+            m.insert(p.pid, p);
+        }
+    }
+    m
 }
 
 /// The process's identity from the CPU snapshot (its running entry with that pid, the newest

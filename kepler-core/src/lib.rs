@@ -24,22 +24,12 @@
 //! use std::sync::Arc;
 //! use kepler_core::*;
 //!
-//! let zone = Arc::new(ZoneInfo {
-//!     id: "demo:package-0".into(),
-//!     kind: ZoneKind::Package,
-//!     index: 0,
-//!     path: "demo".into(),
-//!     source: SourceKind::Fake,
-//!     metering: Metering::EnergyCounter { max_range: Some(MicroJoules(1_000_000_000)) },
-//!     estimated: false,
-//!     max_power: None,
-//! });
-//! let info = Arc::new(ProcessInfo {
-//!     comm: "busy".into(),
-//!     exe: "/bin/busy".into(),
-//!     container: None,
-//!     vm: None,
-//! });
+//! let zone = Arc::new(
+//!     ZoneInfo::builder("demo:package-0", ZoneKind::Package, SourceKind::Fake)
+//!         .energy_counter(Some(MicroJoules(1_000_000_000)))
+//!         .build(),
+//! );
+//! let info = Arc::new(ProcessInfo::new("busy", "/bin/busy"));
 //! let mut engine = Attributor::default();
 //! let mut power = PowerFrame::default();
 //! let mut activity = ActivityFrame::default();
@@ -52,8 +42,8 @@
 //!     power.push(&zone, at, Ok(Reading::Energy(MicroJoules(uj))));
 //!     activity.clear();
 //!     activity.at = at;
-//!     activity.node = NodeCpu { busy: Nanos(busy_ns), total: Nanos(2 * busy_ns) };
-//!     activity.processes.push(ProcessSample { pid: 7, start_time: 1, cpu_time: Nanos(cpu_ns), info: info.clone() });
+//!     activity.node = NodeCpu::new(Nanos(busy_ns), Nanos(2 * busy_ns));
+//!     activity.processes.push(ProcessSample::new(7, 1, Nanos(cpu_ns), info.clone()));
 //!     let snap = engine.step(&power, Some(&activity), at);
 //!     let z = &snap.zones[0];
 //!     assert_eq!(z.total, z.active + z.idle);
@@ -84,9 +74,7 @@ pub use activity::{
     ActivityFrame, ContainerInfo, ContainerUsage, CpuInfo, CpuTime, NodeCpu, PodInfo,
     ProcessDetail, ProcessInfo, ProcessSample, Runtime, VmInfo,
 };
-pub use apportion::Apportioner;
 pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder, IdlePower};
-pub use counter::{Delta, ZoneCounter};
 pub use error::{ReadError, SourceError};
 pub use gpu::{
     GpuAttributor, GpuBackend, GpuConfig, GpuDevice, GpuEntry, GpuFrame, GpuInstance, GpuMode,
@@ -99,4 +87,4 @@ pub use snapshot::{
 };
 pub use source::{ActivitySource, PowerFrame, PowerSource, ZoneSample};
 pub use units::{integrate, watts, MicroJoules, MicroWatts, Nanos, Timestamp};
-pub use zone::{Metering, Reading, SourceKind, ZoneInfo, ZoneKind};
+pub use zone::{Metering, Reading, SourceKind, ZoneInfo, ZoneInfoBuilder, ZoneKind};

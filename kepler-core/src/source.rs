@@ -19,6 +19,13 @@ pub struct ZoneSample {
     pub reading: Result<Reading, ReadError>,
 }
 
+impl ZoneSample {
+    /// A reading of `zone` taken at `at`.
+    pub fn new(zone: Arc<ZoneInfo>, at: Timestamp, reading: Result<Reading, ReadError>) -> Self {
+        ZoneSample { zone, at, reading }
+    }
+}
+
 /// What the power sources read in one tick. The caller owns and reuses it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PowerFrame {
@@ -27,6 +34,13 @@ pub struct PowerFrame {
 }
 
 impl PowerFrame {
+    /// An empty frame with room for `zones` readings.
+    pub fn with_capacity(zones: usize) -> PowerFrame {
+        PowerFrame {
+            samples: Vec::with_capacity(zones),
+        }
+    }
+
     /// Empties the frame, keeping its allocation.
     pub fn clear(&mut self) {
         self.samples.clear();

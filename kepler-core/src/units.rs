@@ -1,6 +1,11 @@
 //! Units: integer microjoules and microwatts, monotonic nanosecond timestamps.
+//!
+//! Arithmetic says what happens at the edges: `checked_*` returns `None` where the result
+//! does not fit, `saturating_*` clamps at 0 or `u64::MAX`. The operators saturate (energy
+//! counters must never wrap); prefer the named methods, which say so at the call site.
 
 use std::ops::{Add, AddAssign, Sub};
+use std::time::Duration;
 
 /// Energy in integer microjoules. Integer so that conservation holds exactly.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -15,9 +20,24 @@ impl MicroJoules {
         self.0 as f64 / 1e6
     }
 
-    /// Saturating subtraction.
+    /// `self - rhs`, or 0 when `rhs` is larger.
     pub fn saturating_sub(self, rhs: MicroJoules) -> MicroJoules {
         MicroJoules(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `self - rhs`, or `None` when `rhs` is larger.
+    pub fn checked_sub(self, rhs: MicroJoules) -> Option<MicroJoules> {
+        self.0.checked_sub(rhs.0).map(MicroJoules)
+    }
+
+    /// `self + rhs`, or `u64::MAX` µJ when it overflows.
+    pub fn saturating_add(self, rhs: MicroJoules) -> MicroJoules {
+        MicroJoules(self.0.saturating_add(rhs.0))
+    }
+
+    /// `self + rhs`, or `None` when it overflows.
+    pub fn checked_add(self, rhs: MicroJoules) -> Option<MicroJoules> {
+        self.0.checked_add(rhs.0).map(MicroJoules)
     }
 }
 
@@ -34,6 +54,10 @@ impl AddAssign for MicroJoules {
     }
 }
 
+/// Saturates at 0 like [`MicroJoules::saturating_sub`]. Prefer that method, or
+/// [`MicroJoules::checked_sub`] where a negative difference is a bug: this operator is due to
+/// go (issue 14), because `a - b` that silently gives 0 hides such bugs. Nothing in the
+/// workspace uses it any more.
 impl Sub for MicroJoules {
     type Output = MicroJoules;
     fn sub(self, rhs: MicroJoules) -> MicroJoules {
@@ -59,6 +83,26 @@ impl MicroWatts {
             MicroWatts(0)
         }
     }
+
+    /// `self - rhs`, or 0 when `rhs` is larger.
+    pub fn saturating_sub(self, rhs: MicroWatts) -> MicroWatts {
+        MicroWatts(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `self - rhs`, or `None` when `rhs` is larger.
+    pub fn checked_sub(self, rhs: MicroWatts) -> Option<MicroWatts> {
+        self.0.checked_sub(rhs.0).map(MicroWatts)
+    }
+
+    /// `self + rhs`, or `u64::MAX` µW when it overflows.
+    pub fn saturating_add(self, rhs: MicroWatts) -> MicroWatts {
+        MicroWatts(self.0.saturating_add(rhs.0))
+    }
+
+    /// `self + rhs`, or `None` when it overflows.
+    pub fn checked_add(self, rhs: MicroWatts) -> Option<MicroWatts> {
+        self.0.checked_add(rhs.0).map(MicroWatts)
+    }
 }
 
 /// A point on a monotonic clock, in nanoseconds from an origin chosen by the caller.
@@ -73,9 +117,20 @@ impl Timestamp {
         Nanos(self.0.saturating_sub(earlier.0))
     }
 
-    /// This instant moved forward by `d`.
+    /// This instant moved forward by `d`, saturating at the end of time.
     pub fn plus(self, d: Nanos) -> Timestamp {
         Timestamp(self.0.saturating_add(d.0))
+    }
+
+    /// Nanoseconds elapsed since `earlier`, or `None` when `earlier` is later (a clock that
+    /// went back).
+    pub fn checked_since(self, earlier: Timestamp) -> Option<Nanos> {
+        self.0.checked_sub(earlier.0).map(Nanos)
+    }
+
+    /// This instant moved forward by `d`, or `None` past the end of time.
+    pub fn checked_add(self, d: Nanos) -> Option<Timestamp> {
+        self.0.checked_add(d.0).map(Timestamp)
     }
 }
 
@@ -97,6 +152,39 @@ impl Nanos {
     /// Seconds as a float.
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e9
+    }
+
+    /// `self - rhs`, or 0 when `rhs` is longer.
+    pub fn saturating_sub(self, rhs: Nanos) -> Nanos {
+        Nanos(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `self - rhs`, or `None` when `rhs` is longer.
+    pub fn checked_sub(self, rhs: Nanos) -> Option<Nanos> {
+        self.0.checked_sub(rhs.0).map(Nanos)
+    }
+
+    /// `self + rhs`, or `u64::MAX` ns (584 years) when it overflows.
+    pub fn saturating_add(self, rhs: Nanos) -> Nanos {
+        Nanos(self.0.saturating_add(rhs.0))
+    }
+
+    /// `self + rhs`, or `None` when it overflows.
+    pub fn checked_add(self, rhs: Nanos) -> Option<Nanos> {
+        self.0.checked_add(rhs.0).map(Nanos)
+    }
+}
+
+/// Saturates at `u64::MAX` ns (584 years): no interval the engine sees comes near it.
+impl From<Duration> for Nanos {
+    fn from(d: Duration) -> Nanos {
+        Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<Nanos> for Duration {
+    fn from(n: Nanos) -> Duration {
+        Duration::from_nanos(n.0)
     }
 }
 
@@ -136,6 +224,39 @@ mod tests {
         }
         assert_eq!(sum, 1);
         assert_eq!(carry, 0);
+    }
+
+    #[test]
+    fn named_ops_say_what_happens_at_the_edges_issue_14() {
+        let (a, b) = (MicroJoules(3), MicroJoules(5));
+        assert_eq!(a.checked_sub(b), None);
+        assert_eq!(a.saturating_sub(b), MicroJoules::ZERO);
+        assert_eq!(b.checked_sub(a), Some(MicroJoules(2)));
+        assert_eq!(MicroJoules(u64::MAX).checked_add(a), None);
+        assert_eq!(
+            MicroJoules(u64::MAX).saturating_add(a),
+            MicroJoules(u64::MAX)
+        );
+        assert_eq!(MicroWatts(1).checked_sub(MicroWatts(2)), None);
+        assert_eq!(
+            MicroWatts(u64::MAX).saturating_add(MicroWatts(1)).0,
+            u64::MAX
+        );
+        assert_eq!(Nanos(1).saturating_sub(Nanos(2)), Nanos(0));
+        assert_eq!(Nanos(u64::MAX).checked_add(Nanos(1)), None);
+        assert_eq!(Timestamp(1).checked_since(Timestamp(2)), None);
+        assert_eq!(Timestamp(5).checked_since(Timestamp(2)), Some(Nanos(3)));
+        assert_eq!(Timestamp(u64::MAX).checked_add(Nanos(1)), None);
+    }
+
+    #[test]
+    fn nanos_from_duration_issue_14() {
+        assert_eq!(
+            Nanos::from(Duration::from_millis(1500)),
+            Nanos(1_500_000_000)
+        );
+        assert_eq!(Nanos::from(Duration::MAX), Nanos(u64::MAX));
+        assert_eq!(Duration::from(Nanos(42)), Duration::from_nanos(42));
     }
 
     #[test]

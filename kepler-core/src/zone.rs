@@ -150,6 +150,80 @@ pub struct ZoneInfo {
     pub max_power: Option<MicroWatts>,
 }
 
+impl ZoneInfo {
+    /// A builder for a zone `id` of `kind` whose numbers come from `source`. It starts as an
+    /// energy counter of unknown range on socket 0, measured (not estimated), with `path`
+    /// equal to `id` and no stated maximum power; the builder's methods change that.
+    ///
+    /// ```
+    /// use kepler_core::{MicroJoules, SourceKind, ZoneInfo, ZoneKind};
+    ///
+    /// let zone = ZoneInfo::builder("rapl:package-1", ZoneKind::Package, SourceKind::Rapl)
+    ///     .index(1)
+    ///     .energy_counter(Some(MicroJoules(262_143_328_850)))
+    ///     .build();
+    /// assert_eq!((zone.index, zone.path.as_str()), (1, "rapl:package-1"));
+    /// ```
+    pub fn builder(id: impl Into<String>, kind: ZoneKind, source: SourceKind) -> ZoneInfoBuilder {
+        let id = id.into();
+        ZoneInfoBuilder(ZoneInfo {
+            path: id.clone(),
+            id,
+            kind,
+            index: 0,
+            source,
+            metering: Metering::EnergyCounter { max_range: None },
+            estimated: false,
+            max_power: None,
+        })
+    }
+}
+
+/// Builds a [`ZoneInfo`]; see [`ZoneInfo::builder`]. A zone needs no struct literal, so new
+/// fields with defaults do not break callers.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct ZoneInfoBuilder(ZoneInfo);
+
+impl ZoneInfoBuilder {
+    /// Socket or device index (default 0); per-socket zones follow their socket's usage.
+    pub fn index(mut self, index: u32) -> Self {
+        self.0.index = index;
+        self
+    }
+    /// The `path` label (default: the id).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.0.path = path.into();
+        self
+    }
+    /// A cumulative energy counter that wraps to 0 after `max_range`, when known (default,
+    /// with an unknown range: a counter that goes back is then a reset).
+    pub fn energy_counter(mut self, max_range: Option<MicroJoules>) -> Self {
+        self.0.metering = Metering::EnergyCounter { max_range };
+        self
+    }
+    /// An instantaneous power gauge that the engine integrates over time.
+    pub fn power_gauge(mut self) -> Self {
+        self.0.metering = Metering::PowerGauge;
+        self
+    }
+    /// Marks the numbers as an estimate, not a measurement (default: measured).
+    pub fn estimated(mut self, estimated: bool) -> Self {
+        self.0.estimated = estimated;
+        self
+    }
+    /// The most power the zone can plausibly draw; larger deltas are dropped as resets
+    /// (default: the engine's `default_max_power`).
+    pub fn max_power(mut self, max_power: MicroWatts) -> Self {
+        self.0.max_power = Some(max_power);
+        self
+    }
+    /// The zone.
+    pub fn build(self) -> ZoneInfo {
+        self.0
+    }
+}
+
 /// One reading of a zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {

@@ -99,6 +99,105 @@ fn info_for(container: u8) -> Arc<ProcessInfo> {
     })
 }
 
+/// Processes alive in a replayed trace and the node's CPU counters.
+#[derive(Default)]
+struct ReplayNode {
+    /// pid -> (start_time, cpu ns, info)
+    live: HashMap<u32, (u64, u64, Arc<ProcessInfo>)>,
+    next_start: u64,
+    busy: u64,
+    total: u64,
+}
+
+impl ReplayNode {
+    /// Applies one tick's process events and returns the activity frame read after them.
+    fn frame(
+        &mut self,
+        procs: &[ProcSpec],
+        busy_extra_permille: u16,
+        dt: u64,
+        at: u64,
+    ) -> ActivityFrame {
+        let mut sum = 0;
+        for p in procs {
+            match p.event {
+                1 => {
+                    self.live.remove(&p.pid);
+                }
+                2 => {
+                    self.live.insert(
+                        p.pid,
+                        (self.next_start, p.cpu_ms * 1_000_000, info_for(p.container)),
+                    );
+                    self.next_start += 1;
+                    sum += p.cpu_ms * 1_000_000;
+                }
+                _ => {
+                    let next_start = &mut self.next_start;
+                    let e = self.live.entry(p.pid).or_insert_with(|| {
+                        *next_start += 1;
+                        (*next_start - 1, 0, info_for(p.container))
+                    });
+                    e.1 += p.cpu_ms * 1_000_000;
+                    sum += p.cpu_ms * 1_000_000;
+                }
+            }
+        }
+        self.busy += sum + busy_extra_permille as u64 * dt / 1000;
+        self.total += (self.busy - self.total.min(self.busy)).max(dt * 4) + dt;
+        let mut f = ActivityFrame {
+            at: Timestamp(at),
+            node: NodeCpu {
+                busy: Nanos(self.busy),
+                total: Nanos(self.total),
+            },
+            processes: Vec::new(),
+            ..Default::default()
+        };
+        let mut pids: Vec<_> = self.live.keys().copied().collect();
+        pids.sort();
+        for pid in pids {
+            let (start, cpu, info) = &self.live[&pid];
+            f.processes.push(ProcessSample {
+                pid,
+                start_time: *start,
+                cpu_time: Nanos(*cpu),
+                info: info.clone(),
+            });
+        }
+        f
+    }
+}
+
+/// The power frame of one replayed tick: each zone advances, resets or fails.
+fn replay_power(
+    t: &TickSpec,
+    dt: u64,
+    at: u64,
+    counters: &mut [u64; 2],
+    zones: &[Arc<ZoneInfo>; 2],
+) -> PowerFrame {
+    let mut power = PowerFrame::default();
+    for (i, &(w, ev)) in t.zones.iter().enumerate() {
+        let reading = match ev {
+            2 => Err(ReadError::Io {
+                what: "zone".into(),
+                detail: "injected".into(),
+            }),
+            1 => {
+                counters[i] /= 3;
+                Ok(Reading::Energy(MicroJoules(counters[i])))
+            }
+            _ => {
+                counters[i] = (counters[i] + w as u64 * dt / 1000) % RANGE;
+                Ok(Reading::Energy(MicroJoules(counters[i])))
+            }
+        };
+        power.push(&zones[i], Timestamp(at), reading);
+    }
+    power
+}
+
 /// Replays a trace and returns the snapshots.
 fn replay(trace: &[TickSpec], ttl: Nanos) -> Vec<Snapshot> {
     let zones = [
@@ -113,82 +212,19 @@ fn replay(trace: &[TickSpec], ttl: Nanos) -> Vec<Snapshot> {
     );
     let mut counters = [0u64; 2];
     let mut at = 0u64;
-    let mut busy = 0u64;
-    let mut total = 0u64;
-    // pid -> (start_time, cpu ns, info)
-    let mut live: HashMap<u32, (u64, u64, Arc<ProcessInfo>)> = HashMap::new();
-    let mut next_start = 1u64;
+    let mut node = ReplayNode {
+        next_start: 1,
+        ..ReplayNode::default()
+    };
     let mut out = Vec::new();
     for t in trace {
         let dt = t.dt_ms * 1_000_000;
         at += dt;
-        let mut power = PowerFrame::default();
-        for (i, &(w, ev)) in t.zones.iter().enumerate() {
-            let reading = match ev {
-                2 => Err(ReadError::Io {
-                    what: "zone".into(),
-                    detail: "injected".into(),
-                }),
-                1 => {
-                    counters[i] /= 3;
-                    Ok(Reading::Energy(MicroJoules(counters[i])))
-                }
-                _ => {
-                    counters[i] = (counters[i] + w as u64 * dt / 1000) % RANGE;
-                    Ok(Reading::Energy(MicroJoules(counters[i])))
-                }
-            };
-            power.push(&zones[i], Timestamp(at), reading);
-        }
-        let frame = t.activity.as_ref().map(|procs| {
-            let mut sum = 0;
-            for p in procs {
-                match p.event {
-                    1 => {
-                        live.remove(&p.pid);
-                    }
-                    2 => {
-                        live.insert(
-                            p.pid,
-                            (next_start, p.cpu_ms * 1_000_000, info_for(p.container)),
-                        );
-                        next_start += 1;
-                        sum += p.cpu_ms * 1_000_000;
-                    }
-                    _ => {
-                        let e = live.entry(p.pid).or_insert_with(|| {
-                            next_start += 1;
-                            (next_start - 1, 0, info_for(p.container))
-                        });
-                        e.1 += p.cpu_ms * 1_000_000;
-                        sum += p.cpu_ms * 1_000_000;
-                    }
-                }
-            }
-            busy += sum + t.busy_extra_permille as u64 * dt / 1000;
-            total += (busy - total.min(busy)).max(dt * 4) + dt;
-            let mut f = ActivityFrame {
-                at: Timestamp(at),
-                node: NodeCpu {
-                    busy: Nanos(busy),
-                    total: Nanos(total),
-                },
-                processes: Vec::new(),
-                ..Default::default()
-            };
-            let mut pids: Vec<_> = live.keys().copied().collect();
-            pids.sort();
-            for pid in pids {
-                let (start, cpu, info) = &live[&pid];
-                f.processes.push(ProcessSample {
-                    pid,
-                    start_time: *start,
-                    cpu_time: Nanos(*cpu),
-                    info: info.clone(),
-                });
-            }
-            f
-        });
+        let power = replay_power(t, dt, at, &mut counters, &zones);
+        let frame = t
+            .activity
+            .as_ref()
+            .map(|procs| node.frame(procs, t.busy_extra_permille, dt, at));
         out.push(engine.step(&power, frame.as_ref(), Timestamp(at)));
     }
     out
@@ -465,38 +501,17 @@ struct Live {
     info: Arc<ProcessInfo>,
 }
 
-fn replay_churn(trace: &[ChurnTick], idle: IdlePolicy, learned: bool) -> Vec<Snapshot> {
-    let zone = fakes::counter_zone(ZoneKind::Package, 0, None);
-    let mut engine = Attributor::new(
-        AttributorConfig::builder()
-            .terminated_ttl(Nanos::from_secs(3))
-            .max_terminated(Some(4))
-            .idle(idle)
-            .idle_power(if learned {
-                IdlePower::LEARNED_DEFAULT
-            } else {
-                IdlePower::Usage
-            })
-            .build(),
-    );
-    let (mut at, mut energy, mut busy, mut next_start) = (0u64, 0u64, 0u64, 1u64);
-    let mut live: HashMap<u32, Live> = HashMap::new();
-    let mut usage = [0u64; 3];
-    let mut out = Vec::new();
-    for t in trace {
-        let dt = t.dt_ms * MS;
-        at += dt;
-        energy += t.watts as u64 * dt / 1000;
-        let mut power = PowerFrame::default();
-        power.push(
-            &zone,
-            Timestamp(at),
-            Ok(Reading::Energy(MicroJoules(energy))),
-        );
-        let mut frame = ActivityFrame {
-            at: Timestamp(at),
-            ..Default::default()
-        };
+/// Processes, cgroups and node CPU of a replayed churn trace.
+struct ChurnNode {
+    live: HashMap<u32, Live>,
+    next_start: u64,
+    busy: u64,
+    usage: [u64; 3],
+}
+
+impl ChurnNode {
+    /// Applies one tick's events; returns the pids whose counters read back this tick.
+    fn apply(&mut self, t: &ChurnTick) -> std::collections::HashSet<u32> {
         let mut regressed = std::collections::HashSet::new();
         for p in &t.procs {
             let info = info_for(p.container);
@@ -504,32 +519,31 @@ fn replay_churn(trace: &[ChurnTick], idle: IdlePolicy, learned: bool) -> Vec<Sna
             let work = (p.cpu_ms + p.children_ms) * MS;
             match p.event {
                 1 => {
-                    live.remove(&p.pid);
+                    self.live.remove(&p.pid);
                     continue;
                 }
                 2 => {
                     // The old process exits and a new one takes its pid, all within the tick.
-                    live.insert(
-                        p.pid,
-                        Live {
-                            start: next_start,
-                            cpu: 0,
-                            children: 0,
-                            ppid: p.parent,
-                            info,
-                        },
-                    );
-                    next_start += 1;
+                    let new = Live {
+                        start: self.next_start,
+                        cpu: 0,
+                        children: 0,
+                        ppid: p.parent,
+                        info,
+                    };
+                    self.live.insert(p.pid, new);
+                    self.next_start += 1;
                 }
                 3 => {
                     regressed.insert(p.pid);
                 }
                 _ => {}
             }
-            let e = live.entry(p.pid).or_insert_with(|| {
-                next_start += 1;
+            let next_start = &mut self.next_start;
+            let e = self.live.entry(p.pid).or_insert_with(|| {
+                *next_start += 1;
                 Live {
-                    start: next_start - 1,
+                    start: *next_start - 1,
                     cpu: 0,
                     children: 0,
                     ppid: p.parent,
@@ -538,24 +552,38 @@ fn replay_churn(trace: &[ChurnTick], idle: IdlePolicy, learned: bool) -> Vec<Sna
             });
             e.cpu += p.cpu_ms * MS;
             e.children += p.children_ms * MS;
-            busy += work;
+            self.busy += work;
             if c > 0 && e.info.container.is_some() {
-                usage[c - 1] += work;
+                self.usage[c - 1] += work;
             }
         }
         for (i, &(hidden_ms, _)) in t.cgroups.iter().enumerate() {
-            usage[i] += hidden_ms * MS;
-            busy += hidden_ms * MS;
+            self.usage[i] += hidden_ms * MS;
+            self.busy += hidden_ms * MS;
         }
-        busy += t.extra_busy_ms * MS;
-        frame.node = NodeCpu {
-            busy: Nanos(busy),
-            total: Nanos(busy.max(at * 4) + at),
+        self.busy += t.extra_busy_ms * MS;
+        regressed
+    }
+
+    /// The frame read after the tick's events; cgroups may vanish or read back.
+    fn frame(
+        &mut self,
+        t: &ChurnTick,
+        at: u64,
+        regressed: &std::collections::HashSet<u32>,
+    ) -> ActivityFrame {
+        let mut frame = ActivityFrame {
+            at: Timestamp(at),
+            ..Default::default()
         };
-        let mut pids: Vec<_> = live.keys().copied().collect();
+        frame.node = NodeCpu {
+            busy: Nanos(self.busy),
+            total: Nanos(self.busy.max(at * 4) + at),
+        };
+        let mut pids: Vec<_> = self.live.keys().copied().collect();
         pids.sort();
         for pid in pids {
-            let l = &live[&pid];
+            let l = &self.live[&pid];
             let back = regressed.contains(&pid);
             frame.processes.push(ProcessSample {
                 pid,
@@ -573,14 +601,52 @@ fn replay_churn(trace: &[ChurnTick], idle: IdlePolicy, learned: bool) -> Vec<Sna
             let info = info_for(i as u8 + 1).container.clone().unwrap();
             match event {
                 0 => continue, // vanished mid-read
-                1 => usage[i] /= 2,
+                1 => self.usage[i] /= 2,
                 _ => {}
             }
             frame.containers.push(ContainerUsage {
                 info,
-                usage: Nanos(usage[i]),
+                usage: Nanos(self.usage[i]),
             });
         }
+        frame
+    }
+}
+
+fn replay_churn(trace: &[ChurnTick], idle: IdlePolicy, learned: bool) -> Vec<Snapshot> {
+    let zone = fakes::counter_zone(ZoneKind::Package, 0, None);
+    let mut engine = Attributor::new(
+        AttributorConfig::builder()
+            .terminated_ttl(Nanos::from_secs(3))
+            .max_terminated(Some(4))
+            .idle(idle)
+            .idle_power(if learned {
+                IdlePower::LEARNED_DEFAULT
+            } else {
+                IdlePower::Usage
+            })
+            .build(),
+    );
+    let (mut at, mut energy) = (0u64, 0u64);
+    let mut node = ChurnNode {
+        live: HashMap::new(),
+        next_start: 1,
+        busy: 0,
+        usage: [0; 3],
+    };
+    let mut out = Vec::new();
+    for t in trace {
+        let dt = t.dt_ms * MS;
+        at += dt;
+        energy += t.watts as u64 * dt / 1000;
+        let mut power = PowerFrame::default();
+        power.push(
+            &zone,
+            Timestamp(at),
+            Ok(Reading::Energy(MicroJoules(energy))),
+        );
+        let regressed = node.apply(t);
+        let frame = node.frame(t, at, &regressed);
         out.push(engine.step(&power, Some(&frame), Timestamp(at)));
     }
     out

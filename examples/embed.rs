@@ -1,6 +1,6 @@
 //! Embedding the engine: step it with your own readings and read the snapshot.
 //!
-//! `cargo run -p kepler-examples --example embed`
+//! `cargo run -p examples --example embed`
 //!
 //! A tool that already has power numbers (from its own meter, a simulator, a trace file)
 //! and process CPU times can use `kepler-core` alone: no files, no clock, no threads, and

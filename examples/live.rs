@@ -1,7 +1,7 @@
 //! Embedding the runtime: read this machine's meters and processes for a few seconds, with
 //! the same source selection and tick as the exporter.
 //!
-//! `cargo run -p kepler-examples --example live`
+//! `cargo run -p examples --example live`
 //!
 //! Uses RAPL when it is readable and the model estimate otherwise, like the exporter
 //! (`Options::preferred_meters` defaults to `[rapl, hwmon, model]`).

@@ -17,14 +17,15 @@
 //! are reported as one process, the sum of both, and freed together.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kepler_core::{
     ActivityFrame, ContainerInfo, Nanos, NodeCpu, ProcessInfo, ProcessSample, ReadError, Timestamp,
 };
-use kepler_sources::{
-    parse_cgroup, parse_node_cpu, procfs_read_error as read_error, sanitize_comm, vm_from_cmdline,
+use kepler_sources::host::{
+    boottime_ns_to_ticks, parse_cgroup, parse_node_cpu, read_error, sanitize_comm, ticks_to_ns,
+    Access, StaticReader,
 };
 
 use rustc_hash::FxHashMap as HashMap;
@@ -33,8 +34,6 @@ use crate::raw::{PendingWay, ProcRecord, COMM_LEN, PROC_KTHREAD};
 
 /// How many reads an exited process is reported on before its entry is deleted.
 const EXITED_READS: u8 = 2;
-/// Enough for the cgroup file of any real process and a QEMU command line.
-const AUX_LIMIT: u64 = 256 * 1024;
 
 struct Cached {
     info: Arc<ProcessInfo>,
@@ -85,7 +84,8 @@ struct CachedContainer {
 /// Builds activity frames from BPF records; owns the per-process static-data cache.
 pub struct FrameBuilder {
     procfs: PathBuf,
-    ns_per_tick: u64,
+    user_hz: u64,
+    statics: StaticReader,
     cache: HashMap<(u32, u64), Cached>,
     containers: HashMap<u64, CachedContainer>,
     /// Pending time of the per-CPU caches by (slot, tgid, start_boottime): a way may still
@@ -97,7 +97,6 @@ pub struct FrameBuilder {
     gone: HashMap<(u32, u64), Gone>,
     freed: Vec<Freed>,
     held_back: u64,
-    empty: Arc<str>,
     stat_buf: String,
 }
 
@@ -105,7 +104,7 @@ impl std::fmt::Debug for FrameBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrameBuilder")
             .field("procfs", &self.procfs)
-            .field("ns_per_tick", &self.ns_per_tick)
+            .field("user_hz", &self.user_hz)
             .field("cached", &self.cache.len())
             .finish_non_exhaustive()
     }
@@ -113,11 +112,13 @@ impl std::fmt::Debug for FrameBuilder {
 
 impl FrameBuilder {
     /// A builder reading static data and node totals under `procfs`, converting start
-    /// times with `user_hz` clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+    /// times with `user_hz` clock ticks per second
+    /// ([`kepler_sources::host::user_hz`]).
     pub fn new(procfs: impl Into<PathBuf>, user_hz: u64) -> FrameBuilder {
         FrameBuilder {
             procfs: procfs.into(),
-            ns_per_tick: 1_000_000_000 / user_hz.clamp(1, 1_000_000_000),
+            user_hz,
+            statics: StaticReader::new(),
             cache: HashMap::default(),
             containers: HashMap::default(),
             pending: HashMap::default(),
@@ -127,7 +128,6 @@ impl FrameBuilder {
             gone: HashMap::default(),
             freed: Vec::new(),
             held_back: 0,
-            empty: Arc::from(""),
             stat_buf: String::new(),
         }
     }
@@ -255,7 +255,7 @@ impl FrameBuilder {
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
     ) {
-        let start_time = r.start_boottime_ns / self.ns_per_tick;
+        let start_time = boottime_ns_to_ticks(self.user_hz, r.start_boottime_ns);
         let key = (r.tgid, start_time);
         let generation = self.generation;
         let mut extra = self
@@ -333,38 +333,37 @@ impl FrameBuilder {
         });
     }
 
-    /// Static data of a process: from procfs while it lives, from what the BPF program
-    /// recorded once it is gone. Every part degrades on its own, as under procfs.
+    /// Static data of a process: from procfs while it lives (the host layer's reader, as
+    /// under procfs), from what the BPF program recorded once it is gone.
     fn load_static(
         &mut self,
         r: &ProcRecord,
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
     ) -> ProcessInfo {
         let comm: Arc<str> = Arc::from(sanitize_comm(r.comm_bytes()).as_ref());
-        if r.flags & PROC_KTHREAD != 0 {
+        let kthread = r.flags & PROC_KTHREAD != 0;
+        if kthread || r.exited() {
+            // Kernel threads live in the root cgroup; a gone process left only its cgroup id.
+            let container = match kthread {
+                true => None,
+                false => self.container_of_cgroup(r.cgroup_id, cgroup_name),
+            };
             return ProcessInfo {
                 comm,
-                exe: Arc::clone(&self.empty),
-                container: None,
+                exe: Arc::clone(self.statics.empty()),
+                container,
                 vm: None,
             };
         }
         let dir = self.procfs.join(r.tgid.to_string());
-        let mut exe = Arc::clone(&self.empty);
-        let mut vm = None;
-        let mut container = None;
-        let mut from_procfs = false;
-        if !r.exited() {
-            if let Ok(target) = std::fs::read_link(dir.join("exe")) {
-                exe = Arc::from(target.to_string_lossy());
-            }
-            if let Ok(text) = read_limited(&dir.join("cgroup")) {
-                container = parse_cgroup(&text).map(|m| m.into_container(&self.empty));
-                from_procfs = true;
+        let mut info = self.statics.read(&dir, comm, false);
+        match self.statics.cgroup_text() {
+            Some(text) => {
                 // The record's cgroup id is where the process was first seen; it may have
                 // moved since. Teach the id's container only when the process is still in
                 // that cgroup (same directory name), so that exited processes of the id
                 // are not charged to where this one went.
+                let text = String::from_utf8_lossy(text);
                 let still_there = cgroup_v2_leaf(&text).is_some_and(|leaf| {
                     cgroup_name(r.cgroup_id).is_some_and(|n| n == leaf.as_bytes())
                 });
@@ -372,25 +371,15 @@ impl FrameBuilder {
                     self.containers.insert(
                         r.cgroup_id,
                         CachedContainer {
-                            container: container.clone(),
+                            container: info.container.clone(),
                             seen: self.generation,
                         },
                     );
                 }
             }
-            if let Ok(cmdline) = read_limited(&dir.join("cmdline")) {
-                vm = vm_from_cmdline(cmdline.as_bytes());
-            }
+            None => info.container = self.container_of_cgroup(r.cgroup_id, cgroup_name),
         }
-        if !from_procfs {
-            container = self.container_of_cgroup(r.cgroup_id, cgroup_name);
-        }
-        ProcessInfo {
-            comm,
-            exe,
-            container,
-            vm,
-        }
+        info
     }
 
     fn container_of_cgroup(
@@ -405,7 +394,7 @@ impl FrameBuilder {
         // though a pod id carried by a parent directory is lost.
         let name = cgroup_name(id)?;
         let path = format!("0::/{}\n", String::from_utf8_lossy(&name));
-        let container = parse_cgroup(&path).map(|m| m.into_container(&self.empty));
+        let container = parse_cgroup(&path).map(|m| m.into_container(self.statics.empty()));
         self.containers.insert(
             id,
             CachedContainer {
@@ -421,14 +410,16 @@ impl FrameBuilder {
     fn read_node(&mut self) -> Result<NodeCpu, ReadError> {
         let path = self.procfs.join("stat");
         self.stat_buf.clear();
-        let mut file = std::fs::File::open(&path).map_err(|e| read_error(&path, &e))?;
+        let what = || path.display().to_string();
+        let mut file =
+            std::fs::File::open(&path).map_err(|e| read_error(&what(), &e, Access::Procfs))?;
         io::Read::read_to_string(&mut file, &mut self.stat_buf)
-            .map_err(|e| read_error(&path, &e))?;
+            .map_err(|e| read_error(&what(), &e, Access::Procfs))?;
         let ticks = parse_node_cpu(self.stat_buf.as_bytes()).ok_or_else(|| ReadError::Parse {
             what: path.display().to_string(),
             detail: "no aggregate `cpu ` line".into(),
         })?;
-        let ns = |t: u64| Nanos(t.saturating_mul(self.ns_per_tick));
+        let ns = |t: u64| ticks_to_ns(self.user_hz, t);
         Ok(NodeCpu {
             busy: ns(ticks.busy),
             total: ns(ticks.total),
@@ -441,13 +432,6 @@ impl FrameBuilder {
 fn cgroup_v2_leaf(text: &str) -> Option<&str> {
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim_end();
     Some(path.rsplit('/').next().unwrap_or(""))
-}
-
-fn read_limited(path: &Path) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    io::Read::read_to_end(&mut io::Read::take(file, AUX_LIMIT), &mut buf)?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]

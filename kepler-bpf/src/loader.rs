@@ -112,6 +112,7 @@ pub struct BpfActivity {
     procfs: PathBuf,
     path: String,
     builder: FrameBuilder,
+    user_hz: u64,
     stats: BpfStats,
 }
 
@@ -185,7 +186,7 @@ impl BpfActivity {
                     .map_err(|e| load_err(&format!("attach {name}"), e))?,
             );
         }
-        let user_hz = u64::try_from(unsafe_sysconf_clk_tck()).unwrap_or(100);
+        let user_hz = kepler_sources::host::user_hz(&opts.procfs);
         let stats = BpfStats {
             programs_attached: links.len() as u32,
             map_capacity: u64::from(capacity),
@@ -212,6 +213,7 @@ impl BpfActivity {
             reads: 0,
             shared: Arc::new(Mutex::new(stats)),
             builder: FrameBuilder::new(opts.procfs.clone(), user_hz),
+            user_hz,
             procfs: opts.procfs,
             path: String::new(),
             stats,
@@ -434,7 +436,7 @@ impl BpfActivity {
                 Some(s) => start_of
                     .get(s)
                     .is_some_and(|&start| start != r.start_boottime_ns),
-                None => !alive_in_procfs(&mut self.path, &self.procfs, r),
+                None => !alive_in_procfs(&mut self.path, &self.procfs, self.user_hz, r),
             };
             if dead {
                 self.table.or_flags(r.slot, PROC_EXITED);
@@ -524,7 +526,7 @@ fn push_free(fd: BorrowedFd<'_>, slot: u32) -> std::io::Result<()> {
 }
 
 /// Whether the process of `r` still lives: `<procfs>/<tgid>/stat` has its start time.
-fn alive_in_procfs(path: &mut String, procfs: &Path, r: &ProcRecord) -> bool {
+fn alive_in_procfs(path: &mut String, procfs: &Path, user_hz: u64, r: &ProcRecord) -> bool {
     use std::fmt::Write;
     path.clear();
     let _ = write!(path, "{}/{}/stat", procfs.display(), r.tgid);
@@ -534,10 +536,7 @@ fn alive_in_procfs(path: &mut String, procfs: &Path, r: &ProcRecord) -> bool {
     let Some(stat) = kepler_sources::parse_stat(&bytes) else {
         return true; // unreadable is not proof of death
     };
-    let ticks = u64::try_from(unsafe_sysconf_clk_tck())
-        .unwrap_or(100)
-        .max(1);
-    stat.starttime == r.start_boottime_ns / (1_000_000_000 / ticks)
+    stat.starttime == kepler_sources::host::boottime_ns_to_ticks(user_hz, r.start_boottime_ns)
 }
 
 /// Reads every entry of a hash map with `BPF_MAP_LOOKUP_BATCH`, calling until the kernel
@@ -650,16 +649,6 @@ fn thread_runtime_ns(path: &mut String, procfs: &Path, tgid: u32, pid: u32) -> O
     let _ = write!(path, "{}/{tgid}/task/{pid}/schedstat", procfs.display());
     let text = std::fs::read_to_string(&*path).ok()?;
     text.split_ascii_whitespace().next()?.parse().ok()
-}
-
-fn unsafe_sysconf_clk_tck() -> i64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as i64
-    } else {
-        100
-    }
 }
 
 fn prog_run_stats(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {

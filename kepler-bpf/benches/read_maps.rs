@@ -25,6 +25,7 @@ fn record(i: u32, flags: u32) -> ProcRecord {
         last_cpu: 0,
         flags,
         comm,
+        ppid: 1,
     }
 }
 

@@ -34,7 +34,7 @@ mod raw;
 mod slots;
 
 pub use error::Error;
-pub use frame::{FrameBuilder, Freed};
+pub use frame::{FrameBuilder, Freed, Running};
 #[cfg(feature = "libbpf")]
 pub use loader::{BpfActivity, BpfOptions, BpfStats, OBJECT_BYTES, OBJECT_ORIGIN};
 pub use privilege::{missing, missing_here, Missing};

@@ -13,10 +13,11 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 use rustc_hash::FxHashMap;
 
 use crate::error::Error;
-use crate::frame::{FrameBuilder, Freed};
+use crate::frame::{FrameBuilder, Freed, Running};
 use crate::privilege;
 use crate::raw::{cgroup_name, CpuSlot, PendingWay, ProcRecord, PROC_EXITED};
 use crate::slots::SlotTable;
+use kepler_sources::host::CpuTopology;
 
 /// The compiled `src/bpf/activity.bpf.c` (built from source, or the committed prebuilt).
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/activity.bpf.o"));
@@ -42,9 +43,13 @@ pub struct BpfOptions {
     /// The procfs of the host, for static per-process data and `/proc/stat`.
     pub procfs: PathBuf,
     /// How many processes can be accounted at once (live ones, and exited ones until they
-    /// have been reported): the number of slots. About 120 bytes of kernel memory each,
-    /// preallocated, of which 56 (the slot itself) are mapped into this process.
+    /// have been reported): the number of slots. About 130 bytes of kernel memory each,
+    /// preallocated, of which 64 (the slot itself) are mapped into this process.
     pub max_processes: u32,
+    /// The sysfs of the host: its CPU topology gives the per-CPU times of multi-socket
+    /// machines their sockets, and `<sysfs>/fs/cgroup` the containers' cgroup CPU counters,
+    /// as under procfs. `None` reports neither.
+    pub sysfs: Option<PathBuf>,
 }
 
 impl Default for BpfOptions {
@@ -52,6 +57,7 @@ impl Default for BpfOptions {
         BpfOptions {
             procfs: "/proc".into(),
             max_processes: 32768,
+            sysfs: Some("/sys".into()),
         }
     }
 }
@@ -106,7 +112,7 @@ pub struct BpfActivity {
     moved_slots: Vec<u32>,
     settled_ways: Vec<PendingWay>,
     pending: Vec<PendingWay>,
-    running: Vec<(u32, u64)>,
+    running: Vec<Running>,
     reads: u64,
     shared: Arc<Mutex<BpfStats>>,
     procfs: PathBuf,
@@ -212,7 +218,12 @@ impl BpfActivity {
             running: Vec::new(),
             reads: 0,
             shared: Arc::new(Mutex::new(stats)),
-            builder: FrameBuilder::new(opts.procfs.clone(), user_hz),
+            builder: match &opts.sysfs {
+                Some(sysfs) => FrameBuilder::new(opts.procfs.clone(), user_hz)
+                    .with_topology(CpuTopology::read(sysfs))
+                    .with_cgroup_root(sysfs.join("fs/cgroup")),
+                None => FrameBuilder::new(opts.procfs.clone(), user_hz),
+            },
             user_hz,
             procfs: opts.procfs,
             path: String::new(),
@@ -369,12 +380,16 @@ impl BpfActivity {
             self.sweep_orphans();
         }
         self.running.clear();
-        for slot in &self.cpus {
+        // Per-CPU values come in CPU order.
+        for (cpu, slot) in self.cpus.iter().enumerate() {
             if slot.pid != 0 {
                 let now = thread_runtime_ns(&mut self.path, &self.procfs, slot.tgid, slot.pid);
                 if let Some(now) = now {
-                    let ns = now.saturating_sub(slot.start_runtime_ns);
-                    self.running.push((slot.tgid, ns));
+                    self.running.push(Running {
+                        tgid: slot.tgid,
+                        ns: now.saturating_sub(slot.start_runtime_ns),
+                        cpu: cpu as u32,
+                    });
                 }
             }
         }
@@ -503,7 +518,12 @@ fn read_cpus(cpu_slots: &MapHandle, out: &mut Vec<CpuSlot>) -> Result<(), Error>
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
         .map_err(|e| bpf_err("read the per-CPU state", e))?
     {
-        out.extend(per_cpu.iter().filter_map(|v| CpuSlot::decode(v)));
+        // One entry per CPU, in CPU order: the index is the CPU number.
+        out.extend(
+            per_cpu
+                .iter()
+                .map(|v| CpuSlot::decode(v).unwrap_or_default()),
+        );
     }
     Ok(())
 }

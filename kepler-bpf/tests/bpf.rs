@@ -399,7 +399,10 @@ fn a_full_slot_table_drops_and_counts_issue_5() {
         let _ = Command::new("/bin/true").status();
     }
     read(&mut src, &mut frame);
-    assert!(frame.processes.len() <= 8, "{}", frame.processes.len());
+    // The frame still reports every live process (the ones without a slot from procfs,
+    // issue 14); the slots hold at most their number.
+    assert!(src.stats().map_entries <= 8, "{:?}", src.stats());
+    assert!(frame.processes.len() > 8, "{}", frame.processes.len());
     assert!(src.stats().events_dropped > 0, "{:?}", src.stats());
     assert_eq!(src.stats().map_capacity, 8);
 }

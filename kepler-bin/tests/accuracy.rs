@@ -348,9 +348,8 @@ fn attribution_matches_ground_truth_under_churn_issue_4() {
     let _ = read_at_tick(kepler.port(), &workloads, &mut last_node_j);
     let body = scrape(kepler.port(), "/metrics").expect("scrape");
     assert!(
-        body.contains(&format!(
-            r#"kepler_exporter_activity_errors_total{{node_name="#
-        )) && body.contains(&format!(r#"source="{source}""#)),
+        body.contains(r#"kepler_exporter_activity_errors_total{node_name="#)
+            && body.contains(&format!(r#"source="{source}""#)),
         "kepler does not use activity source {source}; log:\n{}",
         kepler.log()
     );

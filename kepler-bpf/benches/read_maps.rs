@@ -26,6 +26,7 @@ fn record(i: u32, flags: u32) -> ProcRecord {
         flags,
         comm,
         ppid: 1,
+        children_ns: 0,
     }
 }
 

@@ -433,9 +433,18 @@ impl FrameBuilder {
                     Some(k) => k,
                     None => {
                         // First sight: its procfs total seeds it, its stat gives the detail.
-                        self.dormant.remove(&r.tgid);
-                        let (seed, detail) = self.first_sight(r, start_time, cpu_time);
-                        (0, 0, seed, None, detail)
+                        // A process of the first listing keeps its static data (its exe
+                        // and VM are gone from procfs once it exits).
+                        let dormant = self
+                            .dormant
+                            .remove(&r.tgid)
+                            .filter(|d| d.start_time == start_time);
+                        let (seed, detail) =
+                            self.first_sight(r, start_time, cpu_time, dormant.as_ref());
+                        let info = dormant
+                            .filter(|d| *d.info.comm == *sanitize_comm(r.comm_bytes()))
+                            .map(|d| d.info);
+                        (0, 0, seed, info, detail)
                     }
                 };
                 update_detail(&mut detail, r, running_on);
@@ -478,21 +487,24 @@ impl FrameBuilder {
     /// The seed and detail of a process the program reports for the first time: its procfs
     /// total beyond what the program counted (`counted`), and its parent, reaped children's
     /// time and CPU from its `stat`. A process gone from procfs (it exited before this
-    /// read) started after the attach, or so close to it that nothing can be known: no
-    /// seed, and the detail the program recorded.
+    /// read) is seeded with its total at the first listing when it was listed (it slept
+    /// until it ran to its exit), else it started after the attach: no seed. Its detail is
+    /// what the program recorded at its exit.
     fn first_sight(
         &mut self,
         r: &ProcRecord,
         start_time: u64,
         counted: u64,
+        dormant: Option<&Dormant>,
     ) -> (u64, ProcessDetail) {
         let recorded = ProcessDetail {
             ppid: r.ppid,
             children_time: Nanos(r.children_ns),
             last_cpu: Some(r.last_cpu),
         };
+        let listed = dormant.map_or(0, |d| d.cpu_time.0);
         if r.exited() {
-            return (0, recorded);
+            return (listed, recorded);
         }
         match self.probe(r.tgid) {
             Some(p) if p.stat.starttime == start_time => (
@@ -503,7 +515,7 @@ impl FrameBuilder {
                     last_cpu: Some(p.stat.processor),
                 },
             ),
-            _ => (0, recorded),
+            _ => (listed, recorded),
         }
     }
 

@@ -321,3 +321,40 @@ fn sleepers_are_reported_from_the_first_listing_without_reading_them_again() {
     }
     assert!(b.processes.is_empty());
 }
+
+/// A sleeper of the first listing that wakes only to exit: its exit record holds just the
+/// final slice, and its procfs entry is gone by the read. It goes on from its listed total
+/// with the same static data (exe, container), so the engine sees neither a counter going
+/// back nor a new set of labels at its exit.
+#[test]
+fn a_listed_sleeper_that_exits_keeps_its_total_and_static_data_issue_14() {
+    let host = Host::new();
+    let sleeper = Proc {
+        pid: 200,
+        ppid: 1,
+        comm: "sleep",
+        ticks: 30,
+        children: 0,
+        cpu: 0,
+        start: 6_000,
+        container: true,
+    };
+    host.put(&sleeper);
+    let mut bpf = host.bpf();
+    let mut b = ActivityFrame::default();
+    bpf.build(Timestamp(1), &[], &[], &[], &mut no_names, &mut b)
+        .unwrap();
+    let listed = b.processes[0].clone();
+    assert_eq!(listed.cpu_time, Nanos(30 * TICK));
+    fs::remove_dir_all(host.proc.join("200")).unwrap();
+    let mut exit = record(&sleeper, 5, 2_000_000, 1);
+    exit.flags = kepler_bpf::PROC_EXITED;
+    bpf.build(Timestamp(2), &[exit], &[], &[], &mut no_names, &mut b)
+        .unwrap();
+    assert_eq!(b.processes.len(), 1);
+    let p = &b.processes[0];
+    assert_eq!(p.cpu_time, Nanos(30 * TICK + 2_000_000));
+    assert!(std::sync::Arc::ptr_eq(&p.info, &listed.info), "the same static data");
+    assert_eq!(&*p.info.exe, "/usr/bin/sleep");
+    assert_eq!(bpf.dormant(), 0);
+}

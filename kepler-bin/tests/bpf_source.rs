@@ -213,8 +213,9 @@ fn both_sources_export_the_same_processes_with_their_totals_issue_14() {
             "{source}: {} processes exported; burner {burned} s (/proc says {total} s)",
             seen.len()
         );
+        // procfs truncates utime and stime to clock ticks each: up to 20 ms below.
         assert!(
-            (burned - total).abs() <= 0.02,
+            (burned - total).abs() <= 0.025,
             "{source}: the burner's counter is {burned} s, its total {total} s"
         );
     }

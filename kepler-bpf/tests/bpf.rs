@@ -471,8 +471,8 @@ extern "C" {
 
 /// Issue 14: the same processes read by the eBPF source and by procfs give equal frames
 /// field by field, within what runs between the reads (procfs is read between two eBPF
-/// reads, so each procfs value lies between the two eBPF values, less one clock tick for
-/// `stat`'s truncation). Covers a busy process that ran before the attach (its counter is
+/// reads, so each procfs value lies between the two eBPF values, less `stat`'s truncation
+/// to clock ticks). Covers a busy process that ran before the attach (its counter is
 /// its total, not the time since the attach), a process reaping children (its reaped
 /// children's time), sleepers the program never sees run (still reported: one process
 /// set for both sources), pinned CPUs (last CPU) and static data.
@@ -517,7 +517,9 @@ fn bpf_and_procfs_frames_agree_on_the_same_processes_issue_14() {
         procfs.read(Timestamp(0), &mut p).unwrap();
         read(&mut src, &mut after);
     }
-    let tick = 10_000_000u64; // one clock tick at USER_HZ 100 (stat truncates to it)
+    // `stat` gives utime and stime (and cutime, cstime) each truncated to clock ticks
+    // (USER_HZ 100): their sum is up to two ticks below the exact time.
+    let tick = 2 * 10_000_000u64;
     let find = |f: &ActivityFrame, pid: u32| {
         let i = f
             .processes

@@ -354,7 +354,10 @@ fn a_listed_sleeper_that_exits_keeps_its_total_and_static_data_issue_14() {
     assert_eq!(b.processes.len(), 1);
     let p = &b.processes[0];
     assert_eq!(p.cpu_time, Nanos(30 * TICK + 2_000_000));
-    assert!(std::sync::Arc::ptr_eq(&p.info, &listed.info), "the same static data");
+    assert!(
+        std::sync::Arc::ptr_eq(&p.info, &listed.info),
+        "the same static data"
+    );
     assert_eq!(&*p.info.exe, "/usr/bin/sleep");
     assert_eq!(bpf.dormant(), 0);
 }

@@ -29,6 +29,11 @@ fn get(port: u16) -> Option<String> {
 /// Runs kepler (behind `prefix`, e.g. setpriv) until /metrics names an activity source;
 /// returns the scrape and the log.
 fn run(prefix: &[&str]) -> (String, String) {
+    run_with(prefix, "auto", |_| true)
+}
+
+/// As [`run`], with `--activity.source=source`, until a scrape satisfies `done`.
+fn run_with(prefix: &[&str], source: &str, done: impl Fn(&str) -> bool) -> (String, String) {
     let port = free_port();
     let log = tempfile::NamedTempFile::new().unwrap();
     let exe = env!("CARGO_BIN_EXE_kepler");
@@ -42,7 +47,7 @@ fn run(prefix: &[&str]) -> (String, String) {
             &format!("--web.listen-address=127.0.0.1:{port}"),
             "--monitor.interval=200ms",
             "--cpu.preferred-meters=model",
-            "--activity.source=auto",
+            &format!("--activity.source={source}"),
         ])
         .stdout(Stdio::null())
         .stderr(log.reopen().unwrap())
@@ -52,7 +57,9 @@ fn run(prefix: &[&str]) -> (String, String) {
     let mut body = None;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        if let Some(b) = get(port).filter(|b| b.contains("kepler_exporter_activity_errors_total")) {
+        if let Some(b) =
+            get(port).filter(|b| b.contains("kepler_exporter_activity_errors_total") && done(b))
+        {
             body = Some(b);
             break;
         }
@@ -117,4 +124,99 @@ fn auto_uses_ebpf_as_root_and_falls_back_to_procfs_unprivileged() {
     let fallbacks: Vec<&str> = log.lines().filter(|l| l.contains("using procfs")).collect();
     assert_eq!(fallbacks.len(), 1, "one fallback line; log:\n{log}");
     assert!(fallbacks[0].contains("CAP_BPF"), "{}", fallbacks[0]);
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// `kepler_process_cpu_seconds_total` by pid.
+fn cpu_seconds(body: &str) -> std::collections::HashMap<u32, f64> {
+    body.lines()
+        .filter(|l| l.starts_with("kepler_process_cpu_seconds_total{"))
+        .filter_map(|l| {
+            let pid = l.split("pid=\"").nth(1)?.split('"').next()?.parse().ok()?;
+            let value = l.rsplit(' ').next()?.parse().ok()?;
+            Some((pid, value))
+        })
+        .collect()
+}
+
+/// utime + stime of `pid` in seconds (USER_HZ 100).
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = text[text.rfind(')').unwrap() + 2..].split(' ').collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// Issue 14: switching `activity.source` does not change what users see. Both sources
+/// export every live process, sleepers the eBPF program never saw run included (the one
+/// rule: visibility over cardinality), and `kepler_process_cpu_seconds_total` is a
+/// process's total under both, not the time since kepler started.
+#[test]
+fn both_sources_export_the_same_processes_with_their_totals_issue_14() {
+    if !is_root() {
+        assert!(
+            std::env::var("REQUIRE_BPF").as_deref() != Ok("1"),
+            "REQUIRE_BPF=1 but not root"
+        );
+        eprintln!("skipped: not root");
+        return;
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Each blocks on its stdin (kept open) once its script is done.
+    let sh = |script: &str| {
+        Kill(
+            Command::new("sh")
+                .args(["-c", &format!("{script}; read x")])
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let sleepers: Vec<Kill> = (0..40).map(|_| sh("true")).collect();
+    // Burns a fraction of a second of CPU before kepler starts, then sleeps.
+    let burner = sh("i=0; while [ $i -lt 500000 ]; do i=$((i+1)); done");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = -1.0;
+    loop {
+        assert!(Instant::now() < deadline, "the burner never finished");
+        std::thread::sleep(Duration::from_millis(200));
+        let now = proc_cpu_seconds(burner.0.id());
+        if now == last && now > 0.1 {
+            break;
+        }
+        last = now;
+    }
+    let total = proc_cpu_seconds(burner.0.id());
+    let mut wanted: Vec<u32> = sleepers.iter().map(|s| s.0.id()).collect();
+    wanted.push(burner.0.id());
+    let has_all = |b: &str| {
+        let seen = cpu_seconds(b);
+        wanted.iter().all(|p| seen.contains_key(p))
+    };
+    for source in ["procfs", "bpf"] {
+        let (body, log) = run_with(&[], source, has_all);
+        assert!(body.contains(&format!(r#"source="{source}""#)), "{log}");
+        let seen = cpu_seconds(&body);
+        let burned = seen[&burner.0.id()];
+        eprintln!(
+            "{source}: {} processes exported; burner {burned} s (/proc says {total} s)",
+            seen.len()
+        );
+        // procfs truncates utime and stime to clock ticks each: up to 20 ms below.
+        assert!(
+            (burned - total).abs() <= 0.025,
+            "{source}: the burner's counter is {burned} s, its total {total} s"
+        );
+    }
 }

@@ -25,6 +25,8 @@ fn record(i: u32, flags: u32) -> ProcRecord {
         last_cpu: 0,
         flags,
         comm,
+        ppid: 1,
+        children_ns: 0,
     }
 }
 

@@ -3,12 +3,38 @@
 //! Identity is (tgid, start time in clock ticks since boot), computed from the group
 //! leader's `start_boottime` exactly as the kernel computes field 22 of `/proc/<pid>/stat`,
 //! so a process has the same key here as under procfs. What does not change for the life
-//! of a process (exe, container, VM) is read from procfs once, with kepler-sources' own
-//! cgroup and command-line parsers, and cached under that key; a changed comm (an exec)
+//! of a process (exe, container, VM) is read from procfs once, through kepler-sources' host
+//! layer (the same reader procfs uses), and cached under that key; a changed comm (an exec)
 //! reloads it. Processes that exited before they were ever read have no procfs entry left:
 //! their container comes from the cgroup id the BPF program recorded, resolved through the
 //! containers of live processes seen in the same cgroup, else through the cgroup's
 //! directory name the program saved.
+//!
+//! **Frames mean what procfs frames mean** (issue 14). Besides the samples, a frame carries
+//! what the engine's churn and per-socket rules need, as under procfs:
+//! - `details`, one per process: the parent (from the program, updated at exit, when the
+//!   parent's `cutime` is what grows), the reaped children's time (from `<pid>/stat` when a
+//!   process is first seen and again while its children exit; for an exited process, its
+//!   `signal->cutime + cstime` recorded by the program at exit) and the last CPU (the CPU
+//!   running it now, else the last one the program saw it come to);
+//! - `containers`: each container's cgroup CPU counter, found from the cgroup file of its
+//!   first live process, as procfs does;
+//! - `cpus`: on multi-socket machines (by the sysfs topology), the per-CPU lines of
+//!   `/proc/stat` with their sockets.
+//!
+//! Counters are totals: the program counts a process's time from the moment it is attached,
+//! so the first time a live process is seen its `<pid>/stat` total (or, when it has one
+//! thread, its exact `schedstat`) seeds it: the time it ran before the program saw it is
+//! added to everything the program reports for it. A process started after the attach has
+//! a total no larger than what the program counted, and gets no seed.
+//!
+//! **The exported process set is every live process**, as under procfs: the first read
+//! lists procfs once and reports each process the program has not seen run from that
+//! listing (its `stat` values, which do not change while it sleeps), until it runs (then
+//! its slot takes over, seeded) or exits (its exit takes a slot). Dropping sleepers would
+//! save series (3,000 sleepers: 15,396 series under procfs, 609 under eBPF), but the list
+//! of processes would then depend on the source and on when kepler started, and a sleeper
+//! that wakes would show its whole life's CPU time as one interval's work.
 //!
 //! Exited processes are reported on two reads (their final slice is charged at their last
 //! context switch, which can land just after the first read), then their slots are handed
@@ -17,24 +43,44 @@
 //! are reported as one process, the sum of both, and freed together.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kepler_core::{
-    ActivityFrame, ContainerInfo, Nanos, NodeCpu, ProcessInfo, ProcessSample, ReadError, Timestamp,
+    ActivityFrame, ContainerInfo, CpuTime, Nanos, NodeCpu, ProcessDetail, ProcessInfo,
+    ProcessSample, ReadError, Timestamp,
 };
-use kepler_sources::{
-    parse_cgroup, parse_node_cpu, procfs_read_error as read_error, sanitize_comm, vm_from_cmdline,
+use kepler_sources::host::{
+    boottime_ns_to_ticks, parse_cgroup, parse_node_cpu, parse_per_cpu, parse_schedstat, parse_stat,
+    read_error, sanitize_comm, ticks_to_ns, Access, CgroupUsage, CpuTopology, StatFields,
+    StaticReader,
 };
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::raw::{PendingWay, ProcRecord, COMM_LEN, PROC_KTHREAD};
 
 /// How many reads an exited process is reported on before its entry is deleted.
 const EXITED_READS: u8 = 2;
-/// Enough for the cgroup file of any real process and a QEMU command line.
-const AUX_LIMIT: u64 = 256 * 1024;
+/// `PF_KTHREAD` in field 9 of `/proc/<pid>/stat`.
+const PF_KTHREAD: u32 = 0x0020_0000;
+/// Reads during which a parent whose child exited has its `stat` read again: its `cutime`
+/// grows when it reaps the child, which may be a little after the exit.
+const REAP_READS: u8 = 4;
+/// Every this many reads, the processes reported from the first listing are checked to
+/// still exist (zombies at the listing are reaped without ever running again).
+const DORMANT_SWEEP: u64 = 16;
+
+/// The current slice of a thread on a CPU, not yet in the maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Running {
+    /// Its process.
+    pub tgid: u32,
+    /// Nanoseconds it has run since it was switched in.
+    pub ns: u64,
+    /// The CPU it runs on.
+    pub cpu: u32,
+}
 
 struct Cached {
     info: Arc<ProcessInfo>,
@@ -43,8 +89,12 @@ struct Cached {
     exited_reads: u8,
     /// The on-CPU time last reported: a process is never reported below it.
     reported: u64,
-    /// Time reported from slots freed before this one was taken (see `Gone`).
+    /// Added to what the slots say: the time reported from slots freed before this one was
+    /// taken (see `Gone`), and the time the process ran before the program saw it (the
+    /// seed, see the module docs).
     base: u64,
+    /// Parent, reaped children's time and last CPU, as last known.
+    detail: ProcessDetail,
     /// This read: the index of its sample in the frame, its slots, whether one is exited.
     index: usize,
     slot: u32,
@@ -71,6 +121,7 @@ struct Gone {
     reported: u64,
     info: Arc<ProcessInfo>,
     comm: [u8; COMM_LEN],
+    detail: ProcessDetail,
     generation: u64,
 }
 
@@ -82,42 +133,76 @@ struct CachedContainer {
     seen: u64,
 }
 
+/// A process of the first listing that the program has not seen run yet: reported from
+/// its procfs values, which do not change while it sleeps.
+struct Dormant {
+    start_time: u64,
+    cpu_time: Nanos,
+    detail: ProcessDetail,
+    info: Arc<ProcessInfo>,
+}
+
+/// What a process's `<pid>/stat` (and `schedstat`) say now.
+struct Probe {
+    stat: StatFields,
+    /// Its total CPU time: `utime + stime`, or the exact `schedstat` run time when it has
+    /// one thread and that is larger (`stat` is truncated to clock ticks).
+    total: Nanos,
+}
+
 /// Builds activity frames from BPF records; owns the per-process static-data cache.
 pub struct FrameBuilder {
     procfs: PathBuf,
-    ns_per_tick: u64,
+    user_hz: u64,
+    statics: StaticReader,
+    /// Sockets of the CPUs, when more than one: then per-CPU times are reported.
+    topology: CpuTopology,
+    /// Containers' cgroup CPU counters, when a cgroup root is set.
+    cgroups: Option<CgroupUsage>,
     cache: HashMap<(u32, u64), Cached>,
     containers: HashMap<u64, CachedContainer>,
     /// Pending time of the per-CPU caches by (slot, tgid, start_boottime): a way may still
-    /// name a slot freed and taken by another process since. Running slices by tgid.
+    /// name a slot freed and taken by another process since. Running slices by tgid, with
+    /// the CPU of the latest.
     pending: HashMap<(u32, u32, u64), u64>,
-    running: HashMap<u32, u64>,
+    running: HashMap<u32, (u64, u32)>,
     generation: u64,
     exited: Vec<(u32, u64)>,
     gone: HashMap<(u32, u64), Gone>,
     freed: Vec<Freed>,
     held_back: u64,
-    empty: Arc<str>,
-    stat_buf: String,
+    /// Whether procfs has been listed for the processes that did not run since the attach.
+    listed: bool,
+    dormant: HashMap<u32, Dormant>,
+    /// Parents whose children exited, and the reads left to read their `stat` again.
+    reaping: HashMap<u32, u8>,
+    stat_buf: Vec<u8>,
+    path: String,
 }
 
 impl std::fmt::Debug for FrameBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrameBuilder")
             .field("procfs", &self.procfs)
-            .field("ns_per_tick", &self.ns_per_tick)
+            .field("user_hz", &self.user_hz)
             .field("cached", &self.cache.len())
+            .field("dormant", &self.dormant.len())
             .finish_non_exhaustive()
     }
 }
 
 impl FrameBuilder {
     /// A builder reading static data and node totals under `procfs`, converting start
-    /// times with `user_hz` clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+    /// times with `user_hz` clock ticks per second
+    /// ([`kepler_sources::host::user_hz`]). No per-CPU times and no cgroup counters until
+    /// [`with_topology`](Self::with_topology) and [`with_cgroup_root`](Self::with_cgroup_root).
     pub fn new(procfs: impl Into<PathBuf>, user_hz: u64) -> FrameBuilder {
         FrameBuilder {
             procfs: procfs.into(),
-            ns_per_tick: 1_000_000_000 / user_hz.clamp(1, 1_000_000_000),
+            user_hz: user_hz.max(1),
+            statics: StaticReader::new(),
+            topology: CpuTopology::default(),
+            cgroups: None,
             cache: HashMap::default(),
             containers: HashMap::default(),
             pending: HashMap::default(),
@@ -127,14 +212,40 @@ impl FrameBuilder {
             gone: HashMap::default(),
             freed: Vec::new(),
             held_back: 0,
-            empty: Arc::from(""),
-            stat_buf: String::new(),
+            listed: false,
+            dormant: HashMap::default(),
+            reaping: HashMap::default(),
+            stat_buf: Vec::new(),
+            path: String::new(),
         }
     }
 
-    /// Processes with cached static data.
+    /// Reports per-CPU times with their sockets when `topology` has more than one socket
+    /// (the per-socket split; one socket needs none).
+    pub fn with_topology(mut self, topology: CpuTopology) -> FrameBuilder {
+        self.topology = if topology.is_multi_socket() {
+            topology
+        } else {
+            CpuTopology::default()
+        };
+        self
+    }
+
+    /// Reports containers' cgroup CPU counters found under `root` (`<sysfs>/fs/cgroup`).
+    pub fn with_cgroup_root(mut self, root: PathBuf) -> FrameBuilder {
+        self.cgroups = Some(CgroupUsage::new(root));
+        self
+    }
+
+    /// Processes with cached static data (those the program has seen run).
     pub fn cached(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Processes reported from the first procfs listing because the program has not seen
+    /// them run since it was attached.
+    pub fn dormant(&self) -> usize {
+        self.dormant.len()
     }
 
     /// Reports held at a process's previous on-CPU time, since start, because this read
@@ -145,21 +256,21 @@ impl FrameBuilder {
     }
 
     /// Fills `out` from `records` (the taken slots), `pending` (time in the per-CPU
-    /// caches not added to its slot yet) and `running` ((tgid, ns): the current slice of a
-    /// running thread). `cgroup_name` looks a cgroup id up in the BPF program's `cgroups`
-    /// map. Returns the slots whose processes are done: free them.
+    /// caches not added to its slot yet) and `running` (the current slices of running
+    /// threads). `cgroup_name` looks a cgroup id up in the BPF program's `cgroups` map.
+    /// Returns the slots whose processes are done: free them.
     pub fn build(
         &mut self,
         at: Timestamp,
         records: &[ProcRecord],
         pending: &[PendingWay],
-        running: &[(u32, u64)],
+        running: &[Running],
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
     ) -> Result<&[Freed], ReadError> {
         out.clear();
         out.at = at;
-        out.node = self.read_node()?;
+        self.read_node(out)?;
         self.generation = self.generation.wrapping_add(1);
         self.freed.clear();
         self.exited.clear();
@@ -172,8 +283,9 @@ impl FrameBuilder {
                 .or_default();
             *e = e.saturating_add(w.ns);
         }
-        for &(tgid, ns) in running {
-            *self.running.entry(tgid).or_default() += ns;
+        for r in running {
+            let e = self.running.entry(r.tgid).or_default();
+            *e = (e.0.saturating_add(r.ns), r.cpu);
         }
         // Live processes first: they teach which container each cgroup id belongs to, which
         // the exited ones (no procfs entry left) then reuse.
@@ -184,8 +296,15 @@ impl FrameBuilder {
         }
         self.hold_monotonic(out);
         self.settle_exited();
+        let from_records = out.processes.len();
+        self.push_dormant(out);
+        self.reread_parents(out);
+        if let Some(cgroups) = &mut self.cgroups {
+            cgroups.mark(out, 0, self.generation);
+            cgroups.read(out, self.generation);
+        }
         let generation = self.generation;
-        if self.cache.len() > out.processes.len() {
+        if self.cache.len() > from_records {
             self.cache.retain(|_, c| c.seen == generation);
         }
         if generation % GONE_READS == 0 {
@@ -229,6 +348,9 @@ impl FrameBuilder {
                 continue;
             };
             c.exited_reads = c.exited_reads.saturating_add(1);
+            if c.detail.ppid != 0 {
+                self.reaping.insert(c.detail.ppid, REAP_READS);
+            }
             let slots = || std::iter::once(c.slot).chain(c.more_slots.iter().copied());
             if c.exited_reads < EXITED_READS {
                 continue;
@@ -242,6 +364,7 @@ impl FrameBuilder {
                         reported: c.reported,
                         info: c.info,
                         comm: c.comm,
+                        detail: c.detail,
                         generation: self.generation,
                     },
                 );
@@ -255,7 +378,7 @@ impl FrameBuilder {
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
     ) {
-        let start_time = r.start_boottime_ns / self.ns_per_tick;
+        let start_time = boottime_ns_to_ticks(self.user_hz, r.start_boottime_ns);
         let key = (r.tgid, start_time);
         let generation = self.generation;
         let mut extra = self
@@ -263,12 +386,16 @@ impl FrameBuilder {
             .get(&(r.slot, r.tgid, r.start_boottime_ns))
             .copied()
             .unwrap_or(0);
+        let mut running_on = None;
         if !r.exited() {
-            extra = extra.saturating_add(self.running.remove(&r.tgid).unwrap_or(0));
+            if let Some((ns, cpu)) = self.running.remove(&r.tgid) {
+                extra = extra.saturating_add(ns);
+                running_on = Some(cpu);
+            }
         }
         let mut cpu_time = r.on_cpu_ns.saturating_add(extra);
         let index = out.processes.len();
-        let info = match self.cache.get_mut(&key) {
+        let (info, detail) = match self.cache.get_mut(&key) {
             // A second slot of a process already in this frame: one process, both times.
             Some(c) if c.seen == generation => {
                 c.more_slots.push(r.slot);
@@ -287,18 +414,40 @@ impl FrameBuilder {
                 c.slot = r.slot;
                 c.more_slots.clear();
                 c.exited = r.exited();
+                update_detail(&mut c.detail, r, running_on);
                 cpu_time = cpu_time.saturating_add(c.base);
-                Arc::clone(&c.info)
+                (Arc::clone(&c.info), c.detail)
             }
             // New process, or an exec (new comm): read the rest.
             _ => {
-                let (exited_reads, reported, base, info) = match self.cache.get(&key) {
-                    Some(c) => (c.exited_reads, c.reported, c.base, None),
+                let known = match self.cache.get(&key) {
+                    Some(c) => Some((c.exited_reads, c.reported, c.base, None, c.detail)),
                     None => match self.gone.remove(&key) {
-                        Some(g) if g.comm == r.comm => (0, g.reported, g.reported, Some(g.info)),
-                        _ => (0, 0, 0, None),
+                        Some(g) if g.comm == r.comm => {
+                            Some((0, g.reported, g.reported, Some(g.info), g.detail))
+                        }
+                        _ => None,
                     },
                 };
+                let (exited_reads, reported, base, info, mut detail) = match known {
+                    Some(k) => k,
+                    None => {
+                        // First sight: its procfs total seeds it, its stat gives the detail.
+                        // A process of the first listing keeps its static data (its exe
+                        // and VM are gone from procfs once it exits).
+                        let dormant = self
+                            .dormant
+                            .remove(&r.tgid)
+                            .filter(|d| d.start_time == start_time);
+                        let (seed, detail) =
+                            self.first_sight(r, start_time, cpu_time, dormant.as_ref());
+                        let info = dormant
+                            .filter(|d| *d.info.comm == *sanitize_comm(r.comm_bytes()))
+                            .map(|d| d.info);
+                        (0, 0, seed, info, detail)
+                    }
+                };
+                update_detail(&mut detail, r, running_on);
                 let info = info.unwrap_or_else(|| Arc::new(self.load_static(r, cgroup_name)));
                 cpu_time = cpu_time.saturating_add(base);
                 self.cache.insert(
@@ -310,13 +459,14 @@ impl FrameBuilder {
                         exited_reads,
                         reported,
                         base,
+                        detail,
                         index,
                         slot: r.slot,
                         more_slots: Vec::new(),
                         exited: r.exited(),
                     },
                 );
-                info
+                (info, detail)
             }
         };
         if let Some(c) = self.containers.get_mut(&r.cgroup_id) {
@@ -331,40 +481,104 @@ impl FrameBuilder {
             cpu_time: Nanos(cpu_time),
             info,
         });
+        out.details.push(detail);
     }
 
-    /// Static data of a process: from procfs while it lives, from what the BPF program
-    /// recorded once it is gone. Every part degrades on its own, as under procfs.
+    /// The seed and detail of a process the program reports for the first time: its procfs
+    /// total beyond what the program counted (`counted`), and its parent, reaped children's
+    /// time and CPU from its `stat`. A process gone from procfs (it exited before this
+    /// read) is seeded with its total at the first listing when it was listed (it slept
+    /// until it ran to its exit), else it started after the attach: no seed. Its detail is
+    /// what the program recorded at its exit.
+    fn first_sight(
+        &mut self,
+        r: &ProcRecord,
+        start_time: u64,
+        counted: u64,
+        dormant: Option<&Dormant>,
+    ) -> (u64, ProcessDetail) {
+        let recorded = ProcessDetail {
+            ppid: r.ppid,
+            children_time: Nanos(r.children_ns),
+            last_cpu: Some(r.last_cpu),
+        };
+        let listed = dormant.map_or(0, |d| d.cpu_time.0);
+        if r.exited() {
+            return (listed, recorded);
+        }
+        match self.probe(r.tgid) {
+            Some(p) if p.stat.starttime == start_time => (
+                p.total.0.saturating_sub(counted),
+                ProcessDetail {
+                    ppid: p.stat.ppid,
+                    children_time: self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
+                    last_cpu: Some(p.stat.processor),
+                },
+            ),
+            _ => (listed, recorded),
+        }
+    }
+
+    fn ticks(&self, ticks: u64) -> Nanos {
+        ticks_to_ns(self.user_hz, ticks)
+    }
+
+    /// Reads `<procfs>/<pid>/stat`, and its `schedstat` when it has one thread.
+    fn probe(&mut self, pid: u32) -> Option<Probe> {
+        use std::fmt::Write;
+        self.path.clear();
+        let _ = write!(self.path, "{}/{pid}/", self.procfs.display());
+        let dir_len = self.path.len();
+        self.path.push_str("stat");
+        let stat = parse_stat(&std::fs::read(&self.path).ok()?)?;
+        let mut total = self.ticks(stat.utime.saturating_add(stat.stime));
+        if stat.num_threads == 1 {
+            self.path.truncate(dir_len);
+            self.path.push_str("schedstat");
+            if let Some((run_ns, _)) = std::fs::read(&self.path)
+                .ok()
+                .and_then(|b| parse_schedstat(&b))
+            {
+                total = total.max(Nanos(run_ns));
+            }
+        }
+        Some(Probe { stat, total })
+    }
+
+    /// Static data of a process: from procfs while it lives (the host layer's reader, as
+    /// under procfs), from what the BPF program recorded once it is gone.
     fn load_static(
         &mut self,
         r: &ProcRecord,
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
     ) -> ProcessInfo {
         let comm: Arc<str> = Arc::from(sanitize_comm(r.comm_bytes()).as_ref());
-        if r.flags & PROC_KTHREAD != 0 {
+        let kthread = r.flags & PROC_KTHREAD != 0;
+        if kthread || r.exited() {
+            // Kernel threads live in the root cgroup; a gone process left only its cgroup id.
+            let container = match kthread {
+                true => None,
+                false => self.container_of_cgroup(r.cgroup_id, cgroup_name),
+            };
             return ProcessInfo {
                 comm,
-                exe: Arc::clone(&self.empty),
-                container: None,
+                exe: Arc::clone(self.statics.empty()),
+                container,
                 vm: None,
             };
         }
         let dir = self.procfs.join(r.tgid.to_string());
-        let mut exe = Arc::clone(&self.empty);
-        let mut vm = None;
-        let mut container = None;
-        let mut from_procfs = false;
-        if !r.exited() {
-            if let Ok(target) = std::fs::read_link(dir.join("exe")) {
-                exe = Arc::from(target.to_string_lossy());
-            }
-            if let Ok(text) = read_limited(&dir.join("cgroup")) {
-                container = parse_cgroup(&text).map(|m| m.into_container(&self.empty));
-                from_procfs = true;
+        let mut info = self.statics.read(&dir, comm, false);
+        match self.statics.cgroup_text() {
+            Some(text) => {
+                if let (Some(c), Some(cgroups)) = (&info.container, &mut self.cgroups) {
+                    cgroups.register(c, text, self.generation);
+                }
                 // The record's cgroup id is where the process was first seen; it may have
                 // moved since. Teach the id's container only when the process is still in
                 // that cgroup (same directory name), so that exited processes of the id
                 // are not charged to where this one went.
+                let text = String::from_utf8_lossy(text);
                 let still_there = cgroup_v2_leaf(&text).is_some_and(|leaf| {
                     cgroup_name(r.cgroup_id).is_some_and(|n| n == leaf.as_bytes())
                 });
@@ -372,25 +586,15 @@ impl FrameBuilder {
                     self.containers.insert(
                         r.cgroup_id,
                         CachedContainer {
-                            container: container.clone(),
+                            container: info.container.clone(),
                             seen: self.generation,
                         },
                     );
                 }
             }
-            if let Ok(cmdline) = read_limited(&dir.join("cmdline")) {
-                vm = vm_from_cmdline(cmdline.as_bytes());
-            }
+            None => info.container = self.container_of_cgroup(r.cgroup_id, cgroup_name),
         }
-        if !from_procfs {
-            container = self.container_of_cgroup(r.cgroup_id, cgroup_name);
-        }
-        ProcessInfo {
-            comm,
-            exe,
-            container,
-            vm,
-        }
+        info
     }
 
     fn container_of_cgroup(
@@ -405,7 +609,7 @@ impl FrameBuilder {
         // though a pod id carried by a parent directory is lost.
         let name = cgroup_name(id)?;
         let path = format!("0::/{}\n", String::from_utf8_lossy(&name));
-        let container = parse_cgroup(&path).map(|m| m.into_container(&self.empty));
+        let container = parse_cgroup(&path).map(|m| m.into_container(self.statics.empty()));
         self.containers.insert(
             id,
             CachedContainer {
@@ -416,24 +620,173 @@ impl FrameBuilder {
         container
     }
 
-    /// Node totals from the aggregate `cpu ` line of `<procfs>/stat`, as the procfs source
-    /// computes them.
-    fn read_node(&mut self) -> Result<NodeCpu, ReadError> {
+    /// Reports the processes of the first listing that the program has not seen run (see
+    /// the module docs); lists procfs on the first read.
+    fn push_dormant(&mut self, out: &mut ActivityFrame) {
+        if !self.listed {
+            self.listed = true;
+            self.list_procfs(out);
+        }
+        if self.generation % DORMANT_SWEEP == 0 && !self.dormant.is_empty() {
+            let procfs = &self.procfs;
+            self.dormant
+                .retain(|pid, _| procfs.join(pid.to_string()).exists());
+        }
+        let generation = self.generation;
+        for (&pid, d) in &self.dormant {
+            // Seen through a record in this frame already (a new slot for an older pid).
+            if self
+                .cache
+                .get(&(pid, d.start_time))
+                .is_some_and(|c| c.seen == generation)
+            {
+                continue;
+            }
+            out.processes.push(ProcessSample {
+                pid,
+                start_time: d.start_time,
+                cpu_time: d.cpu_time,
+                info: Arc::clone(&d.info),
+            });
+            out.details.push(d.detail);
+        }
+    }
+
+    /// Lists procfs once: every process without a record in this frame becomes dormant.
+    fn list_procfs(&mut self, out: &ActivityFrame) {
+        let Ok(entries) = std::fs::read_dir(&self.procfs) else {
+            return;
+        };
+        let seen: HashSet<u32> = out.processes.iter().map(|p| p.pid).collect();
+        let pids: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| !seen.contains(pid))
+            .collect();
+        for pid in pids {
+            let Some(p) = self.probe(pid) else {
+                continue; // gone meanwhile, or unreadable: procfs skips it too
+            };
+            let comm: Arc<str> = Arc::from(p.stat.comm.as_str());
+            let kthread = p.stat.flags & PF_KTHREAD != 0;
+            let dir = self.procfs.join(pid.to_string());
+            let info = self.statics.read(&dir, comm, kthread);
+            if let (Some(c), Some(cgroups), Some(text)) = (
+                &info.container,
+                &mut self.cgroups,
+                self.statics.cgroup_text(),
+            ) {
+                cgroups.register(c, text, self.generation);
+            }
+            self.dormant.insert(
+                pid,
+                Dormant {
+                    start_time: p.stat.starttime,
+                    // As procfs reports it: clock ticks of stat.
+                    cpu_time: self.ticks(p.stat.utime.saturating_add(p.stat.stime)),
+                    detail: ProcessDetail {
+                        ppid: p.stat.ppid,
+                        children_time: self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
+                        last_cpu: Some(p.stat.processor),
+                    },
+                    info: Arc::new(info),
+                },
+            );
+        }
+    }
+
+    /// Reads again the `stat` of the live processes whose children exited lately: their
+    /// reaped-children time grows when they reap them, which the program does not see.
+    fn reread_parents(&mut self, out: &mut ActivityFrame) {
+        if self.reaping.is_empty() {
+            return;
+        }
+        let generation = self.generation;
+        let mut targets = Vec::new();
+        for (i, p) in out.processes.iter().enumerate() {
+            if self.reaping.contains_key(&p.pid) {
+                targets.push((i, p.pid, p.start_time));
+            }
+        }
+        for (i, pid, start_time) in targets {
+            let key = (pid, start_time);
+            if self.cache.get(&key).is_some_and(|c| c.exited) {
+                continue;
+            }
+            let Some(p) = self.probe(pid) else { continue };
+            if p.stat.starttime != start_time {
+                continue;
+            }
+            let children = self.ticks(p.stat.cutime.saturating_add(p.stat.cstime));
+            let Some(d) = out.details.get_mut(i) else {
+                continue;
+            };
+            d.children_time = d.children_time.max(children);
+            d.ppid = p.stat.ppid;
+            let d = *d;
+            if let Some(c) = self.cache.get_mut(&key).filter(|c| c.seen == generation) {
+                c.detail.children_time = d.children_time;
+                c.detail.ppid = d.ppid;
+            } else if let Some(dm) = self.dormant.get_mut(&pid) {
+                dm.detail.children_time = d.children_time;
+                dm.detail.ppid = d.ppid;
+            }
+        }
+        self.reaping.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
+    }
+
+    /// Node totals from the aggregate `cpu ` line of `<procfs>/stat`, and on multi-socket
+    /// machines the per-CPU lines with their sockets, as the procfs source reads them.
+    fn read_node(&mut self, out: &mut ActivityFrame) -> Result<(), ReadError> {
         let path = self.procfs.join("stat");
         self.stat_buf.clear();
-        let mut file = std::fs::File::open(&path).map_err(|e| read_error(&path, &e))?;
-        io::Read::read_to_string(&mut file, &mut self.stat_buf)
-            .map_err(|e| read_error(&path, &e))?;
-        let ticks = parse_node_cpu(self.stat_buf.as_bytes()).ok_or_else(|| ReadError::Parse {
-            what: path.display().to_string(),
+        let what = || path.display().to_string();
+        let mut file =
+            std::fs::File::open(&path).map_err(|e| read_error(&what(), &e, Access::Procfs))?;
+        io::Read::read_to_end(&mut file, &mut self.stat_buf)
+            .map_err(|e| read_error(&what(), &e, Access::Procfs))?;
+        let ticks = parse_node_cpu(&self.stat_buf).ok_or_else(|| ReadError::Parse {
+            what: what(),
             detail: "no aggregate `cpu ` line".into(),
         })?;
-        let ns = |t: u64| Nanos(t.saturating_mul(self.ns_per_tick));
-        Ok(NodeCpu {
-            busy: ns(ticks.busy),
-            total: ns(ticks.total),
-        })
+        out.node = NodeCpu {
+            busy: self.ticks(ticks.busy),
+            total: self.ticks(ticks.total),
+        };
+        if self.topology.is_multi_socket() {
+            let (topology, user_hz) = (&self.topology, self.user_hz);
+            // A malformed line is skipped (the host layer's one rule).
+            parse_per_cpu(&self.stat_buf, |cpu, t| {
+                if let Some(socket) = topology.socket_of(cpu) {
+                    out.cpus.push(CpuTime {
+                        cpu,
+                        socket,
+                        time: NodeCpu {
+                            busy: ticks_to_ns(user_hz, t.busy),
+                            total: ticks_to_ns(user_hz, t.total),
+                        },
+                    });
+                }
+            });
+        }
+        Ok(())
     }
+}
+
+/// What a record says of a known process: an exited one's parent and children's time are
+/// the program's (taken at exit), its CPU the last one the program saw; a running one runs
+/// on `running_on`.
+fn update_detail(d: &mut ProcessDetail, r: &ProcRecord, running_on: Option<u32>) {
+    if r.exited() {
+        if r.ppid != 0 {
+            d.ppid = r.ppid;
+        }
+        d.children_time = d.children_time.max(Nanos(r.children_ns));
+    }
+    d.last_cpu = Some(running_on.unwrap_or(r.last_cpu));
 }
 
 /// The last component of the cgroup v2 (`0::`) path in a `/proc/<pid>/cgroup` text ("" for
@@ -441,13 +794,6 @@ impl FrameBuilder {
 fn cgroup_v2_leaf(text: &str) -> Option<&str> {
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim_end();
     Some(path.rsplit('/').next().unwrap_or(""))
-}
-
-fn read_limited(path: &Path) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    io::Read::read_to_end(&mut io::Read::take(file, AUX_LIMIT), &mut buf)?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
@@ -474,6 +820,8 @@ mod tests {
             last_cpu: 0,
             flags,
             comm: comm(name),
+            ppid: 1,
+            children_ns: 0,
         }
     }
 
@@ -584,7 +932,8 @@ mod tests {
         let mut out = ActivityFrame::default();
         let records = [rec(10, 1_000, 900, 0, "sh")];
         // Two threads of it on a CPU now; an unknown process's slice is ignored.
-        let in_flight = [(10, 600), (10, 400), (99, 5)];
+        let run = |tgid, ns, cpu| Running { tgid, ns, cpu };
+        let in_flight = [run(10, 600, 0), run(10, 400, 1), run(99, 5, 0)];
         b.build(
             Timestamp(1),
             &records,

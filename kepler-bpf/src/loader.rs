@@ -13,10 +13,11 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 use rustc_hash::FxHashMap;
 
 use crate::error::Error;
-use crate::frame::{FrameBuilder, Freed};
+use crate::frame::{FrameBuilder, Freed, Running};
 use crate::privilege;
 use crate::raw::{cgroup_name, CpuSlot, PendingWay, ProcRecord, PROC_EXITED};
 use crate::slots::SlotTable;
+use kepler_sources::host::CpuTopology;
 
 /// The compiled `src/bpf/activity.bpf.c` (built from source, or the committed prebuilt).
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/activity.bpf.o"));
@@ -42,9 +43,13 @@ pub struct BpfOptions {
     /// The procfs of the host, for static per-process data and `/proc/stat`.
     pub procfs: PathBuf,
     /// How many processes can be accounted at once (live ones, and exited ones until they
-    /// have been reported): the number of slots. About 120 bytes of kernel memory each,
-    /// preallocated, of which 56 (the slot itself) are mapped into this process.
+    /// have been reported): the number of slots. About 130 bytes of kernel memory each,
+    /// preallocated, of which 64 (the slot itself) are mapped into this process.
     pub max_processes: u32,
+    /// The sysfs of the host: its CPU topology gives the per-CPU times of multi-socket
+    /// machines their sockets, and `<sysfs>/fs/cgroup` the containers' cgroup CPU counters,
+    /// as under procfs. `None` reports neither.
+    pub sysfs: Option<PathBuf>,
 }
 
 impl Default for BpfOptions {
@@ -52,6 +57,7 @@ impl Default for BpfOptions {
         BpfOptions {
             procfs: "/proc".into(),
             max_processes: 32768,
+            sysfs: Some("/sys".into()),
         }
     }
 }
@@ -106,12 +112,13 @@ pub struct BpfActivity {
     moved_slots: Vec<u32>,
     settled_ways: Vec<PendingWay>,
     pending: Vec<PendingWay>,
-    running: Vec<(u32, u64)>,
+    running: Vec<Running>,
     reads: u64,
     shared: Arc<Mutex<BpfStats>>,
     procfs: PathBuf,
     path: String,
     builder: FrameBuilder,
+    user_hz: u64,
     stats: BpfStats,
 }
 
@@ -185,7 +192,7 @@ impl BpfActivity {
                     .map_err(|e| load_err(&format!("attach {name}"), e))?,
             );
         }
-        let user_hz = u64::try_from(unsafe_sysconf_clk_tck()).unwrap_or(100);
+        let user_hz = kepler_sources::host::user_hz(&opts.procfs);
         let stats = BpfStats {
             programs_attached: links.len() as u32,
             map_capacity: u64::from(capacity),
@@ -211,7 +218,13 @@ impl BpfActivity {
             running: Vec::new(),
             reads: 0,
             shared: Arc::new(Mutex::new(stats)),
-            builder: FrameBuilder::new(opts.procfs.clone(), user_hz),
+            builder: match &opts.sysfs {
+                Some(sysfs) => FrameBuilder::new(opts.procfs.clone(), user_hz)
+                    .with_topology(CpuTopology::read(sysfs))
+                    .with_cgroup_root(sysfs.join("fs/cgroup")),
+                None => FrameBuilder::new(opts.procfs.clone(), user_hz),
+            },
+            user_hz,
             procfs: opts.procfs,
             path: String::new(),
             stats,
@@ -367,12 +380,16 @@ impl BpfActivity {
             self.sweep_orphans();
         }
         self.running.clear();
-        for slot in &self.cpus {
+        // Per-CPU values come in CPU order.
+        for (cpu, slot) in self.cpus.iter().enumerate() {
             if slot.pid != 0 {
                 let now = thread_runtime_ns(&mut self.path, &self.procfs, slot.tgid, slot.pid);
                 if let Some(now) = now {
-                    let ns = now.saturating_sub(slot.start_runtime_ns);
-                    self.running.push((slot.tgid, ns));
+                    self.running.push(Running {
+                        tgid: slot.tgid,
+                        ns: now.saturating_sub(slot.start_runtime_ns),
+                        cpu: cpu as u32,
+                    });
                 }
             }
         }
@@ -434,7 +451,7 @@ impl BpfActivity {
                 Some(s) => start_of
                     .get(s)
                     .is_some_and(|&start| start != r.start_boottime_ns),
-                None => !alive_in_procfs(&mut self.path, &self.procfs, r),
+                None => !alive_in_procfs(&mut self.path, &self.procfs, self.user_hz, r),
             };
             if dead {
                 self.table.or_flags(r.slot, PROC_EXITED);
@@ -501,7 +518,12 @@ fn read_cpus(cpu_slots: &MapHandle, out: &mut Vec<CpuSlot>) -> Result<(), Error>
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
         .map_err(|e| bpf_err("read the per-CPU state", e))?
     {
-        out.extend(per_cpu.iter().filter_map(|v| CpuSlot::decode(v)));
+        // One entry per CPU, in CPU order: the index is the CPU number.
+        out.extend(
+            per_cpu
+                .iter()
+                .map(|v| CpuSlot::decode(v).unwrap_or_default()),
+        );
     }
     Ok(())
 }
@@ -524,7 +546,7 @@ fn push_free(fd: BorrowedFd<'_>, slot: u32) -> std::io::Result<()> {
 }
 
 /// Whether the process of `r` still lives: `<procfs>/<tgid>/stat` has its start time.
-fn alive_in_procfs(path: &mut String, procfs: &Path, r: &ProcRecord) -> bool {
+fn alive_in_procfs(path: &mut String, procfs: &Path, user_hz: u64, r: &ProcRecord) -> bool {
     use std::fmt::Write;
     path.clear();
     let _ = write!(path, "{}/{}/stat", procfs.display(), r.tgid);
@@ -534,10 +556,7 @@ fn alive_in_procfs(path: &mut String, procfs: &Path, r: &ProcRecord) -> bool {
     let Some(stat) = kepler_sources::parse_stat(&bytes) else {
         return true; // unreadable is not proof of death
     };
-    let ticks = u64::try_from(unsafe_sysconf_clk_tck())
-        .unwrap_or(100)
-        .max(1);
-    stat.starttime == r.start_boottime_ns / (1_000_000_000 / ticks)
+    stat.starttime == kepler_sources::host::boottime_ns_to_ticks(user_hz, r.start_boottime_ns)
 }
 
 /// Reads every entry of a hash map with `BPF_MAP_LOOKUP_BATCH`, calling until the kernel
@@ -650,16 +669,6 @@ fn thread_runtime_ns(path: &mut String, procfs: &Path, tgid: u32, pid: u32) -> O
     let _ = write!(path, "{}/{tgid}/task/{pid}/schedstat", procfs.display());
     let text = std::fs::read_to_string(&*path).ok()?;
     text.split_ascii_whitespace().next()?.parse().ok()
-}
-
-fn unsafe_sysconf_clk_tck() -> i64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as i64
-    } else {
-        100
-    }
 }
 
 fn prog_run_stats(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {

@@ -7,11 +7,11 @@ pub const PROC_KTHREAD: u32 = 2;
 /// `KEPLER_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
 /// Size of `struct proc_acct`: one slot of the `acct` array.
-pub const PROC_ACCT_SIZE: usize = 56;
+pub const PROC_ACCT_SIZE: usize = 64;
 /// Offset of `proc_acct.flags`.
 pub(crate) const FLAGS_OFFSET: usize = 28;
 /// Offset of `proc_acct.tgid` (0 while the slot is free).
-pub(crate) const TGID_OFFSET: usize = 48;
+pub(crate) const TGID_OFFSET: usize = 56;
 /// Size of `struct cpu_slot`.
 pub const CPU_SLOT_SIZE: usize = 128;
 /// `KEPLER_CACHE_WAYS`.
@@ -30,12 +30,17 @@ pub struct ProcRecord {
     pub start_boottime_ns: u64,
     /// cgroup v2 id of its cgroup when first seen (at exit: the one it ended in).
     pub cgroup_id: u64,
-    /// The CPU it was first seen on, then the one it exited on.
+    /// The CPU it last ran on as the program sees it: where it was first seen, then where
+    /// it last came to a CPU whose cache did not hold it, then where it exited.
     pub last_cpu: u32,
     /// [`PROC_EXITED`], [`PROC_KTHREAD`].
     pub flags: u32,
     /// The group leader's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// Its parent's tgid when first seen, then at exit (0: unknown).
+    pub ppid: u32,
+    /// Its reaped children's CPU time in ns, recorded at exit (0 while it lives).
+    pub children_ns: u64,
 }
 
 impl ProcRecord {
@@ -59,6 +64,8 @@ impl ProcRecord {
             last_cpu: u32_at(value, 24)?,
             flags: u32_at(value, FLAGS_OFFSET)?,
             comm,
+            ppid: u32_at(value, TGID_OFFSET + 4)?,
+            children_ns: u64_at(value, 48)?,
         })
     }
 
@@ -72,7 +79,9 @@ impl ProcRecord {
         v[24..28].copy_from_slice(&self.last_cpu.to_ne_bytes());
         v[28..32].copy_from_slice(&self.flags.to_ne_bytes());
         v[32..48].copy_from_slice(&self.comm);
-        v[48..52].copy_from_slice(&self.tgid.to_ne_bytes());
+        v[48..56].copy_from_slice(&self.children_ns.to_ne_bytes());
+        v[56..60].copy_from_slice(&self.tgid.to_ne_bytes());
+        v[60..64].copy_from_slice(&self.ppid.to_ne_bytes());
         v
     }
 
@@ -173,6 +182,8 @@ mod tests {
             last_cpu: 3,
             flags: PROC_EXITED,
             comm,
+            ppid: 1,
+            children_ns: 5,
         };
         let back = ProcRecord::decode(9, &r.encode_value()).unwrap();
         assert_eq!(back, r);

@@ -54,7 +54,7 @@ impl SlotTable {
             return None;
         }
         let at = slot as usize * PROC_ACCT_SIZE + offset;
-        // SAFETY: in bounds (checked above), 8-aligned (page-aligned base, 56-byte slots,
+        // SAFETY: in bounds (checked above), 8-aligned (page-aligned base, 64-byte slots,
         // 8-aligned offset), and the memory lives as long as `self`.
         Some(unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(at).cast::<u64>()) })
     }
@@ -104,6 +104,9 @@ impl SlotTable {
             if let (Some(w), Ok(v)) = (self.word(slot, i * 8), chunk.try_into()) {
                 w.store(u64::from_ne_bytes(v), Ordering::Relaxed);
             }
+        }
+        if let Some(ppid) = self.half(slot, TGID_OFFSET + 4) {
+            ppid.store(r.ppid, Ordering::Relaxed);
         }
         if let Some(owner) = self.half(slot, TGID_OFFSET) {
             owner.store(r.tgid, Ordering::Release);

@@ -16,7 +16,6 @@
 //! Files stay open and are read with `pread` at offset 0 every tick, like RAPL.
 
 use std::fs::File;
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use kepler_core::{
     Timestamp, ZoneInfo, ZoneKind,
 };
 
+use crate::host::Access;
 use crate::sysfs_value::{self, excerpt};
 use crate::{Error, ErrorKind};
 
@@ -284,28 +284,7 @@ pub(crate) fn read_value(
     what: &str,
     buf: &mut [u8; READ_BUF],
 ) -> Result<u64, ReadError> {
-    sysfs_value::read_value(file, what, buf, read_error, parse_hwmon_value)
-}
-
-/// Classifies an I/O error on a channel file. `ENODATA` (firmware has no value yet, as the
-/// ACPI meter says before its first average) is reported as missing.
-pub(crate) fn read_error(what: &str, err: &io::Error) -> ReadError {
-    match err.kind() {
-        io::ErrorKind::PermissionDenied => ReadError::NotPermitted {
-            what: what.to_owned(),
-            needs: "read access to the hwmon attribute (root on some drivers)".to_owned(),
-        },
-        io::ErrorKind::NotFound => ReadError::Missing {
-            what: what.to_owned(),
-        },
-        _ if err.raw_os_error() == Some(61) => ReadError::Missing {
-            what: what.to_owned(),
-        },
-        _ => ReadError::Io {
-            what: what.to_owned(),
-            detail: err.to_string(),
-        },
-    }
+    sysfs_value::read_value(file, what, buf, Access::Hwmon, parse_hwmon_value)
 }
 
 /// Opens a channel file and reads it once, so an unreadable one is found at start.

@@ -16,6 +16,7 @@
 mod acpi;
 mod error;
 pub mod gpu;
+pub mod host;
 #[cfg(feature = "hwmon")]
 mod hwmon;
 mod meters;
@@ -32,15 +33,15 @@ mod sysfs_value;
 #[cfg(feature = "acpi")]
 pub use acpi::AcpiPowerMeter;
 pub use error::{Error, ErrorKind};
+pub use host::{
+    parse_cgroup, parse_node_cpu, parse_stat, read_cpuinfo, sanitize_comm, vm_from_cmdline,
+    CgroupMatch, NodeTicks, StatFields,
+};
 #[cfg(feature = "hwmon")]
 pub use hwmon::{parse_hwmon_label, parse_hwmon_value, Hwmon, HwmonOptions, HwmonRole, HwmonRules};
 pub use meters::{meter, MeterContext, MeterEntry, METERS, PLATFORM_METERS};
 #[cfg(feature = "model")]
 pub use model::{DramParams, Model, ModelParams, CURVE_POINTS, FAN_EXPONENT};
-pub use procfs::{
-    parse_cgroup, parse_node_cpu, parse_stat, read_cpuinfo, read_error as procfs_read_error,
-    sanitize_comm, vm_from_cmdline, CgroupMatch, NodeTicks, ProcfsActivity, ProcfsOptions,
-    StatFields,
-};
+pub use procfs::{ProcfsActivity, ProcfsOptions};
 #[cfg(feature = "rapl")]
 pub use rapl::{parse_energy_uj, Rapl, RaplOptions};

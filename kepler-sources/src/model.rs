@@ -10,7 +10,6 @@
 //! rises faster at low load than a straight line, as measured servers do. An optional DRAM
 //! zone per socket is estimated linearly from the same utilisation (issue 7).
 
-use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,14 +19,11 @@ use kepler_core::{
     ZoneInfo, ZoneKind,
 };
 
+use crate::host::{parse_per_cpu, read_error, Access, CpuTopology};
 use crate::{Error, ErrorKind};
 
 /// Most watts a socket may be configured to draw; anything above is a unit mistake.
 const MAX_SOCKET_WATTS: f64 = 10_000.0;
-
-/// CPU numbers at or above this are refused: per-CPU state is indexed by CPU number, and
-/// Linux supports far fewer (NR_CPUS is at most 8192 today), so a larger one is garbage.
-const MAX_CPUS: usize = 1 << 16;
 
 /// Points of a SPECpower-style curve: watts at 0 %, 10 %, ..., 100 % utilisation.
 pub const CURVE_POINTS: usize = 11;
@@ -208,14 +204,14 @@ pub struct Model {
     points: [f64; CURVE_POINTS],
     stat_path: PathBuf,
     zones: Vec<Arc<ZoneInfo>>,
-    /// Socket id of each CPU number; CPUs beyond it, or `None`, count for the first socket.
-    cpu_socket: Vec<Option<u32>>,
+    /// Socket of each CPU number; CPUs with no known socket count for the first socket.
+    topology: CpuTopology,
     /// Last counters of each CPU number; empty before the first read.
     prev: Vec<Option<Jiffies>>,
     /// Last utilisation per zone, reused when no time has passed between two reads.
     last_util: Vec<f64>,
     /// Reused read buffer.
-    text: String,
+    text: Vec<u8>,
     /// Reused parse result: (CPU number, counters).
     parsed: Vec<(usize, Jiffies)>,
 }
@@ -232,13 +228,11 @@ impl Model {
         let stat_path = procfs_root.join("stat");
         std::fs::File::open(&stat_path).map_err(|e| Error::io(&stat_path, &e))?;
 
-        let cpu_socket = topology(sysfs_root);
-        let sockets: BTreeSet<u32> = cpu_socket.iter().flatten().copied().collect();
-        let sockets: Vec<u32> = if sockets.is_empty() {
-            vec![0]
-        } else {
-            sockets.into_iter().collect()
-        };
+        let topology = CpuTopology::read(sysfs_root);
+        let mut sockets = topology.sockets();
+        if sockets.is_empty() {
+            sockets.push(0);
+        }
         let zone = |kind: ZoneKind, s: u32, peak: f64| {
             Arc::new(ZoneInfo {
                 id: format!("model:{}-{s}", kind.label()),
@@ -275,9 +269,9 @@ impl Model {
             stat_path,
             last_util: vec![0.0; sockets.len()],
             zones,
-            cpu_socket,
+            topology,
             prev: Vec::new(),
-            text: String::new(),
+            text: Vec::new(),
             parsed: Vec::new(),
         })
     }
@@ -289,7 +283,9 @@ impl Model {
 
     /// Position in `zones` of the socket of `cpu`.
     fn zone_of(&self, cpu: usize) -> usize {
-        let socket = self.cpu_socket.get(cpu).copied().flatten();
+        let socket = u32::try_from(cpu)
+            .ok()
+            .and_then(|c| self.topology.socket_of(c));
         socket
             .and_then(|s| self.zones.iter().position(|z| z.index == s))
             .unwrap_or(0)
@@ -300,22 +296,30 @@ impl Model {
         let what = self.stat_path.display().to_string();
         self.text.clear();
         std::fs::File::open(&self.stat_path)
-            .and_then(|mut f| f.read_to_string(&mut self.text))
-            .map_err(|e| io_read_error(&what, &e))?;
+            .and_then(|mut f| f.read_to_end(&mut self.text))
+            .map_err(|e| read_error(&what, &e, Access::Procfs))?;
 
-        // Parse everything before touching the baselines, so a bad file leaves them as they were.
+        // Parse everything before touching the baselines, so a bad file leaves them as they
+        // were. A malformed per-CPU line is skipped (the host layer's one rule): that CPU's
+        // time since its last good line counts at its next good one.
         self.parsed.clear();
-        for line in self.text.lines() {
-            let parsed = parse_cpu_line(line).map_err(|detail| ReadError::Parse {
-                what: what.clone(),
-                detail,
-            })?;
-            self.parsed.extend(parsed);
+        let parsed = &mut self.parsed;
+        let bad = parse_per_cpu(&self.text, |cpu, t| {
+            parsed.push((
+                cpu as usize,
+                Jiffies {
+                    busy: t.busy,
+                    total: t.total,
+                },
+            ));
+        });
+        if bad > 0 {
+            tracing::debug!(file = %what, lines = bad, "skipped malformed per-CPU lines");
         }
         if self.parsed.is_empty() {
             return Err(ReadError::Parse {
                 what,
-                detail: "no per-CPU lines".to_owned(),
+                detail: format!("no per-CPU lines ({bad} malformed)"),
             });
         }
 
@@ -386,131 +390,9 @@ impl PowerSource for Model {
     }
 }
 
-/// `cpuN user nice system idle iowait irq softirq steal ...` -> `Some((N, jiffies))`; other
-/// lines (including the aggregate `cpu` line) -> `None`; a malformed `cpuN` line -> error.
-///
-/// busy = user + nice + system + irq + softirq + steal; total = busy + idle + iowait. Guest
-/// time is already inside user and nice, so it is not added again. Older kernels omit the
-/// trailing fields; missing ones count as 0.
-fn parse_cpu_line(line: &str) -> Result<Option<(usize, Jiffies)>, String> {
-    let mut fields = line.split_ascii_whitespace();
-    let Some(label) = fields.next() else {
-        return Ok(None);
-    };
-    let Some(num) = label.strip_prefix("cpu") else {
-        return Ok(None);
-    };
-    if num.is_empty() {
-        return Ok(None);
-    }
-    let cpu: usize = num
-        .parse()
-        .ok()
-        .filter(|&n| n < MAX_CPUS)
-        .ok_or_else(|| format!("bad CPU label {label:?}"))?;
-    let mut v = [0u64; 8];
-    for (i, slot) in v.iter_mut().enumerate() {
-        match fields.next() {
-            Some(f) => {
-                *slot = f
-                    .parse()
-                    .map_err(|_| format!("{label}: field {} is not a number: {f:?}", i + 1))?;
-            }
-            None if i >= 4 => break,
-            None => return Err(format!("{label}: only {i} fields")),
-        }
-    }
-    let [user, nice, system, idle, iowait, irq, softirq, steal] = v;
-    let busy = [user, nice, system, irq, softirq, steal]
-        .iter()
-        .fold(0u64, |a, &b| a.saturating_add(b));
-    let total = busy.saturating_add(idle).saturating_add(iowait);
-    Ok(Some((cpu, Jiffies { busy, total })))
-}
-
-/// Socket id per CPU number from sysfs; empty when unreadable.
-fn topology(sysfs_root: &Path) -> Vec<Option<u32>> {
-    let dir = sysfs_root.join("devices").join("system").join("cpu");
-    let mut map: Vec<Option<u32>> = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        tracing::debug!(dir = %dir.display(), "no CPU topology, assuming one socket");
-        return map;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(cpu) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("cpu"))
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n < MAX_CPUS)
-        else {
-            continue;
-        };
-        let id_path = entry.path().join("topology").join("physical_package_id");
-        // Some VMs and ARM boards report -1: treat as unknown.
-        let socket = std::fs::read_to_string(&id_path)
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .and_then(|v| u32::try_from(v).ok());
-        if map.len() <= cpu {
-            map.resize(cpu + 1, None);
-        }
-        map[cpu] = socket;
-    }
-    map
-}
-
-/// Classifies an I/O error reading `/proc/stat`.
-fn io_read_error(what: &str, err: &std::io::Error) -> ReadError {
-    match err.kind() {
-        std::io::ErrorKind::NotFound => ReadError::Missing {
-            what: what.to_owned(),
-        },
-        std::io::ErrorKind::PermissionDenied => ReadError::NotPermitted {
-            what: what.to_owned(),
-            needs: "read access to /proc/stat".to_owned(),
-        },
-        _ => ReadError::Io {
-            what: what.to_owned(),
-            detail: err.to_string(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lines() {
-        assert_eq!(parse_cpu_line("cpu 1 2 3 4 5 6 7 8 0 0"), Ok(None));
-        assert_eq!(parse_cpu_line("intr 1 2 3"), Ok(None));
-        assert_eq!(parse_cpu_line(""), Ok(None));
-        assert_eq!(
-            parse_cpu_line("cpu3 1 2 3 4 5 6 7 8 9 10"),
-            Ok(Some((
-                3,
-                Jiffies {
-                    busy: 1 + 2 + 3 + 6 + 7 + 8,
-                    total: 1 + 2 + 3 + 6 + 7 + 8 + 4 + 5
-                }
-            )))
-        );
-        assert_eq!(
-            parse_cpu_line("cpu0 10 0 0 30"),
-            Ok(Some((
-                0,
-                Jiffies {
-                    busy: 10,
-                    total: 40
-                }
-            )))
-        );
-        assert!(parse_cpu_line("cpu0 1 2").is_err());
-        assert!(parse_cpu_line("cpu0 1 x 3 4").is_err());
-        assert!(parse_cpu_line("cpuX 1 2 3 4").is_err());
-        assert!(parse_cpu_line("cpu99999999999 1 2 3 4").is_err());
-    }
 
     #[test]
     fn default_params_are_valid() {

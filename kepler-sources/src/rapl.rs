@@ -11,7 +11,6 @@
 //! means no path walk and no permission check per tick.
 
 use std::fs::File;
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,12 +20,12 @@ use kepler_core::{
     Timestamp, ZoneInfo, ZoneKind,
 };
 
+use crate::host::Access;
 use crate::sysfs_value;
 use crate::{Error, ErrorKind};
 
 /// The privilege that reading `energy_uj` needs, for logs and [`ReadError::NotPermitted`].
-const ENERGY_PRIVILEGE: &str = "run as root, or grant read access to energy_uj, e.g. a udev rule \
-     / chmod; see CVE-2020-8694";
+const ENERGY_PRIVILEGE: Access = Access::RaplEnergy;
 
 /// Bytes read per tick. A valid value is at most 20 digits and a newline, so a full buffer
 /// means the content is not a counter.
@@ -133,7 +132,7 @@ impl Rapl {
             let files: Vec<String> = denied.iter().map(|p| p.display().to_string()).collect();
             tracing::warn!(
                 files = %files.join(", "),
-                needs = ENERGY_PRIVILEGE,
+                needs = ENERGY_PRIVILEGE.needs(),
                 kept = zones.len(),
                 "RAPL energy counters are not readable",
             );
@@ -143,7 +142,7 @@ impl Rapl {
                 return Err(Error::new(
                     ErrorKind::PermissionDenied,
                     Some(path),
-                    format!("no readable RAPL energy_uj ({ENERGY_PRIVILEGE})"),
+                    format!("no readable RAPL energy_uj ({})", ENERGY_PRIVILEGE.needs()),
                 ));
             }
             return Err(first_failure.unwrap_or_else(|| {
@@ -174,27 +173,9 @@ fn read_counter(counter: &Counter, buf: &mut [u8; READ_BUF]) -> Result<u64, Read
         &counter.file,
         &counter.what,
         buf,
-        read_error,
+        ENERGY_PRIVILEGE,
         parse_energy_uj,
     )
-}
-
-/// Classifies an I/O error on a zone's counter, so that "not permitted" and "gone" are
-/// reported as the expected states they are rather than as generic failures.
-fn read_error(what: &str, err: &io::Error) -> ReadError {
-    match err.kind() {
-        io::ErrorKind::PermissionDenied => ReadError::NotPermitted {
-            what: what.to_owned(),
-            needs: ENERGY_PRIVILEGE.to_owned(),
-        },
-        io::ErrorKind::NotFound => ReadError::Missing {
-            what: what.to_owned(),
-        },
-        _ => ReadError::Io {
-            what: what.to_owned(),
-            detail: err.to_string(),
-        },
-    }
 }
 
 /// Opens `energy_uj` and reads it once, so a counter that cannot be read at all (no
@@ -361,11 +342,17 @@ fn zone_info(c: &Candidate) -> ZoneInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::read_error;
+    use std::io;
 
     #[test]
     fn classifies_permission_as_not_permitted() {
         let err = io::Error::from(io::ErrorKind::PermissionDenied);
-        let r = read_error("/sys/class/powercap/intel-rapl:0/energy_uj", &err);
+        let r = read_error(
+            "/sys/class/powercap/intel-rapl:0/energy_uj",
+            &err,
+            ENERGY_PRIVILEGE,
+        );
         match r {
             ReadError::NotPermitted { what, needs } => {
                 assert!(what.ends_with("energy_uj"));
@@ -377,9 +364,13 @@ mod tests {
 
     #[test]
     fn classifies_missing_and_other_io() {
-        let r = read_error("x", &io::Error::from(io::ErrorKind::NotFound));
+        let r = read_error(
+            "x",
+            &io::Error::from(io::ErrorKind::NotFound),
+            ENERGY_PRIVILEGE,
+        );
         assert_eq!(r, ReadError::Missing { what: "x".into() });
-        let r = read_error("x", &io::Error::other("boom"));
+        let r = read_error("x", &io::Error::other("boom"), ENERGY_PRIVILEGE);
         assert_eq!(r.kind_label(), "io");
     }
 

@@ -8,17 +8,21 @@ use std::os::unix::fs::FileExt;
 
 use kepler_core::ReadError;
 
-/// One `pread` of `file` into `buf`, parsed with `parse`. I/O errors go through `io_error`,
-/// so each source can say what privilege it needs; a value that fills `buf` is too long to be
-/// a number the kernel wrote.
+use crate::host::{read_error, Access};
+
+/// One `pread` of `file` into `buf`, parsed with `parse`. I/O errors are classified by the
+/// host layer's one rule, naming `access` (what each source needs); a value that fills
+/// `buf` is too long to be a number the kernel wrote.
 pub(crate) fn read_value(
     file: &File,
     what: &str,
     buf: &mut [u8],
-    io_error: fn(&str, &io::Error) -> ReadError,
+    access: Access,
     parse: fn(&[u8]) -> Result<u64, String>,
 ) -> Result<u64, ReadError> {
-    let n = file.read_at(buf, 0).map_err(|e| io_error(what, &e))?;
+    let n = file
+        .read_at(buf, 0)
+        .map_err(|e: io::Error| read_error(what, &e, access))?;
     if n == buf.len() {
         return Err(ReadError::Parse {
             what: what.to_owned(),

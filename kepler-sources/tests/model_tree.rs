@@ -301,3 +301,29 @@ fn an_explicit_curve_and_dram_zones() {
     assert!((w[2].1 - 5.2).abs() < 1e-6, "{w:?}");
     assert_eq!(w[3], (1, 12.0));
 }
+
+/// Issue 14: the host layer's one rule for `/proc/stat`: a malformed per-CPU line is
+/// skipped (that CPU's time counts at its next good line), the other CPUs still give the
+/// estimate; only a file with no good per-CPU line at all is an error.
+#[test]
+fn a_malformed_cpu_line_is_skipped_not_fatal_issue_14() {
+    let t = tree(&[0, 0]);
+    write_stat(&t.proc, &[(0, 100), (0, 100)]);
+    let mut m = model(&t);
+    assert_eq!(watts(&mut m, 1), [(0, 10.0)]);
+    // cpu1's line is cut: cpu0 alone (fully busy since) gives the utilisation.
+    fs::write(
+        t.proc.join("stat"),
+        "cpu  100 0 0 200 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0 0 0\ncpu1 0 0\n",
+    )
+    .unwrap();
+    assert_eq!(watts(&mut m, 2), [(0, 45.0)]);
+    // cpu1 is back, 100 idle jiffies later: its whole gap counts now, cpu0 was idle too.
+    write_stat(&t.proc, &[(100, 200), (0, 300)]);
+    assert_eq!(watts(&mut m, 3), [(0, 10.0)]);
+    // Nothing usable: a per-zone parse error.
+    fs::write(t.proc.join("stat"), "cpu  1 2 3 4\ncpu0 x\n").unwrap();
+    let mut frame = PowerFrame::default();
+    m.read(Timestamp(4), &mut frame);
+    assert!(frame.samples.iter().all(|s| s.reading.is_err()));
+}

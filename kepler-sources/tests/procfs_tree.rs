@@ -120,9 +120,25 @@ impl Tree {
             root: self.root().to_path_buf(),
             user_hz: Some(100),
             max_open_files: Some(max_open_files),
+            // The fake tree's own topology, not this machine's.
+            sysfs_root: Some(self.sysfs()),
             ..ProcfsOptions::new(self.root())
         })
         .expect("source")
+    }
+
+    /// A sysfs root for the CPU topology, inside the tree (not a pid: never listed).
+    fn sysfs(&self) -> std::path::PathBuf {
+        self.root().join("fake-sysfs")
+    }
+
+    /// Puts logical CPU `cpu` on `socket` in the fake sysfs topology.
+    fn set_socket(&self, cpu: u32, socket: u32) {
+        let dir = self
+            .sysfs()
+            .join(format!("devices/system/cpu/cpu{cpu}/topology"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("physical_package_id"), format!("{socket}\n")).unwrap();
     }
 }
 
@@ -775,23 +791,34 @@ fn container_cgroup_usage_is_read_and_dropped_when_gone_issue_4() {
 }
 
 /// Issue 4: on a two-socket machine the per-CPU lines of `stat` come with their socket;
-/// on one socket they are not read at all.
+/// on one socket they are not read at all. Issue 14: the sockets come from the sysfs
+/// topology (the one map the model reads too), and a malformed per-CPU line is skipped
+/// while the others still count (the one rule of the host layer).
 #[test]
 fn per_cpu_times_with_sockets_on_two_socket_machines_issue_4() {
     let tree = Tree::new();
     let mut src = tree.source();
     assert!(
         scan(&mut src, 1).cpus.is_empty(),
-        "no cpuinfo: no per-CPU split"
+        "no topology: no per-CPU split"
     );
+    // cpuinfo is not where sockets come from.
     fs::write(
         tree.root().join("cpuinfo"),
         "processor\t: 0\nphysical id\t: 0\n\nprocessor\t: 1\nphysical id\t: 1\n\n",
     )
     .unwrap();
+    assert!(
+        scan(&mut tree.source(), 1).cpus.is_empty(),
+        "cpuinfo ignored"
+    );
+    tree.set_socket(0, 0);
+    tree.set_socket(1, 1);
+    tree.set_socket(2, 1);
     fs::write(
         tree.root().join("stat"),
-        "cpu  3 0 0 7 0 0 0 0 0 0\ncpu0 1 0 0 4 0 0 0 0 0 0\ncpu1 2 0 0 3 0 0 0 0 0 0\nintr 1\n",
+        "cpu  3 0 0 7 0 0 0 0 0 0\ncpu0 1 0 0 4 0 0 0 0 0 0\ncpu1 2 0 0 3 0 0 0 0 0 0\n\
+         cpu2 2 x 0 3\nintr 1\n",
     )
     .unwrap();
     let mut src = tree.source();

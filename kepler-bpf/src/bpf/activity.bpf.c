@@ -151,9 +151,13 @@ static __noinline u32 insert(struct task_struct *task, u32 tgid, u32 flags)
 	if (leader->flags & PF_KTHREAD)
 		flags |= KEPLER_PROC_KTHREAD;
 	a->on_cpu_ns = 0;
+	a->children_ns = 0;
+	if (flags & KEPLER_PROC_EXITED)
+		a->children_ns = task->signal->cutime + task->signal->cstime;
 	a->start_boottime = leader->start_boottime;
 	a->cgroup_id = cg->kn->id;
 	a->last_cpu = bpf_get_smp_processor_id();
+	a->ppid = task->real_parent->tgid;
 	a->flags = flags;
 	bpf_probe_read_kernel(a->comm, sizeof(a->comm), leader->comm);
 	compiler_barrier();
@@ -203,10 +207,17 @@ static __noinline int charge_slow(struct cpu_slot *slot, struct task_struct *pre
 	u64 start = prev->group_leader->start_boottime;
 	u32 s = find(tgid, start);
 
+	struct proc_acct *a;
+
 	if (s == NO_SLOT) {
 		s = insert(prev, tgid, 0);
 		if (s == NO_SLOT)
 			return 0;
+	} else {
+		/* A miss: the process came (back) to this CPU. */
+		a = bpf_map_lookup_elem(&acct, &s);
+		if (a)
+			a->last_cpu = bpf_get_smp_processor_id();
 	}
 	slot->victim = way + 1;
 	flush(slot->cache_tgid[way], slot->cache_start[way], slot->cache_slot[way],
@@ -288,6 +299,10 @@ int BPF_PROG(on_exit, struct task_struct *task)
 	a->cgroup_id = cg->kn->id;
 	remember_cgroup(cg, a->cgroup_id);
 	a->last_cpu = bpf_get_smp_processor_id();
+	/* Re-parented since it was first seen if its parent exited: the reaper's cutime grows. */
+	a->ppid = task->real_parent->tgid;
+	/* What its parent's cutime grows by besides its own time, once it is reaped. */
+	a->children_ns = task->signal->cutime + task->signal->cstime;
 	a->flags |= KEPLER_PROC_EXITED;
 	return 0;
 }

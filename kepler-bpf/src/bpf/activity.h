@@ -20,14 +20,20 @@ struct proc_acct {
 	u64 start_boottime;
 	/* cgroup v2 id (the kernfs inode number of its cgroup directory). */
 	u64 cgroup_id;
-	/* The CPU it was first seen on, then the one it exited on. */
+	/* The CPU it last ran on, as far as the program sees: set when it is first seen, at
+	 * every cache miss (it came to a CPU whose cache did not hold it) and at exit. */
 	u32 last_cpu;
 	u32 flags;
 	char comm[KEPLER_COMM_LEN];
+	/* Its reaped children's CPU time (signal->cutime + cstime, ns) at exit; 0 while it
+	 * lives (user space reads a live process's from procfs). */
+	u64 children_ns;
 	/* The process (tgid) this slot belongs to; 0 while the slot is free. Written last when
 	 * a slot is taken, so user space never reads a half-filled one. */
 	u32 tgid;
-	u32 pad;
+	/* The parent process (real_parent's tgid) when first seen, then at exit: the one
+	 * whose reaped-children time grows by this process's. */
+	u32 ppid;
 };
 
 #define KEPLER_CACHE_WAYS 4

@@ -65,6 +65,8 @@ struct css_set {
 
 struct signal_struct {
 	atomic_t live;
+	u64 cutime;
+	u64 cstime;
 } __attribute__((preserve_access_index));
 
 struct sched_entity {
@@ -77,6 +79,7 @@ struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	u64 start_boottime;
+	struct task_struct *real_parent;
 	struct task_struct *group_leader;
 	struct css_set *cgroups;
 	struct signal_struct *signal;

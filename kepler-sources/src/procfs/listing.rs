@@ -21,7 +21,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::stat::parse_u32;
+use crate::host::parse_u32;
 
 /// `TGID_OFFSET` of the kernel's `fs/proc/base.c` (`FIRST_PROCESS_ENTRY` 256 + 2).
 const TGID_OFFSET: u64 = 258;

@@ -45,18 +45,14 @@
 //! For exact attribution under churn (issue 4) each scan also reports, per process, its
 //! parent pid, its reaped children's time (`cutime + cstime`) and its last CPU
 //! ([`kepler_core::ProcessDetail`]); with a cgroup root, each container's cgroup CPU counter
-//! (see `cgroup_usage.rs`); and on multi-socket machines (by `<root>/cpuinfo`), the per-CPU
-//! lines of `<root>/stat` with each CPU's socket.
+//! ([`CgroupUsage`]); and on multi-socket machines (by the sysfs topology, [`CpuTopology`]),
+//! the per-CPU lines of `<root>/stat` with each CPU's socket.
 //!
-//! Parsing is hand-written (see `stat.rs`) rather than through the `procfs` crate, to keep
-//! the hot loop allocation-free and the dependency list short.
+//! Parsing is hand-written (in the [`host`](crate::host) layer, shared with the model and
+//! kepler-bpf) rather than through the `procfs` crate, to keep the hot loop allocation-free
+//! and the dependency list short.
 
-mod cgroup;
-mod cgroup_usage;
-mod cpuinfo;
 mod listing;
-mod stat;
-mod vm;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -74,21 +70,14 @@ use kepler_core::{
     ProcessSample, ReadError, SourceError, Timestamp,
 };
 
+use crate::host::{
+    self, comm_matches, parse_node_cpu, parse_per_cpu, parse_schedstat, parse_stat_raw, read_error,
+    sanitize_comm, Access, CgroupUsage, CpuTopology, NodeTicks, StaticReader, AUX_LIMIT,
+    PF_KTHREAD,
+};
 use crate::{Error, ErrorKind};
 
-pub use cgroup::{parse_cgroup, CgroupMatch};
-pub use cpuinfo::read_cpuinfo;
-pub use stat::{parse_node_cpu, parse_stat, sanitize_comm, NodeTicks, StatFields};
-pub use vm::vm_from_cmdline;
-
-use cgroup_usage::CgroupUsage;
 use listing::PidListing;
-use stat::{comm_matches, parse_per_cpu, parse_stat_raw, PF_KTHREAD};
-
-/// The Linux `USER_HZ` on every mainstream architecture; used when it cannot be detected.
-const DEFAULT_USER_HZ: u64 = 100;
-/// `AT_CLKTCK` in the auxiliary vector: the kernel's `USER_HZ`, handed to every process.
-const AT_CLKTCK: usize = 17;
 /// `ESRCH`: reading a `/proc/<pid>` file of a process that exited after the open.
 const ESRCH: i32 = 3;
 /// `ENFILE` and `EMFILE`: the system's or this process's file descriptors are exhausted.
@@ -98,8 +87,6 @@ const EMFILE: i32 = 24;
 const AUTO_MAX_OPEN_FILES: usize = 16 * 1024;
 /// A `<pid>/stat` line is well under 1 KiB; anything past this is not a stat line.
 const STAT_LIMIT: usize = 16 * 1024;
-/// Enough for the cgroup file of any real process and a QEMU command line.
-const AUX_LIMIT: usize = 256 * 1024;
 
 /// Where and how [`ProcfsActivity`] reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +113,11 @@ pub struct ProcfsOptions {
     /// not run since (see the module docs). On by default; off reads every `stat` on every
     /// tick (for comparisons).
     pub probe_idle: bool,
+    /// The sysfs root whose CPU topology ([`CpuTopology`]) says which socket each CPU is
+    /// on; with more than one socket, the per-CPU lines of `<root>/stat` are reported for
+    /// the per-socket split. `None` reports none. [`ProcfsOptions::new`] sets `/sys`, the
+    /// sysfs of the procfs's own kernel; with `--host.sysfs` set the host's.
+    pub sysfs_root: Option<PathBuf>,
 }
 
 impl Default for ProcfsOptions {
@@ -143,6 +135,7 @@ impl ProcfsOptions {
             max_open_files: None,
             cgroup_root: None,
             probe_idle: true,
+            sysfs_root: Some(PathBuf::from("/sys")),
         }
     }
 }
@@ -209,7 +202,7 @@ struct LastStat {
 }
 
 impl LastStat {
-    fn of(raw: &stat::RawStat<'_>) -> LastStat {
+    fn of(raw: &host::RawStat<'_>) -> LastStat {
         LastStat {
             cpu_ticks: raw.utime.saturating_add(raw.stime),
             children_ticks: raw.cutime.saturating_add(raw.cstime),
@@ -232,8 +225,8 @@ pub struct ProcfsActivity {
     paths: PidPaths,
     /// The one buffer every `<pid>/stat` (and `<root>/stat`) is read into.
     buf: ReadBuf,
-    /// For the files read once per process (cgroup, cmdline), on a cache miss.
-    aux: ReadBuf,
+    /// Reads the static data of a process, on a cache miss.
+    statics: StaticReader,
     user_hz: u64,
     cache: FxHashMap<u32, CacheEntry>,
     generation: u64,
@@ -250,12 +243,11 @@ pub struct ProcfsActivity {
     listing: PidListing,
     /// (index in the frame, pid) of the processes this scan skipped as idle.
     idle_skipped: Vec<(usize, u32)>,
-    empty: Arc<str>,
     /// Per-container cgroup counters, when a cgroup root is set.
     cgroups: Option<CgroupUsage>,
-    /// Socket of each logical CPU, indexed by CPU, when the machine has more than one
-    /// socket; empty otherwise (then per-CPU lines are not read).
-    cpu_socket: Vec<Option<u32>>,
+    /// Socket of each logical CPU when the machine has more than one socket; empty
+    /// otherwise (then per-CPU lines are not read).
+    topology: CpuTopology,
 }
 
 impl fmt::Debug for ProcfsActivity {
@@ -286,18 +278,23 @@ impl ProcfsActivity {
                 ))
             }
             Some(hz) => hz,
-            None => detect_user_hz(&opts.root),
+            None => host::user_hz(&opts.root),
         };
         let max_open_files = opts
             .max_open_files
             .unwrap_or_else(|| auto_max_open_files(&opts.root));
-        let cpu_socket = socket_map(&opts.root);
+        let topology = opts
+            .sysfs_root
+            .as_deref()
+            .map(CpuTopology::read)
+            .filter(CpuTopology::is_multi_socket)
+            .unwrap_or_default();
         let root = opts.root.clone();
         let mut source = ProcfsActivity {
             paths: PidPaths::new(&opts.root),
             root: opts.root,
             buf: ReadBuf::with_capacity(4096),
-            aux: ReadBuf::with_capacity(4096),
+            statics: StaticReader::new(),
             user_hz,
             cache: FxHashMap::default(),
             generation: 0,
@@ -310,9 +307,8 @@ impl ProcfsActivity {
             idle_skipped: Vec::new(),
             pids: Vec::new(),
             listing: PidListing::new(&root),
-            empty: Arc::from(""),
             cgroups: opts.cgroup_root.map(CgroupUsage::new),
-            cpu_socket,
+            topology,
         };
         let path = source.root.join("stat");
         match source.read_node() {
@@ -368,14 +364,14 @@ impl ProcfsActivity {
     }
 
     fn ticks_to_ns(&self, ticks: u64) -> Nanos {
-        ticks_to_ns(self.user_hz, ticks)
+        host::ticks_to_ns(self.user_hz, ticks)
     }
 
     fn read_node(&mut self) -> Result<NodeTicks, NodeError> {
         let path = self.paths.root_file(b"stat");
         let file = File::open(path).map_err(NodeError::Io)?;
         // Per-CPU lines only matter for the per-socket split.
-        let (limit, stop) = if self.cpu_socket.is_empty() {
+        let (limit, stop) = if self.topology == CpuTopology::default() {
             (STAT_LIMIT, Stop::AnyNewline)
         } else {
             (AUX_LIMIT, Stop::Eof)
@@ -386,14 +382,15 @@ impl ProcfsActivity {
 
     /// The per-CPU lines of the `/proc/stat` last read by `read_node`, with their sockets.
     fn push_cpus(&self, out: &mut ActivityFrame) {
-        if self.cpu_socket.is_empty() {
+        if self.topology == CpuTopology::default() {
             return;
         }
+        // A malformed line is skipped (the host layer's one rule); the others still count.
         parse_per_cpu(self.buf.bytes(), |cpu, ticks| {
-            if let Some(Some(socket)) = self.cpu_socket.get(cpu as usize) {
+            if let Some(socket) = self.topology.socket_of(cpu) {
                 out.cpus.push(CpuTime {
                     cpu,
-                    socket: *socket,
+                    socket,
                     time: NodeCpu {
                         busy: self.ticks_to_ns(ticks.busy),
                         total: self.ticks_to_ns(ticks.total),
@@ -415,7 +412,7 @@ impl ProcfsActivity {
             let sample = ProcessSample {
                 pid,
                 start_time,
-                cpu_time: ticks_to_ns(self.user_hz, last.cpu_ticks),
+                cpu_time: host::ticks_to_ns(self.user_hz, last.cpu_ticks),
                 info,
             };
             let detail = detail_of(self.user_hz, &last);
@@ -477,7 +474,7 @@ impl ProcfsActivity {
         };
         let mut buf = [0u8; 96];
         let values = match file.read_at(&mut buf, 0) {
-            Ok(n) => buf.get(..n).and_then(stat::parse_schedstat),
+            Ok(n) => buf.get(..n).and_then(parse_schedstat),
             Err(_) => {
                 // Gone (`ESRCH`) or unreadable: the `stat` read finds out which.
                 entry.probe = Probe::Closed;
@@ -623,7 +620,7 @@ impl ProcfsActivity {
         let sample = ProcessSample {
             pid,
             start_time,
-            cpu_time: ticks_to_ns(self.user_hz, last.cpu_ticks),
+            cpu_time: host::ticks_to_ns(self.user_hz, last.cpu_ticks),
             info,
         };
         Some((sample, detail_of(self.user_hz, &last)))
@@ -704,50 +701,19 @@ impl ProcfsActivity {
         }
     }
 
-    /// Reads what does not change for the life of a process. Every part degrades on its
-    /// own: an unreadable `exe` (kernel threads, other users' processes without
-    /// `CAP_SYS_PTRACE`) is "", an unreadable cgroup or cmdline is "no container"/"no VM".
+    /// Reads what does not change for the life of a process (see [`StaticReader::read`]),
+    /// and starts reading its container's cgroup counter when there is one.
     fn load_static(&mut self, name: &[u8], comm: Arc<str>, kthread: bool) -> ProcessInfo {
-        if kthread {
-            // Kernel threads have no exe, no cmdline and live in the root cgroup.
-            return ProcessInfo {
-                comm,
-                exe: Arc::clone(&self.empty),
-                container: None,
-                vm: None,
-            };
+        let dir = self.paths.pid_file(name, b"");
+        let info = self.statics.read(dir, comm, kthread);
+        if let (Some(c), Some(cgroups), Some(text)) = (
+            &info.container,
+            &mut self.cgroups,
+            self.statics.cgroup_text(),
+        ) {
+            cgroups.register(c, text, self.generation);
         }
-        let exe = match std::fs::read_link(self.paths.pid_file(name, b"exe")) {
-            Ok(target) => Arc::from(target.to_string_lossy()),
-            Err(_) => Arc::clone(&self.empty),
-        };
-        let container = match self
-            .aux
-            .fill_path(self.paths.pid_file(name, b"cgroup"), AUX_LIMIT)
-        {
-            Ok(()) => {
-                let found = parse_cgroup(&String::from_utf8_lossy(self.aux.bytes()))
-                    .map(|m| m.into_container(&self.empty));
-                if let (Some(c), Some(cgroups)) = (&found, &mut self.cgroups) {
-                    cgroups.register(c, self.aux.bytes(), self.generation);
-                }
-                found
-            }
-            Err(_) => None,
-        };
-        let vm = match self
-            .aux
-            .fill_path(self.paths.pid_file(name, b"cmdline"), AUX_LIMIT)
-        {
-            Ok(()) => vm_from_cmdline(self.aux.bytes()),
-            Err(_) => None,
-        };
-        ProcessInfo {
-            comm,
-            exe,
-            container,
-            vm,
-        }
+        info
     }
 }
 
@@ -758,7 +724,8 @@ impl ActivitySource for ProcfsActivity {
         let node = match self.read_node() {
             Ok(node) => node,
             Err(NodeError::Io(e)) => {
-                return Err(read_error(&self.root.join("stat"), &e).into());
+                let what = self.root.join("stat").display().to_string();
+                return Err(read_error(&what, &e, Access::Procfs).into());
             }
             Err(NodeError::Parse) => {
                 return Err(ReadError::Parse {
@@ -783,7 +750,8 @@ impl ActivitySource for ProcfsActivity {
             .list(&self.root, &mut pids, |p| cache.contains_key(&p));
         if let Err(e) = listed {
             self.pids = pids;
-            return Err(read_error(&self.root, &e).into());
+            let what = self.root.display().to_string();
+            return Err(read_error(&what, &e, Access::Procfs).into());
         }
         self.generation = self.generation.wrapping_add(1);
         let first = out.processes.len();
@@ -830,17 +798,11 @@ impl ActivitySource for ProcfsActivity {
     }
 }
 
-/// Clock ticks of `stat` to nanoseconds.
-fn ticks_to_ns(user_hz: u64, ticks: u64) -> Nanos {
-    let ns = u128::from(ticks) * 1_000_000_000 / u128::from(user_hz.max(1));
-    Nanos(u64::try_from(ns).unwrap_or(u64::MAX))
-}
-
 /// The per-process detail (issue 4) of a `stat` read.
 fn detail_of(user_hz: u64, last: &LastStat) -> ProcessDetail {
     ProcessDetail {
         ppid: last.ppid,
-        children_time: ticks_to_ns(user_hz, last.children_ticks),
+        children_time: host::ticks_to_ns(user_hz, last.children_ticks),
         last_cpu: Some(last.processor),
     }
 }
@@ -852,48 +814,6 @@ enum NodeError {
 
 fn is_vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ESRCH)
-}
-
-/// The per-file [`ReadError`] of a procfs read that failed with `e`: missing, not permitted
-/// (naming the access needed) or another I/O error, naming `path`.
-pub fn read_error(path: &Path, e: &io::Error) -> ReadError {
-    let what = path.display().to_string();
-    match e.kind() {
-        io::ErrorKind::NotFound => ReadError::Missing { what },
-        io::ErrorKind::PermissionDenied => ReadError::NotPermitted {
-            what,
-            needs: "read access to procfs".into(),
-        },
-        _ => ReadError::Io {
-            what,
-            detail: e.to_string(),
-        },
-    }
-}
-
-/// Socket of each logical CPU from `<root>/cpuinfo`, when there is more than one socket.
-fn socket_map(root: &Path) -> Vec<Option<u32>> {
-    let Ok(cpus) = read_cpuinfo(root) else {
-        return Vec::new();
-    };
-    let Some(first) = cpus.first() else {
-        return Vec::new();
-    };
-    if cpus.iter().all(|c| c.physical_id == first.physical_id) {
-        return Vec::new();
-    }
-    let mut map = Vec::new();
-    for c in &cpus {
-        let i = c.processor as usize;
-        if i >= 65_536 {
-            continue; // not a real CPU number: ignore rather than allocate
-        }
-        if i >= map.len() {
-            map.resize(i + 1, None);
-        }
-        map[i] = Some(c.physical_id);
-    }
-    map
 }
 
 /// Half the soft `Max open files` of `<root>/self/limits` (this process, when `<root>` is
@@ -908,32 +828,6 @@ fn auto_max_open_files(root: &Path) -> usize {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|soft| soft.parse::<usize>().ok())
         .map_or(0, |soft| (soft / 2).min(AUTO_MAX_OPEN_FILES))
-}
-
-/// `USER_HZ` from `<root>/self/auxv`. Reading it through the root keeps fake trees (which
-/// have no `self`) on the default, and a host procfs mounted in a container gives the
-/// running kernel's value, which is the host's.
-fn detect_user_hz(root: &Path) -> u64 {
-    let Ok(auxv) = std::fs::read(root.join("self/auxv")) else {
-        return DEFAULT_USER_HZ;
-    };
-    const WORD: usize = std::mem::size_of::<usize>();
-    for pair in auxv.chunks_exact(2 * WORD) {
-        let (key, val) = pair.split_at(WORD);
-        let (Ok(key), Ok(val)) = (<[u8; WORD]>::try_from(key), <[u8; WORD]>::try_from(val)) else {
-            break;
-        };
-        if usize::from_ne_bytes(key) == AT_CLKTCK {
-            let hz = usize::from_ne_bytes(val) as u64;
-            // A sane USER_HZ; anything else means we misread the vector.
-            return if (1..=100_000).contains(&hz) {
-                hz
-            } else {
-                DEFAULT_USER_HZ
-            };
-        }
-    }
-    DEFAULT_USER_HZ
 }
 
 /// The decimal name of a pid's directory, written without allocating.
@@ -1020,12 +914,6 @@ impl ReadBuf {
 
     fn bytes(&self) -> &[u8] {
         self.data.get(..self.len).unwrap_or_default()
-    }
-
-    /// Reads the file at `path` to its end, up to `limit` bytes (more is silently cut).
-    fn fill_path(&mut self, path: &Path, limit: usize) -> io::Result<()> {
-        let file = File::open(path)?;
-        self.fill(&file, limit, Stop::Eof)
     }
 
     /// Reads `file` from offset 0 into the buffer, up to `limit` bytes (more is silently

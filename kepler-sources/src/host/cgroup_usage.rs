@@ -31,6 +31,7 @@ enum Counter {
     V1CpuacctUsage,
 }
 
+#[derive(Debug)]
 struct Tracked {
     info: ContainerInfo,
     file: File,
@@ -40,7 +41,8 @@ struct Tracked {
 }
 
 /// The set of containers whose cgroup counters are read each scan.
-pub(crate) struct CgroupUsage {
+#[derive(Debug)]
+pub struct CgroupUsage {
     root: PathBuf,
     tracked: HashMap<Arc<str>, Tracked>,
     /// Containers whose cgroup could not be found, so the lookup is not retried per scan.
@@ -50,7 +52,7 @@ pub(crate) struct CgroupUsage {
 
 impl CgroupUsage {
     /// Reads cgroups under `root` (a cgroupfs root such as `/sys/fs/cgroup`).
-    pub(crate) fn new(root: PathBuf) -> CgroupUsage {
+    pub fn new(root: PathBuf) -> CgroupUsage {
         CgroupUsage {
             root,
             tracked: HashMap::new(),
@@ -60,14 +62,14 @@ impl CgroupUsage {
     }
 
     /// How many containers are tracked.
-    pub(crate) fn tracked(&self) -> usize {
+    pub fn tracked(&self) -> usize {
         self.tracked.len()
     }
 
     /// Starts tracking `info`'s container, given the content of a member's
     /// `/proc/<pid>/cgroup`. Does nothing when it is tracked already or has no readable
     /// counter.
-    pub(crate) fn register(&mut self, info: &ContainerInfo, cgroup_file: &[u8], generation: u64) {
+    pub fn register(&mut self, info: &ContainerInfo, cgroup_file: &[u8], generation: u64) {
         if self.tracked.contains_key(&info.id) || self.missing.contains_key(&info.id) {
             return;
         }
@@ -91,7 +93,7 @@ impl CgroupUsage {
     }
 
     /// Marks the containers of the processes listed this scan.
-    pub(crate) fn mark(&mut self, frame: &ActivityFrame, first: usize, generation: u64) {
+    pub fn mark(&mut self, frame: &ActivityFrame, first: usize, generation: u64) {
         if self.tracked.is_empty() {
             return;
         }
@@ -111,7 +113,7 @@ impl CgroupUsage {
 
     /// Reads every tracked counter into `out.containers`, dropping containers whose cgroup
     /// is gone or that no process has referenced for two scans.
-    pub(crate) fn read(&mut self, out: &mut ActivityFrame, generation: u64) {
+    pub fn read(&mut self, out: &mut ActivityFrame, generation: u64) {
         let buf = &mut self.buf;
         self.tracked.retain(|_, t| {
             if t.referenced.saturating_add(2) <= generation {

@@ -1,4 +1,4 @@
-//! Parsers for `/proc/<pid>/stat` and the first line of `/proc/stat`.
+//! Parsers for `/proc/<pid>/stat`, `/proc/<pid>/schedstat` and `/proc/stat`.
 //!
 //! Hand-written rather than through the `procfs` crate: the scan reads one `stat` per live
 //! process per tick, and parsing the handful of fields we need straight from the bytes, with
@@ -148,7 +148,7 @@ pub(crate) fn parse_stat_raw(buf: &[u8]) -> Option<RawStat<'_>> {
 /// Parses `/proc/<pid>/schedstat` (`run_ns wait_ns run_count`): the main thread's time on
 /// a CPU in nanoseconds, as the scheduler counts it, and how many times it was put on one.
 /// `None` for anything else.
-pub(crate) fn parse_schedstat(buf: &[u8]) -> Option<(u64, u64)> {
+pub fn parse_schedstat(buf: &[u8]) -> Option<(u64, u64)> {
     let mut fields = trim_end_newline(buf).split(|&b| b == b' ');
     let run_ns = parse_u64(fields.next()?)?;
     parse_u64(fields.next()?)?;
@@ -174,9 +174,16 @@ pub fn parse_node_cpu(buf: &[u8]) -> Option<NodeTicks> {
     parse_cpu_fields(rest)
 }
 
-/// Calls `each(cpu, ticks)` for every per-CPU line (`cpuN ...`) of `/proc/stat`; lines that
-/// do not parse are skipped (one bad line must not hide the others).
-pub(crate) fn parse_per_cpu(buf: &[u8], mut each: impl FnMut(u32, NodeTicks)) {
+/// Calls `each(cpu, ticks)` for every per-CPU line (`cpuN ...`) of `/proc/stat`, and
+/// returns how many per-CPU lines were malformed.
+///
+/// The one rule for a bad line, whoever reads: it is skipped, and the others are still used
+/// (one bad line must not hide the others, style rule 7). A line is malformed when a field
+/// is not a number, it has fewer than four fields, or the CPU number is at least
+/// [`MAX_CPUS`](super::topology::MAX_CPUS). Lines that are not per-CPU lines (the aggregate
+/// `cpu ` line, `intr`, ...) are neither used nor counted.
+pub fn parse_per_cpu(buf: &[u8], mut each: impl FnMut(u32, NodeTicks)) -> usize {
+    let mut bad = 0;
     for line in buf.split(|&b| b == b'\n') {
         let Some(rest) = line.strip_prefix(b"cpu") else {
             continue;
@@ -186,10 +193,13 @@ pub(crate) fn parse_per_cpu(buf: &[u8], mut each: impl FnMut(u32, NodeTicks)) {
             continue;
         }
         let (num, fields) = rest.split_at(digits);
-        if let (Some(cpu), Some(ticks)) = (parse_u32(num), parse_cpu_fields(fields)) {
-            each(cpu, ticks);
+        let cpu = parse_u32(num).filter(|&c| (c as usize) < super::topology::MAX_CPUS);
+        match (cpu, parse_cpu_fields(fields)) {
+            (Some(cpu), Some(ticks)) => each(cpu, ticks),
+            _ => bad += 1,
         }
     }
+    bad
 }
 
 fn parse_cpu_fields(rest: &[u8]) -> Option<NodeTicks> {
@@ -368,6 +378,16 @@ mod tests {
         assert!(parse_node_cpu(b"cpu 1 2 3\n").is_none());
         assert!(parse_node_cpu(b"cpu0 1 2 3 4\n").is_none());
         assert!(parse_node_cpu(b"intr 1 2 3 4\n").is_none());
+    }
+
+    #[test]
+    fn per_cpu_lines_skip_and_count_the_bad_ones() {
+        let buf = b"cpu  9 9 9 9\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu1 1 x 3 4\ncpu2 1 2\n\
+cpu3 10 0 0 30\ncpu99999999 1 2 3 4\ncpuX 1 2 3 4\nintr 1 2\n";
+        let mut seen = Vec::new();
+        let bad = parse_per_cpu(buf, |cpu, t| seen.push((cpu, t.busy, t.total)));
+        assert_eq!(seen, vec![(0, 27, 36), (3, 10, 40)]);
+        assert_eq!(bad, 3);
     }
 
     #[test]

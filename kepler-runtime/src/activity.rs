@@ -81,6 +81,8 @@ fn procfs(options: &Options) -> Result<SelectedActivity, String> {
     let activity = ProcfsActivity::new(ProcfsOptions {
         // Cgroup CPU accounting charges short-lived processes to their containers (issue 4).
         cgroup_root: Some(options.meters.sysfs.join("fs/cgroup")),
+        // The socket of each CPU comes from the (host's) sysfs topology.
+        sysfs_root: Some(options.meters.sysfs.clone()),
         ..ProcfsOptions::new(procfs)
     })
     .map_err(|e| format!("cannot read processes under {}: {e}", procfs.display()))?;
@@ -94,6 +96,8 @@ fn procfs(options: &Options) -> Result<SelectedActivity, String> {
 fn bpf(options: &Options) -> Result<SelectedActivity, String> {
     let opts = kepler_bpf::BpfOptions {
         procfs: options.meters.procfs.clone(),
+        // Topology and `<sysfs>/fs/cgroup` of the host, as under procfs.
+        sysfs: Some(options.meters.sysfs.clone()),
         ..kepler_bpf::BpfOptions::default()
     };
     let source = kepler_bpf::BpfActivity::new(opts).map_err(|e| e.to_string())?;

@@ -24,7 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let cpus = kepler_sources::read_cpuinfo(root).expect("a readable cpuinfo always parses");
     let blocks = String::from_utf8_lossy(data)
         .lines()
-        .filter(|l| l.split_once(':').is_some_and(|(k, _)| k.trim() == "processor"))
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, _)| k.trim() == "processor")
+        })
         .count();
-    assert!(cpus.len() <= blocks, "{} entries from {blocks} processor lines", cpus.len());
+    assert!(
+        cpus.len() <= blocks,
+        "{} entries from {blocks} processor lines",
+        cpus.len()
+    );
 });

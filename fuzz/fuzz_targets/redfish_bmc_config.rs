@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
                 .strip_prefix("https://")
                 .or_else(|| b.endpoint.strip_prefix("http://"))
                 .unwrap_or_else(|| panic!("{:?}", b.endpoint));
-            assert!(!rest.is_empty() && !rest.contains(['@', '/']), "{:?}", b.endpoint);
+            assert!(
+                !rest.is_empty() && !rest.contains(['@', '/']),
+                "{:?}",
+                b.endpoint
+            );
             assert!(n.bmcs[..i].iter().all(|x| x.id != b.id), "{:?}", b.id);
         }
     }

@@ -211,16 +211,36 @@ fn open_files_limits(pid: u32) -> (String, String) {
 
 /// Issue 3: kepler raises its soft open files limit to the hard one at start, as Go
 /// programs do, so the procfs source can keep a descriptor per process on a large node.
+/// Kepler starts with a soft limit of 256; when the hard limit is no higher, it gets a hard
+/// limit of 4096 first where that is allowed (raising one takes CAP_SYS_RESOURCE). Otherwise
+/// there is nothing to show: the test skips, or fails under `REQUIRE_E2E=1` (issue 14).
 #[test]
 fn the_open_files_soft_limit_is_raised_to_the_hard_one_issue_3() {
     let (_, hard) = open_files_limits(std::process::id());
-    if hard == "unlimited" || hard.parse::<u64>().unwrap_or(0) <= 256 {
-        eprintln!("skipped: hard open files limit {hard} leaves nothing to raise");
-        return;
-    }
+    let shell_ok = |script: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let (setup, hard) = match hard.parse::<u64>() {
+        Ok(h) if h > 256 => ("ulimit -S -n 256", hard),
+        _ if shell_ok("ulimit -H -n 4096") => {
+            ("ulimit -H -n 4096 && ulimit -S -n 256", "4096".to_string())
+        }
+        _ => {
+            let why = format!("hard open files limit {hard} leaves nothing to raise");
+            assert!(
+                std::env::var("REQUIRE_E2E").as_deref() != Ok("1"),
+                "{why}, and REQUIRE_E2E=1"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
     let sysfs = tempfile::tempdir().unwrap();
     let kepler = Kepler::start_after(
-        "ulimit -S -n 256",
+        setup,
         &[
             "--host.sysfs",
             sysfs.path().to_str().unwrap(),

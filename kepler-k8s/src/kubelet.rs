@@ -55,11 +55,22 @@ pub async fn poll_once(
             path: path.into(),
             source,
         })?;
-    let list: PodObjectList = serde_json::from_str(&text).map_err(|source| PollError::Decode {
+    let records = parse_pods(text.as_bytes(), node).map_err(|source| PollError::Decode {
         path: path.into(),
         source,
     })?;
-    let records: Vec<PodRecord> = list
+    let n = records.len();
+    cache.replace_all(records, Instant::now());
+    Ok(n)
+}
+
+/// Decodes a kubelet `/pods` answer into the records of the pods bound to `node` (all of them
+/// when the kubelet omits `spec.nodeName`, which only happens for its own static pods). Pure,
+/// so the `kubelet_pods` fuzz target and its replayed corpus exercise exactly what a poll does
+/// with the bytes the kubelet sent.
+pub fn parse_pods(body: &[u8], node: &str) -> Result<Vec<PodRecord>, serde_json::Error> {
+    let list: PodObjectList = serde_json::from_slice(body)?;
+    Ok(list
         .items
         .iter()
         .filter(|p| {
@@ -69,10 +80,7 @@ pub async fn poll_once(
                 .is_none_or(|n| n.is_empty() || n == node)
         })
         .filter_map(PodRecord::from_object)
-        .collect();
-    let n = records.len();
-    cache.replace_all(records, Instant::now());
-    Ok(n)
+        .collect())
 }
 
 /// Polls every `interval` until dropped. A failed poll keeps the previous pods (a kubelet

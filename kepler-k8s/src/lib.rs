@@ -35,7 +35,7 @@ pub use apiserver::watch_config;
 pub use cache::{CacheConfig, CacheView, Lookup, PodCache};
 pub use enrich::PodActivity;
 pub use informer::{load_client_config, InformerConfig, InformerMode, PodInformer, StartError};
-pub use kubelet::{poll_once, PollError};
+pub use kubelet::{parse_pods, poll_once, PollError};
 pub use meta::{
     bare_container_id, ContainerMeta, ContainerStatusLite, PodMeta, PodObject, PodObjectList,
     PodRecord,

@@ -300,29 +300,91 @@ fn zone_without_counter_is_skipped() {
     assert_eq!(layout(&discover(root)), [(ZoneKind::Package, 0)]);
 }
 
-#[test]
-fn permission_denied_when_no_counter_is_readable() {
-    use std::os::unix::fs::PermissionsExt;
-    let t = tree();
-    let root = t.path();
-    let z = zone(root, "intel-rapl:0", "package-0", 10);
-    let energy = z.join("energy_uj");
-    fs::set_permissions(&energy, fs::Permissions::from_mode(0o000)).unwrap();
-    if fs::File::open(&energy).is_ok() {
-        // Root (or CAP_DAC_OVERRIDE) reads mode 000 files, so the kernel's 0400 energy_uj
-        // cannot be imitated here; rapl's unit tests cover the error classification itself.
-        eprintln!("skipping permission assertion: running with privilege that ignores file modes");
-        return;
-    }
-    let err = Rapl::discover(&RaplOptions::new(root)).unwrap_err();
+/// Set, to the two tree roots, when `permission_denied_when_no_counter_is_readable` runs
+/// again as `nobody`.
+const UNPRIVILEGED_ROOTS: &str = "KEPLER_TEST_RAPL_UNPRIVILEGED_ROOTS";
+
+/// Whether this process runs as root (`/proc/self` belongs to the effective user).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+/// What an unprivileged kepler sees since CVE-2020-8694: `locked` has one zone whose
+/// `energy_uj` it cannot read, `mixed` has that zone and a readable one.
+fn assert_unreadable_counters(locked: &Path, mixed: &Path) {
+    let energy = locked.join("class/powercap/intel-rapl:0/energy_uj");
+    assert!(
+        fs::File::open(&energy).is_err(),
+        "{} is readable",
+        energy.display()
+    );
+    let err = Rapl::discover(&RaplOptions::new(locked)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert_eq!(err.path(), Some(energy.as_path()));
     assert!(err.to_string().contains("CVE-2020-8694"));
 
     // With one readable zone the source starts and keeps it.
-    zone(root, "intel-rapl:1", "package-1", 5);
-    let r = discover(root);
-    assert_eq!(layout(&r), [(ZoneKind::Package, 1)]);
+    assert_eq!(layout(&discover(mixed)), [(ZoneKind::Package, 1)]);
+}
+
+/// CVE-2020-8694 made `energy_uj` readable by root only (mode 0400). Root reads any file
+/// whatever its mode, so as root (CI) the trees get the kernel's owner and mode and the
+/// assertions run in a copy of this test binary that `setpriv` (util-linux) starts as
+/// `nobody`; without setpriv the test skips, or fails under `REQUIRE_SETPRIV=1` (issue 14).
+/// Any other user runs them itself, on counters of mode 000.
+#[test]
+fn permission_denied_when_no_counter_is_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(roots) = std::env::var_os(UNPRIVILEGED_ROOTS) {
+        let roots: Vec<PathBuf> = std::env::split_paths(&roots).collect();
+        return assert_unreadable_counters(&roots[0], &roots[1]);
+    }
+    let root = is_root();
+    let (locked, mixed) = (tree(), tree());
+    for t in [&locked, &mixed] {
+        let z = zone(t.path(), "intel-rapl:0", "package-0", 10);
+        let mode = if root { 0o400 } else { 0o000 };
+        fs::set_permissions(z.join("energy_uj"), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    zone(mixed.path(), "intel-rapl:1", "package-1", 5);
+    if !root {
+        return assert_unreadable_counters(locked.path(), mixed.path());
+    }
+
+    // The trees and a copy of this binary where `nobody` can reach them: the binary may
+    // live under a home directory closed to other users.
+    let bin = tempfile::tempdir().unwrap();
+    for dir in [locked.path(), mixed.path(), bin.path()] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let exe = bin.path().join("rapl_tree");
+    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let roots = std::env::join_paths([locked.path(), mixed.path()]).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args(["--exact", "permission_denied_when_no_counter_is_readable"])
+        .args(["--test-threads=1", "--nocapture"])
+        .env(UNPRIVILEGED_ROOTS, &roots)
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if std::env::var("REQUIRE_SETPRIV").as_deref() == Ok("1") => {
+            panic!("REQUIRE_SETPRIV=1 but setpriv cannot run ({e}; Debian package util-linux)")
+        }
+        Err(e) => {
+            eprintln!("skipping: running as root and setpriv cannot run ({e}); REQUIRE_SETPRIV=1 makes this fail");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "as nobody: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -229,16 +229,19 @@ fn parse_cpu_fields(rest: &[u8]) -> Option<NodeTicks> {
 }
 
 /// The comm as one printable line: control characters become `?` (as `ps` shows them),
-/// invalid UTF-8 becomes U+FFFD. Borrows when nothing needs replacing.
+/// invalid UTF-8 becomes U+FFFD. Borrows when nothing needs replacing. Controls are matched
+/// after decoding, so the C1 ones (U+0080..U+009F, two bytes in UTF-8) are caught too; the
+/// `proc_stat` fuzz target found `\xc2\x83` passing through (issue 14).
 pub fn sanitize_comm(raw: &[u8]) -> Cow<'_, str> {
-    if !raw.iter().any(|&b| is_control(b)) {
-        return String::from_utf8_lossy(raw);
+    let text = String::from_utf8_lossy(raw);
+    if !text.chars().any(char::is_control) {
+        return text;
     }
-    let cleaned: Vec<u8> = raw
-        .iter()
-        .map(|&b| if is_control(b) { b'?' } else { b })
-        .collect();
-    Cow::Owned(String::from_utf8_lossy(&cleaned).into_owned())
+    Cow::Owned(
+        text.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
 }
 
 /// Whether `raw`, sanitized, equals `cached`, without allocating in the common case.

@@ -109,12 +109,14 @@ fn lookups(c: &mut Criterion) {
     g.bench_function("tick_330_processes_without_pods", |b| {
         b.iter(|| {
             t += 1_000_000;
+            frame.clear();
             plain.read(Timestamp(t), &mut frame).unwrap();
         })
     });
     g.bench_function("tick_330_processes_with_pods", |b| {
         b.iter(|| {
             t += 1_000_000;
+            frame.clear();
             enriched.read(Timestamp(t), &mut frame).unwrap();
         })
     });

@@ -268,8 +268,8 @@ impl FrameBuilder {
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
     ) -> Result<&[Freed], ReadError> {
-        out.clear();
         out.at = at;
+        let first = out.processes.len();
         self.read_node(out)?;
         self.generation = self.generation.wrapping_add(1);
         self.freed.clear();
@@ -296,11 +296,11 @@ impl FrameBuilder {
         }
         self.hold_monotonic(out);
         self.settle_exited();
-        let from_records = out.processes.len();
+        let from_records = out.processes.len() - first;
         self.push_dormant(out);
         self.reread_parents(out);
         if let Some(cgroups) = &mut self.cgroups {
-            cgroups.mark(out, 0, self.generation);
+            cgroups.mark(out, first, self.generation);
             cgroups.read(out, self.generation);
         }
         let generation = self.generation;
@@ -880,7 +880,12 @@ mod tests {
         assert_eq!(&*child.info.comm, "child");
         assert_eq!(child.cpu_time, Nanos(4_000_000));
 
-        // Second read: the exited entry is reported once more, then handed back.
+        // Second read: the exited entry is reported once more, then handed back. The frame
+        // starts with a sentinel the caller put there: the builder appends and keeps it.
+        let sentinel = ProcessSample::new(u32::MAX, 7, Nanos(42), Arc::clone(&child.info));
+        out.clear();
+        out.processes.push(sentinel.clone());
+        out.details.push(ProcessDetail::default());
         let freed = b
             .build(Timestamp(2), &records, &[], &[], &mut names, &mut out)
             .unwrap()
@@ -892,7 +897,12 @@ mod tests {
                 tgid: 11
             }]
         );
-        assert_eq!(out.processes.len(), 2);
+        assert_eq!(
+            out.processes[0], sentinel,
+            "the caller's entry is kept, first"
+        );
+        assert_eq!(out.processes.len(), 3);
+        assert_eq!(out.details.len(), 3, "details stay one per process");
     }
 
     #[test]
@@ -904,6 +914,7 @@ mod tests {
         // exited in the root cgroup.
         let records = [rec(13, 1, 1, PROC_EXITED, "cron"), rec(10, 1, 1, 0, "sh")];
         let mut names = |id: u64| (id == 1).then(Vec::new);
+        out.clear();
         b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
             .unwrap();
         let by_pid = |pid| out.processes.iter().find(|p| p.pid == pid).unwrap();
@@ -918,6 +929,7 @@ mod tests {
         let mut out = ActivityFrame::default();
         let records = [rec(12, 1, 901, PROC_EXITED, "job")];
         let mut names = |id: u64| (id == 901).then(|| format!("crio-{ID}.scope").into_bytes());
+        out.clear();
         b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
             .unwrap();
         let c = out.processes[0].info.container.as_ref().unwrap();
@@ -934,6 +946,7 @@ mod tests {
         // Two threads of it on a CPU now; an unknown process's slice is ignored.
         let run = |tgid, ns, cpu| Running { tgid, ns, cpu };
         let in_flight = [run(10, 600, 0), run(10, 400, 1), run(99, 5, 0)];
+        out.clear();
         b.build(
             Timestamp(1),
             &records,
@@ -961,6 +974,7 @@ mod tests {
         )
         .unwrap();
         let first = Arc::clone(&out.processes[0].info);
+        out.clear();
         b.build(
             Timestamp(2),
             &[rec(10, 2, 900, 0, "sh")],
@@ -971,6 +985,7 @@ mod tests {
         )
         .unwrap();
         assert!(Arc::ptr_eq(&first, &out.processes[0].info));
+        out.clear();
         b.build(
             Timestamp(3),
             &[rec(10, 3, 900, 0, "make")],
@@ -982,6 +997,7 @@ mod tests {
         .unwrap();
         assert_eq!(&*out.processes[0].info.comm, "make");
         assert_eq!(b.cached(), 1);
+        out.clear();
         b.build(Timestamp(4), &[], &[], &[], &mut no_names, &mut out)
             .unwrap();
         assert_eq!(b.cached(), 0, "processes gone from the map leave the cache");
@@ -1045,6 +1061,7 @@ mod tests {
             on_cpu_ns: 2_000,
             ..first
         };
+        out.clear();
         b.build(
             Timestamp(1),
             &[first, second],
@@ -1062,6 +1079,7 @@ mod tests {
             ..first
         };
         for t in [2, 3] {
+            out.clear();
             let freed = b
                 .build(
                     Timestamp(t),
@@ -1107,6 +1125,7 @@ mod tests {
             way(11, start + 1, 9),
         ];
         for t in 1..=2 {
+            out.clear();
             let freed = b
                 .build(Timestamp(t), &[r], &pending, &[], &mut no_names, &mut out)
                 .unwrap()
@@ -1135,6 +1154,7 @@ mod tests {
         let mut times = Vec::new();
         for (t, ns) in [(1, 1_000), (2, 900), (3, 1_200)] {
             let r = rec(12, ns, 900, 0, "busy");
+            out.clear();
             b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
                 .unwrap();
             times.push(out.processes[0].cpu_time.0);
@@ -1150,6 +1170,7 @@ mod tests {
         let mut out = ActivityFrame::default();
         let r = rec(13, 4_000, 900, PROC_EXITED, "dying");
         for t in 1..=2 {
+            out.clear();
             b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
                 .unwrap();
         }
@@ -1160,6 +1181,7 @@ mod tests {
             ..r
         };
         let info = Arc::clone(&out.processes[0].info);
+        out.clear();
         b.build(Timestamp(3), &[tail], &[], &[], &mut no_names, &mut out)
             .unwrap();
         let p = &out.processes[0];
@@ -1174,6 +1196,7 @@ mod tests {
             flags: 0,
             ..r
         };
+        out.clear();
         b.build(Timestamp(4), &[reused], &[], &[], &mut no_names, &mut out)
             .unwrap();
         assert_eq!(out.processes[0].cpu_time, Nanos(10));

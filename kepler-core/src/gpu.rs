@@ -133,8 +133,10 @@ pub trait GpuBackend: Send {
     /// The devices found at start.
     fn devices(&self) -> &[Arc<GpuDevice>];
 
-    /// Reads every device into `out` (not cleared), stamping readings with `at`. A device
-    /// that fails gets an error entry; a device that is gone gets no entry.
+    /// Appends a reading of every device to `out`, stamping readings with `at`. Like every
+    /// source trait (see [`crate::PowerSource`]), it never clears `out`: the caller clears it
+    /// before each tick. A device that fails gets an error entry; a device that is gone gets
+    /// no entry.
     fn read(&mut self, at: Timestamp, out: &mut GpuFrame);
 }
 

@@ -383,6 +383,7 @@ fn terminated_workloads_expire_after_ttl() {
         let at = Timestamp(t * 1_000_000_000);
         pf.clear();
         power.read(at, &mut pf);
+        af.clear();
         activity.read(at, &mut af).unwrap();
         let snap = engine.step(&pf, Some(&af), at);
         states.push(snap.processes.first().map(|p| p.state.label()));

@@ -69,6 +69,7 @@ fn big_snapshot(processes: u32, containers: u32) -> Snapshot {
         let at = Timestamp(t * 5_000_000_000);
         pf.clear();
         power.read(at, &mut pf);
+        af.clear();
         activity.read(at, &mut af).unwrap();
         snap = Some(engine.step(&pf, Some(&af), at));
     }

@@ -209,7 +209,6 @@ mod tests {
 
     impl ActivitySource for Steady {
         fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-            out.clear();
             out.at = at;
             out.node = NodeCpu {
                 busy: Nanos(1),
@@ -288,6 +287,7 @@ mod tests {
         assert_eq!(pod_of(&frame, 1), ("".into(), "u1".into(), "".into()));
 
         cache.replace_all(vec![record("u1", "web", &[("c1", "app")])], Instant::now());
+        frame.clear();
         src.read(Timestamp(2), &mut frame).unwrap();
         assert_eq!(pod_of(&frame, 1), ("app".into(), "u1".into(), "web".into()));
         assert_eq!(pod_of(&frame, 2), ("".into(), "u1".into(), "web".into()));
@@ -296,6 +296,7 @@ mod tests {
 
         // Steady state: the same Arc comes back, no new lookup, no new miss.
         let misses = cache.stats().misses;
+        frame.clear();
         src.read(Timestamp(3), &mut frame).unwrap();
         assert!(Arc::ptr_eq(&first, &frame.processes[0].info));
         assert_eq!(cache.stats().misses, misses);
@@ -304,6 +305,7 @@ mod tests {
         let t = Instant::now();
         cache.replace_all(vec![], t);
         cache.sweep(t + std::time::Duration::from_secs(1));
+        frame.clear();
         src.read(Timestamp(4), &mut frame).unwrap();
         assert_eq!(pod_of(&frame, 1), ("app".into(), "u1".into(), "web".into()));
     }
@@ -316,7 +318,22 @@ mod tests {
         src.read(Timestamp(1), &mut frame).unwrap();
         assert_eq!(src.memo.len(), 1);
         src.inner.0.clear();
+        frame.clear();
         src.read(Timestamp(2), &mut frame).unwrap();
         assert!(src.memo.is_empty());
+    }
+
+    #[test]
+    fn read_appends_to_what_the_caller_put_in_the_frame() {
+        let cache = PodCache::new(CacheConfig::default());
+        let mut src = PodActivity::new(Steady(vec![proc_in(1, "c1", None)]), cache);
+        let mut frame = ActivityFrame::default();
+        let sentinel =
+            ProcessSample::new(u32::MAX, 7, Nanos(42), Arc::new(ProcessInfo::new("x", "")));
+        frame.processes.push(sentinel.clone());
+        src.read(Timestamp(1), &mut frame).unwrap();
+        assert_eq!(frame.processes.len(), 2);
+        assert_eq!(frame.processes[0], sentinel, "kept, untouched");
+        assert_eq!(frame.processes[1].pid, 1);
     }
 }

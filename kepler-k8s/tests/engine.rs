@@ -62,6 +62,7 @@ fn names_reach_container_and_pod_entries_and_survive_termination_issue_8() {
     let mut step = |t: u64| {
         pf.clear();
         power.read(secs(t), &mut pf);
+        af.clear();
         source.read(secs(t), &mut af).unwrap();
         engine.step(&pf, Some(&af), secs(t))
     };

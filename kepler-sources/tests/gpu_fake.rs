@@ -297,3 +297,16 @@ fn unknown_pids_and_terminated_processes() {
     assert!(s.processes.iter().all(|p| p.info.pid != 999));
     assert_eq!(s.devices[0].total, MicroJoules(1200 * J));
 }
+
+#[test]
+fn read_appends_and_leaves_clearing_to_the_caller() {
+    let mut gpu = FakeGpu::new(vec![FakeGpuDevice::new(0, 100.0)]);
+    let mut frame = GpuFrame::default();
+    gpu.read(at(1), &mut frame);
+    let first = frame.samples.clone();
+    assert_eq!(first.len(), 1);
+    // No clear in between: the first read's entry stays, the second is appended.
+    gpu.read(at(2), &mut frame);
+    assert_eq!(frame.samples.len(), 2);
+    assert_eq!(frame.samples[0], first[0]);
+}

@@ -82,6 +82,7 @@ pub fn snapshot_with_exit(ticks: u64, exit: Option<Timestamp>) -> Snapshot {
         let at = Timestamp(t * 1_000_000_000);
         pf.clear();
         power.read(at, &mut pf);
+        af.clear();
         activity.read(at, &mut af).unwrap();
         snap = Some(engine.step(&pf, Some(&af), at));
     }

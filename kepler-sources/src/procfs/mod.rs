@@ -719,7 +719,6 @@ impl ProcfsActivity {
 
 impl ActivitySource for ProcfsActivity {
     fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-        out.clear();
         out.at = at;
         let node = match self.read_node() {
             Ok(node) => node,

@@ -63,10 +63,11 @@ fn render_with_fake_gpus() -> String {
         ..Default::default()
     };
     let mut options = Options::new("/sys", "/proc");
-    options.gpu = Some(GpuConfig {
-        idle_power: Some(MicroWatts::from_watts(50.0)),
-        ..GpuConfig::default()
-    });
+    options.gpu = Some(
+        GpuConfig::builder()
+            .idle_power(Some(MicroWatts::from_watts(50.0)))
+            .build(),
+    );
     let mut monitor = Monitor::builder(options)
         .power_sources(vec![NamedSource {
             name: "fake".into(),

@@ -22,6 +22,7 @@ impl NodeCpu {
 
 /// The container runtime that owns a container, from its cgroup path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Runtime {
     /// Docker (moby).
     Docker,

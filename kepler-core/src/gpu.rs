@@ -49,6 +49,7 @@ pub struct GpuDevice {
 
 /// How a device shares itself between processes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum GpuMode {
     /// Time-slicing between contexts (NVML compute mode `Default`).
     #[default]
@@ -152,8 +153,9 @@ impl<T: GpuBackend + ?Sized> GpuBackend for Box<T> {
     }
 }
 
-/// GPU accounting settings.
+/// GPU accounting settings. Build one with [`GpuConfig::builder`]: new settings may come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GpuConfig {
     /// Fixed idle power per device (`experimental.gpu.idlePower`); `None` learns it as the
     /// lowest power seen while no process used the device.
@@ -174,8 +176,42 @@ impl Default for GpuConfig {
     }
 }
 
+impl GpuConfig {
+    /// The defaults (learned idle power, 10 s TTL, 3 kW bound), to adjust.
+    pub fn builder() -> GpuConfigBuilder {
+        GpuConfigBuilder(GpuConfig::default())
+    }
+}
+
+/// Builds a [`GpuConfig`].
+#[derive(Debug, Clone)]
+pub struct GpuConfigBuilder(GpuConfig);
+
+impl GpuConfigBuilder {
+    /// Sets a fixed idle power per device; `None` learns it.
+    pub fn idle_power(mut self, p: Option<MicroWatts>) -> Self {
+        self.0.idle_power = p;
+        self
+    }
+    /// Sets how long terminated workloads stay exported.
+    pub fn terminated_ttl(mut self, ttl: Nanos) -> Self {
+        self.0.terminated_ttl = ttl;
+        self
+    }
+    /// Sets the most power a device may plausibly draw.
+    pub fn max_power(mut self, p: MicroWatts) -> Self {
+        self.0.max_power = p;
+        self
+    }
+    /// The configuration.
+    pub fn build(self) -> GpuConfig {
+        self.0
+    }
+}
+
 /// A device's node-level accounting.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GpuNode {
     /// The device.
     pub device: Arc<GpuDevice>,
@@ -209,6 +245,7 @@ pub struct GpuNode {
 
 /// GPU energy of one workload on one device.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GpuEntry<I> {
     /// Identity and metadata of the workload.
     pub info: I,
@@ -237,6 +274,7 @@ pub struct GpuProcess {
 
 /// Everything GPU-related as of one tick. Immutable; share it with `Arc`.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GpuSnapshot {
     /// Devices in the order first seen.
     pub devices: Vec<GpuNode>,

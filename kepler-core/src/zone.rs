@@ -7,6 +7,7 @@ use crate::units::{MicroJoules, MicroWatts};
 /// The part of the machine a zone measures. Zones of one kind on several sockets are summed
 /// for attribution and exported per socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum ZoneKind {
     /// A whole CPU package (socket).
     Package,
@@ -79,6 +80,7 @@ impl fmt::Display for ZoneKind {
 
 /// Where a zone's numbers come from; the `source` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum SourceKind {
     /// Linux powercap RAPL counters.
     Rapl,
@@ -119,6 +121,7 @@ impl fmt::Display for SourceKind {
 
 /// How a zone reports: a cumulative energy counter or an instantaneous power gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Metering {
     /// A cumulative counter in µJ that wraps to 0 after `max_range` (when known).
     EnergyCounter {

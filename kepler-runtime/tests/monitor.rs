@@ -205,10 +205,11 @@ fn build_errors_name_what_is_wrong() {
 #[test]
 fn gpu_settings_apply_to_a_given_backend() {
     let mut o = options();
-    o.gpu = Some(GpuConfig {
-        idle_power: Some(MicroWatts::from_watts(50.0)),
-        ..GpuConfig::default()
-    });
+    o.gpu = Some(
+        GpuConfig::builder()
+            .idle_power(Some(MicroWatts::from_watts(50.0)))
+            .build(),
+    );
     let d = FakeGpuDevice::new(0, 80.0);
     let mut m = Monitor::builder(o)
         .power_sources(vec![])

@@ -78,10 +78,11 @@ impl Rig {
     fn new(devices: Vec<FakeGpuDevice>, idle: Option<f64>) -> Rig {
         Rig {
             gpu: FakeGpu::new(devices),
-            engine: GpuAttributor::new(GpuConfig {
-                idle_power: idle.map(MicroWatts::from_watts),
-                ..GpuConfig::default()
-            }),
+            engine: GpuAttributor::new(
+                GpuConfig::builder()
+                    .idle_power(idle.map(MicroWatts::from_watts))
+                    .build(),
+            ),
             frame: GpuFrame::default(),
         }
     }

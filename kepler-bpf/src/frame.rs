@@ -475,12 +475,12 @@ impl FrameBuilder {
         if r.exited() {
             self.exited.push(key);
         }
-        out.processes.push(ProcessSample {
-            pid: r.tgid,
+        out.processes.push(ProcessSample::new(
+            r.tgid,
             start_time,
-            cpu_time: Nanos(cpu_time),
+            Nanos(cpu_time),
             info,
-        });
+        ));
         out.details.push(detail);
     }
 
@@ -497,11 +497,7 @@ impl FrameBuilder {
         counted: u64,
         dormant: Option<&Dormant>,
     ) -> (u64, ProcessDetail) {
-        let recorded = ProcessDetail {
-            ppid: r.ppid,
-            children_time: Nanos(r.children_ns),
-            last_cpu: Some(r.last_cpu),
-        };
+        let recorded = ProcessDetail::new(r.ppid, Nanos(r.children_ns), Some(r.last_cpu));
         let listed = dormant.map_or(0, |d| d.cpu_time.0);
         if r.exited() {
             return (listed, recorded);
@@ -509,11 +505,11 @@ impl FrameBuilder {
         match self.probe(r.tgid) {
             Some(p) if p.stat.starttime == start_time => (
                 p.total.0.saturating_sub(counted),
-                ProcessDetail {
-                    ppid: p.stat.ppid,
-                    children_time: self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
-                    last_cpu: Some(p.stat.processor),
-                },
+                ProcessDetail::new(
+                    p.stat.ppid,
+                    self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
+                    Some(p.stat.processor),
+                ),
             ),
             _ => (listed, recorded),
         }
@@ -560,12 +556,9 @@ impl FrameBuilder {
                 true => None,
                 false => self.container_of_cgroup(r.cgroup_id, cgroup_name),
             };
-            return ProcessInfo {
-                comm,
-                exe: Arc::clone(self.statics.empty()),
-                container,
-                vm: None,
-            };
+            let mut info = ProcessInfo::new(comm, Arc::clone(self.statics.empty()));
+            info.container = container;
+            return info;
         }
         let dir = self.procfs.join(r.tgid.to_string());
         let mut info = self.statics.read(&dir, comm, false);
@@ -642,12 +635,12 @@ impl FrameBuilder {
             {
                 continue;
             }
-            out.processes.push(ProcessSample {
+            out.processes.push(ProcessSample::new(
                 pid,
-                start_time: d.start_time,
-                cpu_time: d.cpu_time,
-                info: Arc::clone(&d.info),
-            });
+                d.start_time,
+                d.cpu_time,
+                Arc::clone(&d.info),
+            ));
             out.details.push(d.detail);
         }
     }
@@ -684,11 +677,11 @@ impl FrameBuilder {
                     start_time: p.stat.starttime,
                     // As procfs reports it: clock ticks of stat.
                     cpu_time: self.ticks(p.stat.utime.saturating_add(p.stat.stime)),
-                    detail: ProcessDetail {
-                        ppid: p.stat.ppid,
-                        children_time: self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
-                        last_cpu: Some(p.stat.processor),
-                    },
+                    detail: ProcessDetail::new(
+                        p.stat.ppid,
+                        self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
+                        Some(p.stat.processor),
+                    ),
                     info: Arc::new(info),
                 },
             );
@@ -761,14 +754,14 @@ impl FrameBuilder {
             // A malformed line is skipped (the host layer's one rule).
             parse_per_cpu(&self.stat_buf, |cpu, t| {
                 if let Some(socket) = topology.socket_of(cpu) {
-                    out.cpus.push(CpuTime {
+                    out.cpus.push(CpuTime::new(
                         cpu,
                         socket,
-                        time: NodeCpu {
+                        NodeCpu {
                             busy: ticks_to_ns(user_hz, t.busy),
                             total: ticks_to_ns(user_hz, t.total),
                         },
-                    });
+                    ));
                 }
             });
         }

@@ -73,6 +73,7 @@ impl GpuMode {
 
 /// One process seen on a device in one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GpuProcessSample {
     /// Process id as the host sees it.
     pub pid: u32,
@@ -80,6 +81,17 @@ pub struct GpuProcessSample {
     pub sm_util: u32,
     /// The MIG GPU instance it runs on, when the driver says.
     pub instance: Option<u32>,
+}
+
+impl GpuProcessSample {
+    /// Process `pid` at `sm_util` percent, on MIG instance `instance` when known.
+    pub fn new(pid: u32, sm_util: u32, instance: Option<u32>) -> GpuProcessSample {
+        GpuProcessSample {
+            pid,
+            sm_util,
+            instance,
+        }
+    }
 }
 
 /// A MIG GPU instance and its relative size (compute slices).
@@ -93,6 +105,7 @@ pub struct GpuInstance {
 
 /// One device's reading in one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GpuSample {
     /// Which device.
     pub device: Arc<GpuDevice>,
@@ -106,6 +119,37 @@ pub struct GpuSample {
     pub processes: Vec<GpuProcessSample>,
     /// MIG instances (empty unless `mode` is MIG).
     pub instances: Vec<GpuInstance>,
+}
+
+impl GpuSample {
+    /// A reading of `device` at `at` in `mode`, with no processes or instances yet.
+    pub fn new(
+        device: Arc<GpuDevice>,
+        at: Timestamp,
+        reading: Result<Reading, ReadError>,
+        mode: GpuMode,
+    ) -> GpuSample {
+        GpuSample {
+            device,
+            at,
+            reading,
+            mode,
+            processes: Vec::new(),
+            instances: Vec::new(),
+        }
+    }
+
+    /// The same reading with the processes that use the device.
+    pub fn with_processes(mut self, processes: Vec<GpuProcessSample>) -> Self {
+        self.processes = processes;
+        self
+    }
+
+    /// The same reading with the device's MIG instances.
+    pub fn with_instances(mut self, instances: Vec<GpuInstance>) -> Self {
+        self.instances = instances;
+        self
+    }
 }
 
 /// What the GPU backend read in one tick. The caller owns and reuses it.

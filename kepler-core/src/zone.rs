@@ -134,6 +134,7 @@ pub enum Metering {
 
 /// Describes one zone of one meter. Immutable for the life of the source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ZoneInfo {
     /// Unique and stable among all zones, e.g. `rapl:/sys/class/powercap/intel-rapl:0`.
     pub id: String,
@@ -205,6 +206,11 @@ impl ZoneInfoBuilder {
         self.0.metering = Metering::EnergyCounter { max_range };
         self
     }
+    /// How the zone reports (default: an energy counter of unknown range).
+    pub fn metering(mut self, metering: Metering) -> Self {
+        self.0.metering = metering;
+        self
+    }
     /// An instantaneous power gauge that the engine integrates over time.
     pub fn power_gauge(mut self) -> Self {
         self.0.metering = Metering::PowerGauge;
@@ -216,9 +222,9 @@ impl ZoneInfoBuilder {
         self
     }
     /// The most power the zone can plausibly draw; larger deltas are dropped as resets
-    /// (default: the engine's `default_max_power`).
-    pub fn max_power(mut self, max_power: MicroWatts) -> Self {
-        self.0.max_power = Some(max_power);
+    /// (default, or `None`: the engine's `default_max_power`).
+    pub fn max_power(mut self, max_power: impl Into<Option<MicroWatts>>) -> Self {
+        self.0.max_power = max_power.into();
         self
     }
     /// The zone.

@@ -10,16 +10,14 @@ use kepler_core::{
 use kepler_export::{ExportContext, Exposition, MetricsLevel, SelfStats, SourceSelf};
 
 fn zone(id: &str, source: SourceKind) -> Arc<ZoneInfo> {
-    Arc::new(ZoneInfo {
-        id: id.into(),
-        kind: ZoneKind::Platform,
-        index: 0,
-        path: format!("path-of-{id}"),
-        source,
-        metering: Metering::PowerGauge,
-        estimated: false,
-        max_power: None,
-    })
+    Arc::new(
+        ZoneInfo::builder(id, ZoneKind::Platform, source)
+            .index(0)
+            .path(format!("path-of-{id}"))
+            .metering(Metering::PowerGauge)
+            .estimated(false)
+            .build(),
+    )
 }
 
 fn labels(pc: &str, name: &str) -> Arc<[(&'static str, String)]> {

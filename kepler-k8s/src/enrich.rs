@@ -74,11 +74,12 @@ impl<A: ActivitySource> PodActivity<A> {
             }
             let hint = container.pod.as_ref().map(|p| &*p.id);
             let found = view.lookup(&container.id, hint, at);
-            let enriched = enrich_container(container, found).map(|c| ProcessInfo {
-                comm: Arc::clone(&sample.info.comm),
-                exe: Arc::clone(&sample.info.exe),
-                container: Some(c),
-                vm: sample.info.vm.clone(),
+            let enriched = enrich_container(container, found).map(|c| {
+                let mut v =
+                    ProcessInfo::new(Arc::clone(&sample.info.comm), Arc::clone(&sample.info.exe))
+                        .with_container(c);
+                v.vm = sample.info.vm.clone();
+                v
             });
             let out_info = match enriched {
                 Some(info) => Arc::new(info),
@@ -172,16 +173,12 @@ fn with_pod(
         Some(p) if !p.id.is_empty() => Arc::clone(&p.id),
         _ => Arc::clone(api_uid),
     };
-    ContainerInfo {
-        id: Arc::clone(&container.id),
-        name: container_name.unwrap_or_else(|| Arc::clone(&container.name)),
-        runtime: container.runtime,
-        pod: Some(PodInfo {
-            id,
-            name: Arc::clone(name),
-            namespace: Arc::clone(namespace),
-        }),
-    }
+    ContainerInfo::new(
+        Arc::clone(&container.id),
+        container_name.unwrap_or_else(|| Arc::clone(&container.name)),
+        container.runtime,
+    )
+    .with_pod(PodInfo::new(id, Arc::clone(name), Arc::clone(namespace)))
 }
 
 impl<A: ActivitySource> ActivitySource for PodActivity<A> {
@@ -223,26 +220,16 @@ mod tests {
     }
 
     fn proc_in(pid: u32, container: &str, pod_uid: Option<&str>) -> ProcessSample {
-        ProcessSample {
+        ProcessSample::new(
             pid,
-            start_time: 1,
-            cpu_time: Nanos(0),
-            info: Arc::new(ProcessInfo {
-                comm: "sh".into(),
-                exe: "".into(),
-                container: Some(ContainerInfo {
-                    id: container.into(),
-                    name: "".into(),
-                    runtime: Runtime::Containerd,
-                    pod: pod_uid.map(|u| PodInfo {
-                        id: u.into(),
-                        name: "".into(),
-                        namespace: "".into(),
-                    }),
-                }),
-                vm: None,
-            }),
-        }
+            1,
+            Nanos(0),
+            Arc::new(ProcessInfo::new("sh", "").with_container({
+                let mut v = ContainerInfo::new(container, "", Runtime::Containerd);
+                v.pod = pod_uid.map(|u| PodInfo::new(u, "", ""));
+                v
+            })),
+        )
     }
 
     fn record(uid: &str, name: &str, containers: &[(&str, &str)]) -> PodRecord {

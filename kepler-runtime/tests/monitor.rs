@@ -21,12 +21,7 @@ fn activity(failing: bool) -> FakeActivity {
             start: Timestamp(0),
             end: None,
             permille: 1000,
-            info: Arc::new(ProcessInfo {
-                comm: "train".into(),
-                exe: "/usr/bin/train".into(),
-                container: None,
-                vm: None,
-            }),
+            info: Arc::new(ProcessInfo::new("train", "/usr/bin/train")),
         }],
         failing,
     }

@@ -115,6 +115,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("warm_scan_{CONTAINERS}c/{name}"), |b| {
             b.iter(|| {
                 t += 1;
+                frame.clear();
                 source.read(Timestamp(t), &mut frame).unwrap();
             })
         });

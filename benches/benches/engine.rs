@@ -58,10 +58,7 @@ fn step_churn(c: &mut Criterion) {
             for p in &node.activity.processes {
                 if let Some(c) = &p.info.container {
                     if !usage.iter().any(|u| u.info.id == c.id) {
-                        usage.push(ContainerUsage {
-                            info: c.clone(),
-                            usage: Nanos(0),
-                        });
+                        usage.push(ContainerUsage::new(c.clone(), Nanos(0)));
                     }
                 }
             }
@@ -75,26 +72,27 @@ fn step_churn(c: &mut Criterion) {
                     }
                 }
                 a.details.clear();
-                a.details
-                    .extend((0..a.processes.len()).map(|i| ProcessDetail {
-                        ppid: 1000 + (i as u32 % 50),
-                        children_time: Nanos(tick * 1_000_000 * (i as u64 % 3)),
-                        last_cpu: Some(i as u32 % 2),
-                    }));
+                a.details.extend((0..a.processes.len()).map(|i| {
+                    ProcessDetail::new(
+                        1000 + (i as u32 % 50),
+                        Nanos(tick * 1_000_000 * (i as u64 % 3)),
+                        Some(i as u32 % 2),
+                    )
+                }));
                 for u in &mut usage {
                     u.usage.0 += 25_000_000;
                 }
                 a.containers.clone_from(&usage);
                 a.cpus.clear();
                 for cpu in 0..2u32 {
-                    a.cpus.push(CpuTime {
+                    a.cpus.push(CpuTime::new(
                         cpu,
-                        socket: cpu,
-                        time: NodeCpu {
+                        cpu,
+                        NodeCpu {
                             busy: Nanos(a.node.busy.0 / 2),
                             total: Nanos(a.node.total.0 / 2),
                         },
-                    });
+                    ));
                 }
             };
             fill(&mut node, tick);

@@ -79,21 +79,13 @@ fn lookups(c: &mut Criterion) {
             start: Timestamp(0),
             end: None,
             permille: 10,
-            info: Arc::new(ProcessInfo {
-                comm: "app".into(),
-                exe: "/app".into(),
-                container: Some(ContainerInfo {
-                    id: cid(p, c).into(),
-                    name: "".into(),
-                    runtime: Runtime::Containerd,
-                    pod: Some(PodInfo {
-                        id: uid(p).into(),
-                        name: "".into(),
-                        namespace: "".into(),
-                    }),
-                }),
-                vm: None,
-            }),
+            info: Arc::new(ProcessInfo::new("app", "/app").with_container(
+                ContainerInfo::new(cid(p, c), "", Runtime::Containerd).with_pod(PodInfo::new(
+                    uid(p),
+                    "",
+                    "",
+                )),
+            )),
         })
         .collect();
     let fake = || FakeActivity {
@@ -109,12 +101,14 @@ fn lookups(c: &mut Criterion) {
     g.bench_function("tick_330_processes_without_pods", |b| {
         b.iter(|| {
             t += 1_000_000;
+            frame.clear();
             plain.read(Timestamp(t), &mut frame).unwrap();
         })
     });
     g.bench_function("tick_330_processes_with_pods", |b| {
         b.iter(|| {
             t += 1_000_000;
+            frame.clear();
             enriched.read(Timestamp(t), &mut frame).unwrap();
         })
     });

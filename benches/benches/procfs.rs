@@ -64,10 +64,12 @@ fn scan(c: &mut Criterion) {
         let mut frame = ActivityFrame::default();
         // The cold scan, then the two that give idle processes their probe baselines.
         for t in 0..3 {
+            frame.clear();
             source.read(Timestamp(t), &mut frame).expect("cold scan");
         }
         let live = frame.processes.len();
         let skips = source.quiet_skips();
+        frame.clear();
         source.read(Timestamp(3), &mut frame).expect("warm scan");
         eprintln!(
             "{name}: {live} processes, {} files kept open, {} of them skipped as idle",
@@ -79,6 +81,7 @@ fn scan(c: &mut Criterion) {
         group.bench_function(format!("{name}/{live}p"), |b| {
             b.iter(|| {
                 t += 1;
+                frame.clear();
                 source.read(Timestamp(t), &mut frame).expect("scan");
             })
         });

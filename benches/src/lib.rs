@@ -32,38 +32,40 @@ impl SyntheticNode {
         .map(|(k, i)| kepler_core::fakes::counter_zone(k, i, Some(262_143_328_850)))
         .collect();
         let container_infos: Vec<ContainerInfo> = (0..containers)
-            .map(|c| ContainerInfo {
-                id: format!("{c:064x}").into(),
-                name: format!("container-{c}").into(),
-                runtime: Runtime::Containerd,
-                pod: Some(PodInfo {
-                    id: format!("pod-{}", c / 2).into(),
-                    name: format!("pod-{}", c / 2).into(),
-                    namespace: "default".into(),
-                }),
+            .map(|c| {
+                ContainerInfo::new(
+                    format!("{c:064x}"),
+                    format!("container-{c}"),
+                    Runtime::Containerd,
+                )
+                .with_pod(PodInfo::new(
+                    format!("pod-{}", c / 2),
+                    format!("pod-{}", c / 2),
+                    "default",
+                ))
             })
             .collect();
         let processes = (0..processes)
-            .map(|i| ProcessSample {
-                pid: 1000 + i as u32,
-                start_time: 42,
-                cpu_time: Nanos(0),
-                info: Arc::new(ProcessInfo {
-                    comm: format!("proc-{i}").into(),
-                    exe: "/usr/bin/worker".into(),
-                    container: (i % 10 != 0 && containers > 0)
-                        .then(|| container_infos[i % containers].clone()),
-                    vm: None,
-                }),
+            .map(|i| {
+                ProcessSample::new(
+                    1000 + i as u32,
+                    42,
+                    Nanos(0),
+                    Arc::new({
+                        let mut v = ProcessInfo::new(format!("proc-{i}"), "/usr/bin/worker");
+                        v.container = (i % 10 != 0 && containers > 0)
+                            .then(|| container_infos[i % containers].clone());
+                        v
+                    }),
+                )
             })
             .collect();
         let mut node = SyntheticNode {
             zones,
-            activity: ActivityFrame {
-                at: Timestamp(0),
-                node: NodeCpu::default(),
-                processes,
-                ..Default::default()
+            activity: {
+                let mut v = ActivityFrame::new(Timestamp(0), NodeCpu::default());
+                v.processes = processes;
+                v
             },
             power: PowerFrame::default(),
             tick: 0,

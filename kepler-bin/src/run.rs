@@ -43,10 +43,11 @@ pub fn runtime_options(config: &Config) -> Options {
         options: rf.options.clone(),
     });
     let ttl = Nanos(config.terminated_ttl.as_nanos() as u64);
-    o.gpu = config.meters.gpu_enabled.then(|| GpuConfig {
-        idle_power: config.meters.gpu_idle_watts.map(MicroWatts::from_watts),
-        terminated_ttl: ttl,
-        ..GpuConfig::default()
+    o.gpu = config.meters.gpu_enabled.then(|| {
+        GpuConfig::builder()
+            .idle_power(config.meters.gpu_idle_watts.map(MicroWatts::from_watts))
+            .terminated_ttl(ttl)
+            .build()
     });
     o.activity = match config.activity_source {
         ActivitySourceKind::Auto => ActivityChoice::Auto,

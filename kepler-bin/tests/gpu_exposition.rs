@@ -24,21 +24,12 @@ fn process(pid: u32, comm: &str, container: &str, pod: &str) -> FakeProcess {
         start: Timestamp(0),
         end: None,
         permille: 500,
-        info: Arc::new(ProcessInfo {
-            comm: comm.into(),
-            exe: format!("/usr/bin/{comm}").into(),
-            container: Some(ContainerInfo {
-                id: container.into(),
-                name: format!("{container}-name").into(),
-                runtime: Runtime::Containerd,
-                pod: Some(PodInfo {
-                    id: pod.into(),
-                    name: format!("{pod}-name").into(),
-                    namespace: "ml".into(),
-                }),
-            }),
-            vm: None,
-        }),
+        info: Arc::new(
+            ProcessInfo::new(comm, format!("/usr/bin/{comm}")).with_container(
+                ContainerInfo::new(container, format!("{container}-name"), Runtime::Containerd)
+                    .with_pod(PodInfo::new(pod, format!("{pod}-name"), "ml")),
+            ),
+        ),
     }
 }
 
@@ -63,10 +54,11 @@ fn render_with_fake_gpus() -> String {
         ..Default::default()
     };
     let mut options = Options::new("/sys", "/proc");
-    options.gpu = Some(GpuConfig {
-        idle_power: Some(MicroWatts::from_watts(50.0)),
-        ..GpuConfig::default()
-    });
+    options.gpu = Some(
+        GpuConfig::builder()
+            .idle_power(Some(MicroWatts::from_watts(50.0)))
+            .build(),
+    );
     let mut monitor = Monitor::builder(options)
         .power_sources(vec![NamedSource {
             name: "fake".into(),

@@ -55,7 +55,10 @@ fn read_maps(c: &mut Criterion) {
         b.iter(|| src.read_records().unwrap().len());
     });
     g.bench_function("read_10k_processes", |b| {
-        b.iter(|| src.read(Timestamp(1), &mut frame).unwrap());
+        b.iter(|| {
+            frame.clear();
+            src.read(Timestamp(1), &mut frame).unwrap()
+        });
     });
     // 1% of the processes exit per tick: their slots are read twice, then freed.
     let mut next = 0u32;
@@ -66,6 +69,7 @@ fn read_maps(c: &mut Criterion) {
                     .unwrap();
                 next += 1;
             }
+            frame.clear();
             src.read(Timestamp(2), &mut frame).unwrap()
         });
     });

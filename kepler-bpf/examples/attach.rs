@@ -35,6 +35,7 @@ fn main() {
     let mut frame = ActivityFrame::default();
     let mut reads = 0u64;
     while rx.recv_timeout(Duration::from_millis(interval)).is_err() {
+        frame.clear();
         if src.read(Timestamp(reads), &mut frame).is_ok() {
             reads += 1;
         }

@@ -268,8 +268,8 @@ impl FrameBuilder {
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
     ) -> Result<&[Freed], ReadError> {
-        out.clear();
         out.at = at;
+        let first = out.processes.len();
         self.read_node(out)?;
         self.generation = self.generation.wrapping_add(1);
         self.freed.clear();
@@ -296,11 +296,11 @@ impl FrameBuilder {
         }
         self.hold_monotonic(out);
         self.settle_exited();
-        let from_records = out.processes.len();
+        let from_records = out.processes.len() - first;
         self.push_dormant(out);
         self.reread_parents(out);
         if let Some(cgroups) = &mut self.cgroups {
-            cgroups.mark(out, 0, self.generation);
+            cgroups.mark(out, first, self.generation);
             cgroups.read(out, self.generation);
         }
         let generation = self.generation;
@@ -475,12 +475,12 @@ impl FrameBuilder {
         if r.exited() {
             self.exited.push(key);
         }
-        out.processes.push(ProcessSample {
-            pid: r.tgid,
+        out.processes.push(ProcessSample::new(
+            r.tgid,
             start_time,
-            cpu_time: Nanos(cpu_time),
+            Nanos(cpu_time),
             info,
-        });
+        ));
         out.details.push(detail);
     }
 
@@ -497,11 +497,7 @@ impl FrameBuilder {
         counted: u64,
         dormant: Option<&Dormant>,
     ) -> (u64, ProcessDetail) {
-        let recorded = ProcessDetail {
-            ppid: r.ppid,
-            children_time: Nanos(r.children_ns),
-            last_cpu: Some(r.last_cpu),
-        };
+        let recorded = ProcessDetail::new(r.ppid, Nanos(r.children_ns), Some(r.last_cpu));
         let listed = dormant.map_or(0, |d| d.cpu_time.0);
         if r.exited() {
             return (listed, recorded);
@@ -509,11 +505,11 @@ impl FrameBuilder {
         match self.probe(r.tgid) {
             Some(p) if p.stat.starttime == start_time => (
                 p.total.0.saturating_sub(counted),
-                ProcessDetail {
-                    ppid: p.stat.ppid,
-                    children_time: self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
-                    last_cpu: Some(p.stat.processor),
-                },
+                ProcessDetail::new(
+                    p.stat.ppid,
+                    self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
+                    Some(p.stat.processor),
+                ),
             ),
             _ => (listed, recorded),
         }
@@ -560,12 +556,9 @@ impl FrameBuilder {
                 true => None,
                 false => self.container_of_cgroup(r.cgroup_id, cgroup_name),
             };
-            return ProcessInfo {
-                comm,
-                exe: Arc::clone(self.statics.empty()),
-                container,
-                vm: None,
-            };
+            let mut info = ProcessInfo::new(comm, Arc::clone(self.statics.empty()));
+            info.container = container;
+            return info;
         }
         let dir = self.procfs.join(r.tgid.to_string());
         let mut info = self.statics.read(&dir, comm, false);
@@ -642,12 +635,12 @@ impl FrameBuilder {
             {
                 continue;
             }
-            out.processes.push(ProcessSample {
+            out.processes.push(ProcessSample::new(
                 pid,
-                start_time: d.start_time,
-                cpu_time: d.cpu_time,
-                info: Arc::clone(&d.info),
-            });
+                d.start_time,
+                d.cpu_time,
+                Arc::clone(&d.info),
+            ));
             out.details.push(d.detail);
         }
     }
@@ -684,11 +677,11 @@ impl FrameBuilder {
                     start_time: p.stat.starttime,
                     // As procfs reports it: clock ticks of stat.
                     cpu_time: self.ticks(p.stat.utime.saturating_add(p.stat.stime)),
-                    detail: ProcessDetail {
-                        ppid: p.stat.ppid,
-                        children_time: self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
-                        last_cpu: Some(p.stat.processor),
-                    },
+                    detail: ProcessDetail::new(
+                        p.stat.ppid,
+                        self.ticks(p.stat.cutime.saturating_add(p.stat.cstime)),
+                        Some(p.stat.processor),
+                    ),
                     info: Arc::new(info),
                 },
             );
@@ -761,14 +754,14 @@ impl FrameBuilder {
             // A malformed line is skipped (the host layer's one rule).
             parse_per_cpu(&self.stat_buf, |cpu, t| {
                 if let Some(socket) = topology.socket_of(cpu) {
-                    out.cpus.push(CpuTime {
+                    out.cpus.push(CpuTime::new(
                         cpu,
                         socket,
-                        time: NodeCpu {
+                        NodeCpu {
                             busy: ticks_to_ns(user_hz, t.busy),
                             total: ticks_to_ns(user_hz, t.total),
                         },
-                    });
+                    ));
                 }
             });
         }
@@ -880,7 +873,12 @@ mod tests {
         assert_eq!(&*child.info.comm, "child");
         assert_eq!(child.cpu_time, Nanos(4_000_000));
 
-        // Second read: the exited entry is reported once more, then handed back.
+        // Second read: the exited entry is reported once more, then handed back. The frame
+        // starts with a sentinel the caller put there: the builder appends and keeps it.
+        let sentinel = ProcessSample::new(u32::MAX, 7, Nanos(42), Arc::clone(&child.info));
+        out.clear();
+        out.processes.push(sentinel.clone());
+        out.details.push(ProcessDetail::default());
         let freed = b
             .build(Timestamp(2), &records, &[], &[], &mut names, &mut out)
             .unwrap()
@@ -892,7 +890,12 @@ mod tests {
                 tgid: 11
             }]
         );
-        assert_eq!(out.processes.len(), 2);
+        assert_eq!(
+            out.processes[0], sentinel,
+            "the caller's entry is kept, first"
+        );
+        assert_eq!(out.processes.len(), 3);
+        assert_eq!(out.details.len(), 3, "details stay one per process");
     }
 
     #[test]
@@ -904,6 +907,7 @@ mod tests {
         // exited in the root cgroup.
         let records = [rec(13, 1, 1, PROC_EXITED, "cron"), rec(10, 1, 1, 0, "sh")];
         let mut names = |id: u64| (id == 1).then(Vec::new);
+        out.clear();
         b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
             .unwrap();
         let by_pid = |pid| out.processes.iter().find(|p| p.pid == pid).unwrap();
@@ -918,6 +922,7 @@ mod tests {
         let mut out = ActivityFrame::default();
         let records = [rec(12, 1, 901, PROC_EXITED, "job")];
         let mut names = |id: u64| (id == 901).then(|| format!("crio-{ID}.scope").into_bytes());
+        out.clear();
         b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
             .unwrap();
         let c = out.processes[0].info.container.as_ref().unwrap();
@@ -934,6 +939,7 @@ mod tests {
         // Two threads of it on a CPU now; an unknown process's slice is ignored.
         let run = |tgid, ns, cpu| Running { tgid, ns, cpu };
         let in_flight = [run(10, 600, 0), run(10, 400, 1), run(99, 5, 0)];
+        out.clear();
         b.build(
             Timestamp(1),
             &records,
@@ -961,6 +967,7 @@ mod tests {
         )
         .unwrap();
         let first = Arc::clone(&out.processes[0].info);
+        out.clear();
         b.build(
             Timestamp(2),
             &[rec(10, 2, 900, 0, "sh")],
@@ -971,6 +978,7 @@ mod tests {
         )
         .unwrap();
         assert!(Arc::ptr_eq(&first, &out.processes[0].info));
+        out.clear();
         b.build(
             Timestamp(3),
             &[rec(10, 3, 900, 0, "make")],
@@ -982,6 +990,7 @@ mod tests {
         .unwrap();
         assert_eq!(&*out.processes[0].info.comm, "make");
         assert_eq!(b.cached(), 1);
+        out.clear();
         b.build(Timestamp(4), &[], &[], &[], &mut no_names, &mut out)
             .unwrap();
         assert_eq!(b.cached(), 0, "processes gone from the map leave the cache");
@@ -1045,6 +1054,7 @@ mod tests {
             on_cpu_ns: 2_000,
             ..first
         };
+        out.clear();
         b.build(
             Timestamp(1),
             &[first, second],
@@ -1062,6 +1072,7 @@ mod tests {
             ..first
         };
         for t in [2, 3] {
+            out.clear();
             let freed = b
                 .build(
                     Timestamp(t),
@@ -1107,6 +1118,7 @@ mod tests {
             way(11, start + 1, 9),
         ];
         for t in 1..=2 {
+            out.clear();
             let freed = b
                 .build(Timestamp(t), &[r], &pending, &[], &mut no_names, &mut out)
                 .unwrap()
@@ -1135,6 +1147,7 @@ mod tests {
         let mut times = Vec::new();
         for (t, ns) in [(1, 1_000), (2, 900), (3, 1_200)] {
             let r = rec(12, ns, 900, 0, "busy");
+            out.clear();
             b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
                 .unwrap();
             times.push(out.processes[0].cpu_time.0);
@@ -1150,6 +1163,7 @@ mod tests {
         let mut out = ActivityFrame::default();
         let r = rec(13, 4_000, 900, PROC_EXITED, "dying");
         for t in 1..=2 {
+            out.clear();
             b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
                 .unwrap();
         }
@@ -1160,6 +1174,7 @@ mod tests {
             ..r
         };
         let info = Arc::clone(&out.processes[0].info);
+        out.clear();
         b.build(Timestamp(3), &[tail], &[], &[], &mut no_names, &mut out)
             .unwrap();
         let p = &out.processes[0];
@@ -1174,6 +1189,7 @@ mod tests {
             flags: 0,
             ..r
         };
+        out.clear();
         b.build(Timestamp(4), &[reused], &[], &[], &mut no_names, &mut out)
             .unwrap();
         assert_eq!(out.processes[0].cpu_time, Nanos(10));

@@ -49,6 +49,7 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn read(src: &mut BpfActivity, frame: &mut ActivityFrame) {
+    frame.clear();
     src.read(Timestamp(0), frame).expect("read the eBPF source");
 }
 
@@ -514,6 +515,7 @@ fn bpf_and_procfs_frames_agree_on_the_same_processes_issue_14() {
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..3 {
         read(&mut src, &mut before);
+        p.clear();
         procfs.read(Timestamp(0), &mut p).unwrap();
         read(&mut src, &mut after);
     }

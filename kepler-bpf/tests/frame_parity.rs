@@ -210,8 +210,10 @@ fn bpf_frames_equal_procfs_frames_field_by_field_issue_14() {
 
     // Read 1: the program saw the shell run 20 ms since it attached (its first slice),
     // the sleeper not at all. The shell's 2.5 s before the attach seeds its counter.
+    a.clear();
     procfs.read(Timestamp(1), &mut a).unwrap();
     let records = [record(&shell, 7, 20_000_000, 1)];
+    b.clear();
     bpf.build(Timestamp(1), &records, &[], &[], &mut no_names, &mut b)
         .unwrap();
     assert_same(&a, &b);
@@ -246,6 +248,7 @@ fn bpf_frames_equal_procfs_frames_field_by_field_issue_14() {
     };
     let mut gone = record(&child, 9, 120_000_000, 0);
     gone.flags = kepler_bpf::PROC_EXITED;
+    a.clear();
     procfs.read(Timestamp(2), &mut a).unwrap();
     let running = [Running {
         tgid: 100,
@@ -254,6 +257,7 @@ fn bpf_frames_equal_procfs_frames_field_by_field_issue_14() {
     }];
     let records = [record(&shell, 7, 319_000_000, 1), gone];
     let names = &mut |id: u64| (id == 42).then(|| format!("docker-{ID}.scope").into_bytes());
+    b.clear();
     bpf.build(Timestamp(2), &records, &[], &running, names, &mut b)
         .unwrap();
     let child_b = b.processes.iter().position(|p| p.pid == 300).unwrap();
@@ -273,11 +277,13 @@ fn bpf_frames_equal_procfs_frames_field_by_field_issue_14() {
     let mut woke = sleeper;
     woke.ticks += 1;
     host.put(&woke);
+    a.clear();
     procfs.read(Timestamp(3), &mut a).unwrap();
     let records = [
         record(&shell, 7, 319_000_000, 0),
         record(&woke, 11, 10_000_000, 0),
     ];
+    b.clear();
     bpf.build(Timestamp(3), &records, &[], &running, names, &mut b)
         .unwrap();
     assert_eq!(bpf.dormant(), 0);
@@ -307,6 +313,7 @@ fn sleepers_are_reported_from_the_first_listing_without_reading_them_again() {
         .unwrap();
     let first = b.processes.clone();
     fs::remove_file(host.proc.join("200/stat")).unwrap();
+    b.clear();
     bpf.build(Timestamp(2), &[], &[], &[], &mut no_names, &mut b)
         .unwrap();
     assert_eq!(b.processes, first);
@@ -315,6 +322,7 @@ fn sleepers_are_reported_from_the_first_listing_without_reading_them_again() {
     let mut t = 3;
     while bpf.dormant() > 0 {
         assert!(t < 40, "never swept");
+        b.clear();
         bpf.build(Timestamp(t), &[], &[], &[], &mut no_names, &mut b)
             .unwrap();
         t += 1;
@@ -349,6 +357,7 @@ fn a_listed_sleeper_that_exits_keeps_its_total_and_static_data_issue_14() {
     fs::remove_dir_all(host.proc.join("200")).unwrap();
     let mut exit = record(&sleeper, 5, 2_000_000, 1);
     exit.flags = kepler_bpf::PROC_EXITED;
+    b.clear();
     bpf.build(Timestamp(2), &[exit], &[], &[], &mut no_names, &mut b)
         .unwrap();
     assert_eq!(b.processes.len(), 1);

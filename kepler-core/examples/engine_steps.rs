@@ -16,18 +16,20 @@ use std::sync::Arc;
 use kepler_core::*;
 
 fn zone(kind: ZoneKind, index: u32) -> Arc<ZoneInfo> {
-    Arc::new(ZoneInfo {
-        id: format!("fake:{}-{}", kind.label(), index),
-        kind,
-        index,
-        path: format!("fake/{}-{}", kind.label(), index),
-        source: SourceKind::Fake,
-        metering: Metering::EnergyCounter {
+    Arc::new(
+        ZoneInfo::builder(
+            format!("fake:{}-{}", kind.label(), index),
+            kind,
+            SourceKind::Fake,
+        )
+        .index(index)
+        .path(format!("fake/{}-{}", kind.label(), index))
+        .metering(Metering::EnergyCounter {
             max_range: Some(MicroJoules(262_143_328_850)),
-        },
-        estimated: false,
-        max_power: None,
-    })
+        })
+        .estimated(false)
+        .build(),
+    )
 }
 
 struct Node {
@@ -51,28 +53,31 @@ impl Node {
         .map(|(k, i)| zone(k, i))
         .collect();
         let infos: Vec<ContainerInfo> = (0..containers)
-            .map(|c| ContainerInfo {
-                id: format!("{c:064x}").into(),
-                name: format!("container-{c}").into(),
-                runtime: Runtime::Containerd,
-                pod: Some(PodInfo {
-                    id: format!("pod-{}", c / 2).into(),
-                    name: format!("pod-{}", c / 2).into(),
-                    namespace: "default".into(),
-                }),
+            .map(|c| {
+                ContainerInfo::new(
+                    format!("{c:064x}"),
+                    format!("container-{c}"),
+                    Runtime::Containerd,
+                )
+                .with_pod(PodInfo::new(
+                    format!("pod-{}", c / 2),
+                    format!("pod-{}", c / 2),
+                    "default",
+                ))
             })
             .collect();
         let processes: Vec<ProcessSample> = (0..processes)
-            .map(|i| ProcessSample {
-                pid: 1000 + i as u32,
-                start_time: 42,
-                cpu_time: Nanos(0),
-                info: Arc::new(ProcessInfo {
-                    comm: format!("proc-{i}").into(),
-                    exe: "/usr/bin/worker".into(),
-                    container: (i % 10 != 0).then(|| infos[i % containers].clone()),
-                    vm: None,
-                }),
+            .map(|i| {
+                ProcessSample::new(
+                    1000 + i as u32,
+                    42,
+                    Nanos(0),
+                    Arc::new({
+                        let mut v = ProcessInfo::new(format!("proc-{i}"), "/usr/bin/worker");
+                        v.container = (i % 10 != 0).then(|| infos[i % containers].clone());
+                        v
+                    }),
+                )
             })
             .collect();
         // Containers in order of first appearance, as the bench lists them.
@@ -81,16 +86,14 @@ impl Node {
             .iter()
             .filter_map(|p: &ProcessSample| p.info.container.clone())
             .filter(|c| seen.insert(Arc::clone(&c.id)))
-            .map(|info| ContainerUsage {
-                info,
-                usage: Nanos(0),
-            })
+            .map(|info| ContainerUsage::new(info, Nanos(0)))
             .collect();
         let mut node = Node {
             zones,
-            activity: ActivityFrame {
-                processes,
-                ..Default::default()
+            activity: {
+                let mut v = ActivityFrame::new(Default::default(), Default::default());
+                v.processes = processes;
+                v
             },
             power: PowerFrame::default(),
             usage,
@@ -133,26 +136,27 @@ impl Node {
             }
         }
         a.details.clear();
-        a.details
-            .extend((0..a.processes.len()).map(|i| ProcessDetail {
-                ppid: 1000 + (i as u32 % 50),
-                children_time: Nanos(tick * 1_000_000 * (i as u64 % 3)),
-                last_cpu: Some(i as u32 % 2),
-            }));
+        a.details.extend((0..a.processes.len()).map(|i| {
+            ProcessDetail::new(
+                1000 + (i as u32 % 50),
+                Nanos(tick * 1_000_000 * (i as u64 % 3)),
+                Some(i as u32 % 2),
+            )
+        }));
         for u in &mut self.usage {
             u.usage.0 += 25_000_000;
         }
         a.containers.clone_from(&self.usage);
         a.cpus.clear();
         for cpu in 0..2u32 {
-            a.cpus.push(CpuTime {
+            a.cpus.push(CpuTime::new(
                 cpu,
-                socket: cpu,
-                time: NodeCpu {
+                cpu,
+                NodeCpu {
                     busy: Nanos(a.node.busy.0 / 2),
                     total: Nanos(a.node.total.0 / 2),
                 },
-            });
+            ));
         }
     }
 }

@@ -22,6 +22,7 @@ impl NodeCpu {
 
 /// The container runtime that owns a container, from its cgroup path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Runtime {
     /// Docker (moby).
     Docker,
@@ -50,6 +51,7 @@ impl Runtime {
 
 /// A pod as the node sees it. Name and namespace come from Kubernetes when enabled.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub struct PodInfo {
     /// Pod UID (dashes, as Kubernetes writes it).
     pub id: Arc<str>,
@@ -76,6 +78,7 @@ impl PodInfo {
 
 /// A container a process runs in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ContainerInfo {
     /// Full container id (64 hex characters for most runtimes).
     pub id: Arc<str>,
@@ -107,6 +110,7 @@ impl ContainerInfo {
 
 /// A virtual machine a process (its hypervisor process) runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct VmInfo {
     /// VM id (the `-uuid`, else the `-name`).
     pub id: Arc<str>,
@@ -133,6 +137,7 @@ impl VmInfo {
 
 /// What does not change for the life of a process: cached by the source, shared by `Arc`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ProcessInfo {
     /// Short command name (`/proc/<pid>/comm`), sanitized to one line.
     pub comm: Arc<str>,
@@ -182,6 +187,7 @@ impl ProcessInfo {
 
 /// One process in one activity frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProcessSample {
     /// Process id (tgid).
     pub pid: u32,
@@ -211,6 +217,7 @@ impl ProcessSample {
 /// (empty when a source cannot provide them) that make attribution exact under churn
 /// (issue 4): build a frame with `..Default::default()` so new extras never break a source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ActivityFrame {
     /// When the frame was read.
     pub at: Timestamp,
@@ -253,6 +260,7 @@ impl ActivityFrame {
 /// What a source knows of a process beyond its own CPU time (`/proc/<pid>/stat` fields 4,
 /// 16, 17 and 39; an eBPF source gets them from `task_struct` and the sched events).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProcessDetail {
     /// Parent process id (0 when unknown).
     pub ppid: u32,
@@ -278,6 +286,7 @@ impl ProcessDetail {
 /// A container's cumulative CPU time from its cgroup (`cpu.stat usage_usec` on cgroup v2,
 /// `cpuacct.usage` on v1).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ContainerUsage {
     /// The container, with the same id its processes report.
     pub info: ContainerInfo,
@@ -294,6 +303,7 @@ impl ContainerUsage {
 
 /// One logical CPU's cumulative times (a `cpuN` line of `/proc/stat`) and its socket.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CpuTime {
     /// Logical CPU number.
     pub cpu: u32,

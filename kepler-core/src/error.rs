@@ -4,7 +4,6 @@ use thiserror::Error;
 
 /// Why a reading is missing. Carried per zone, so one failure degrades one item only.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum ReadError {
     /// The file or device exists but the process lacks the privilege to read it.
     #[error("permission denied reading {what} (needs {needs})")]
@@ -59,7 +58,6 @@ impl ReadError {
 
 /// Why an activity source produced no frame at all.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum SourceError {
     /// The source cannot run here (missing file, privilege or kernel feature).
     #[error("activity source unavailable: {0}")]

@@ -116,7 +116,6 @@ impl FakeActivity {
 
 impl ActivitySource for FakeActivity {
     fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-        out.clear();
         if self.failing {
             return Err(SourceError::Unavailable("injected".into()));
         }

@@ -49,6 +49,7 @@ pub struct GpuDevice {
 
 /// How a device shares itself between processes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum GpuMode {
     /// Time-slicing between contexts (NVML compute mode `Default`).
     #[default]
@@ -72,6 +73,7 @@ impl GpuMode {
 
 /// One process seen on a device in one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GpuProcessSample {
     /// Process id as the host sees it.
     pub pid: u32,
@@ -79,6 +81,17 @@ pub struct GpuProcessSample {
     pub sm_util: u32,
     /// The MIG GPU instance it runs on, when the driver says.
     pub instance: Option<u32>,
+}
+
+impl GpuProcessSample {
+    /// Process `pid` at `sm_util` percent, on MIG instance `instance` when known.
+    pub fn new(pid: u32, sm_util: u32, instance: Option<u32>) -> GpuProcessSample {
+        GpuProcessSample {
+            pid,
+            sm_util,
+            instance,
+        }
+    }
 }
 
 /// A MIG GPU instance and its relative size (compute slices).
@@ -92,6 +105,7 @@ pub struct GpuInstance {
 
 /// One device's reading in one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GpuSample {
     /// Which device.
     pub device: Arc<GpuDevice>,
@@ -105,6 +119,37 @@ pub struct GpuSample {
     pub processes: Vec<GpuProcessSample>,
     /// MIG instances (empty unless `mode` is MIG).
     pub instances: Vec<GpuInstance>,
+}
+
+impl GpuSample {
+    /// A reading of `device` at `at` in `mode`, with no processes or instances yet.
+    pub fn new(
+        device: Arc<GpuDevice>,
+        at: Timestamp,
+        reading: Result<Reading, ReadError>,
+        mode: GpuMode,
+    ) -> GpuSample {
+        GpuSample {
+            device,
+            at,
+            reading,
+            mode,
+            processes: Vec::new(),
+            instances: Vec::new(),
+        }
+    }
+
+    /// The same reading with the processes that use the device.
+    pub fn with_processes(mut self, processes: Vec<GpuProcessSample>) -> Self {
+        self.processes = processes;
+        self
+    }
+
+    /// The same reading with the device's MIG instances.
+    pub fn with_instances(mut self, instances: Vec<GpuInstance>) -> Self {
+        self.instances = instances;
+        self
+    }
 }
 
 /// What the GPU backend read in one tick. The caller owns and reuses it.
@@ -133,8 +178,10 @@ pub trait GpuBackend: Send {
     /// The devices found at start.
     fn devices(&self) -> &[Arc<GpuDevice>];
 
-    /// Reads every device into `out` (not cleared), stamping readings with `at`. A device
-    /// that fails gets an error entry; a device that is gone gets no entry.
+    /// Appends a reading of every device to `out`, stamping readings with `at`. Like every
+    /// source trait (see [`crate::PowerSource`]), it never clears `out`: the caller clears it
+    /// before each tick. A device that fails gets an error entry; a device that is gone gets
+    /// no entry.
     fn read(&mut self, at: Timestamp, out: &mut GpuFrame);
 }
 
@@ -150,8 +197,9 @@ impl<T: GpuBackend + ?Sized> GpuBackend for Box<T> {
     }
 }
 
-/// GPU accounting settings.
+/// GPU accounting settings. Build one with [`GpuConfig::builder`]: new settings may come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GpuConfig {
     /// Fixed idle power per device (`experimental.gpu.idlePower`); `None` learns it as the
     /// lowest power seen while no process used the device.
@@ -172,8 +220,42 @@ impl Default for GpuConfig {
     }
 }
 
+impl GpuConfig {
+    /// The defaults (learned idle power, 10 s TTL, 3 kW bound), to adjust.
+    pub fn builder() -> GpuConfigBuilder {
+        GpuConfigBuilder(GpuConfig::default())
+    }
+}
+
+/// Builds a [`GpuConfig`].
+#[derive(Debug, Clone)]
+pub struct GpuConfigBuilder(GpuConfig);
+
+impl GpuConfigBuilder {
+    /// Sets a fixed idle power per device; `None` learns it.
+    pub fn idle_power(mut self, p: Option<MicroWatts>) -> Self {
+        self.0.idle_power = p;
+        self
+    }
+    /// Sets how long terminated workloads stay exported.
+    pub fn terminated_ttl(mut self, ttl: Nanos) -> Self {
+        self.0.terminated_ttl = ttl;
+        self
+    }
+    /// Sets the most power a device may plausibly draw.
+    pub fn max_power(mut self, p: MicroWatts) -> Self {
+        self.0.max_power = p;
+        self
+    }
+    /// The configuration.
+    pub fn build(self) -> GpuConfig {
+        self.0
+    }
+}
+
 /// A device's node-level accounting.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GpuNode {
     /// The device.
     pub device: Arc<GpuDevice>,
@@ -207,6 +289,7 @@ pub struct GpuNode {
 
 /// GPU energy of one workload on one device.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GpuEntry<I> {
     /// Identity and metadata of the workload.
     pub info: I,
@@ -235,6 +318,7 @@ pub struct GpuProcess {
 
 /// Everything GPU-related as of one tick. Immutable; share it with `Arc`.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GpuSnapshot {
     /// Devices in the order first seen.
     pub devices: Vec<GpuNode>,

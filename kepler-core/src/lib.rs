@@ -77,8 +77,8 @@ pub use activity::{
 pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder, IdlePower};
 pub use error::{ReadError, SourceError};
 pub use gpu::{
-    GpuAttributor, GpuBackend, GpuConfig, GpuDevice, GpuEntry, GpuFrame, GpuInstance, GpuMode,
-    GpuNode, GpuProcess, GpuProcessSample, GpuSample, GpuSnapshot,
+    GpuAttributor, GpuBackend, GpuConfig, GpuConfigBuilder, GpuDevice, GpuEntry, GpuFrame,
+    GpuInstance, GpuMode, GpuNode, GpuProcess, GpuProcessSample, GpuSample, GpuSnapshot,
 };
 pub use report::{EndpointStatus, SourceReport, ZoneLabels};
 pub use snapshot::{

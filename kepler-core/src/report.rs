@@ -38,6 +38,7 @@ pub struct EndpointStatus {
 
 /// Everything one source reports besides readings. The caller owns and reuses it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SourceReport {
     /// Extra labels per zone.
     pub zones: Vec<ZoneLabels>,

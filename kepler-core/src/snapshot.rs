@@ -90,6 +90,7 @@ impl Energies {
 
 /// A meter zone's node-level accounting.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct NodeZone {
     /// The zone.
     pub info: Arc<ZoneInfo>,
@@ -121,6 +122,7 @@ pub struct NodeZone {
 
 /// A process and its energy.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ProcessEntry {
     /// Process id.
     pub pid: u32,
@@ -138,6 +140,7 @@ pub struct ProcessEntry {
 
 /// A container, pod or VM: its identity, state and energy (the sum of its processes').
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GroupEntry<I> {
     /// Identity and metadata.
     pub info: I,
@@ -156,6 +159,7 @@ pub type VmEntry = GroupEntry<VmInfo>;
 
 /// Who gets node idle energy (`attribution.idle`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum IdlePolicy {
     /// Idle stays at node level, as Kepler does: workloads get active energy only.
     #[default]
@@ -179,6 +183,7 @@ impl IdlePolicy {
 
 /// Counters about the engine itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EngineStats {
     /// Ticks stepped.
     pub ticks: u64,
@@ -198,6 +203,7 @@ pub struct EngineStats {
 
 /// Everything the exporter needs, as of one tick. Immutable; share it with `Arc`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// When the tick happened.
     pub at: Timestamp,

@@ -1,4 +1,12 @@
 //! The two traits that every meter and every activity reader implements.
+//!
+//! # The buffer rule
+//!
+//! Every source trait ([`PowerSource`], [`ActivitySource`] and [`crate::GpuBackend`]) follows
+//! one rule: **the caller clears the frame before a tick; a source only appends to it** (and
+//! sets the frame's scalar fields, such as an activity frame's node totals). Several power
+//! sources share one [`PowerFrame`] per tick and a wrapper such as a pod enricher reads
+//! through an inner source, so a source that cleared would erase what others appended.
 
 use std::sync::Arc;
 
@@ -68,8 +76,10 @@ pub trait PowerSource: Send {
     /// may add zones later, never remove one, so callers re-read this rather than cache it.
     fn zones(&self) -> &[Arc<ZoneInfo>];
 
-    /// Reads every zone into `out`, stamping readings with `at` unless the source samples on
-    /// its own schedule. A zone that fails gets an error entry; the others are still read.
+    /// Appends a reading of every zone to `out` (never clears it: the caller does, once per
+    /// tick, as several sources share the frame), stamping readings with `at` unless the
+    /// source samples on its own schedule. A zone that fails gets an error entry; the others
+    /// are still read.
     fn read(&mut self, at: Timestamp, out: &mut PowerFrame);
 
     /// Appends zone labels and endpoint health beyond the readings (a BMC's chassis ids,
@@ -79,7 +89,10 @@ pub trait PowerSource: Send {
 
 /// Per-process CPU activity plus node CPU totals.
 pub trait ActivitySource: Send {
-    /// Fills `out` (cleared first) with the live processes and node totals at `at`.
+    /// Appends the live processes (with their details, container usage and per-CPU times) to
+    /// `out` and sets its node totals and time to those at `at`. The source never clears
+    /// `out`: the caller clears it before each tick, so a wrapper can add to what an inner
+    /// source read. On error `out` may hold part of a read; the caller discards it.
     fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError>;
 
     /// A short name for logs and metrics, e.g. `procfs`.

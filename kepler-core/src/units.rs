@@ -4,7 +4,7 @@
 //! does not fit, `saturating_*` clamps at 0 or `u64::MAX`. The operators saturate (energy
 //! counters must never wrap); prefer the named methods, which say so at the call site.
 
-use std::ops::{Add, AddAssign, Sub};
+use std::ops::{Add, AddAssign};
 use std::time::Duration;
 
 /// Energy in integer microjoules. Integer so that conservation holds exactly.
@@ -51,17 +51,6 @@ impl Add for MicroJoules {
 impl AddAssign for MicroJoules {
     fn add_assign(&mut self, rhs: MicroJoules) {
         self.0 = self.0.saturating_add(rhs.0);
-    }
-}
-
-/// Saturates at 0 like [`MicroJoules::saturating_sub`]. Prefer that method, or
-/// [`MicroJoules::checked_sub`] where a negative difference is a bug: this operator is due to
-/// go (issue 14), because `a - b` that silently gives 0 hides such bugs. Nothing in the
-/// workspace uses it any more.
-impl Sub for MicroJoules {
-    type Output = MicroJoules;
-    fn sub(self, rhs: MicroJoules) -> MicroJoules {
-        self.saturating_sub(rhs)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::units::{MicroJoules, MicroWatts};
 /// The part of the machine a zone measures. Zones of one kind on several sockets are summed
 /// for attribution and exported per socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum ZoneKind {
     /// A whole CPU package (socket).
     Package,
@@ -79,6 +80,7 @@ impl fmt::Display for ZoneKind {
 
 /// Where a zone's numbers come from; the `source` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum SourceKind {
     /// Linux powercap RAPL counters.
     Rapl,
@@ -119,6 +121,7 @@ impl fmt::Display for SourceKind {
 
 /// How a zone reports: a cumulative energy counter or an instantaneous power gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Metering {
     /// A cumulative counter in µJ that wraps to 0 after `max_range` (when known).
     EnergyCounter {
@@ -131,6 +134,7 @@ pub enum Metering {
 
 /// Describes one zone of one meter. Immutable for the life of the source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ZoneInfo {
     /// Unique and stable among all zones, e.g. `rapl:/sys/class/powercap/intel-rapl:0`.
     pub id: String,
@@ -202,6 +206,11 @@ impl ZoneInfoBuilder {
         self.0.metering = Metering::EnergyCounter { max_range };
         self
     }
+    /// How the zone reports (default: an energy counter of unknown range).
+    pub fn metering(mut self, metering: Metering) -> Self {
+        self.0.metering = metering;
+        self
+    }
     /// An instantaneous power gauge that the engine integrates over time.
     pub fn power_gauge(mut self) -> Self {
         self.0.metering = Metering::PowerGauge;
@@ -213,9 +222,9 @@ impl ZoneInfoBuilder {
         self
     }
     /// The most power the zone can plausibly draw; larger deltas are dropped as resets
-    /// (default: the engine's `default_max_power`).
-    pub fn max_power(mut self, max_power: MicroWatts) -> Self {
-        self.0.max_power = Some(max_power);
+    /// (default, or `None`: the engine's `default_max_power`).
+    pub fn max_power(mut self, max_power: impl Into<Option<MicroWatts>>) -> Self {
+        self.0.max_power = max_power.into();
         self
     }
     /// The zone.

@@ -12,16 +12,12 @@ fn zone_builder_defaults_and_setters_issue_14() {
     let plain = ZoneInfo::builder("x:package-0", ZoneKind::Package, SourceKind::Rapl).build();
     assert_eq!(
         plain,
-        ZoneInfo {
-            id: "x:package-0".into(),
-            kind: ZoneKind::Package,
-            index: 0,
-            path: "x:package-0".into(),
-            source: SourceKind::Rapl,
-            metering: Metering::EnergyCounter { max_range: None },
-            estimated: false,
-            max_power: None,
-        }
+        ZoneInfo::builder("x:package-0", ZoneKind::Package, SourceKind::Rapl)
+            .index(0)
+            .path("x:package-0")
+            .metering(Metering::EnergyCounter { max_range: None })
+            .estimated(false)
+            .build()
     );
     let gauge = ZoneInfo::builder("bmc:1", ZoneKind::Platform, SourceKind::Redfish)
         .index(3)
@@ -58,12 +54,9 @@ fn workload_constructors_fill_every_field_issue_14() {
         .with_vm(vm.clone());
     assert_eq!(
         info,
-        ProcessInfo {
-            comm: "nginx".into(),
-            exe: "/usr/sbin/nginx".into(),
-            container: Some(container.clone()),
-            vm: Some(vm),
-        }
+        ProcessInfo::new("nginx", "/usr/sbin/nginx")
+            .with_container(container.clone())
+            .with_vm(vm)
     );
     let info = Arc::new(info);
     let s = ProcessSample::new(7, 99, Nanos(5), Arc::clone(&info));

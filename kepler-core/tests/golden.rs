@@ -45,16 +45,15 @@ fn zone(
     metering: Metering,
     max_w: Option<f64>,
 ) -> Arc<ZoneInfo> {
-    Arc::new(ZoneInfo {
-        id: id.into(),
-        kind,
-        index,
-        path: format!("golden/{id}"),
-        source: SourceKind::Fake,
-        metering,
-        estimated: false,
-        max_power: max_w.map(MicroWatts::from_watts),
-    })
+    Arc::new(
+        ZoneInfo::builder(id, kind, SourceKind::Fake)
+            .index(index)
+            .path(format!("golden/{id}"))
+            .metering(metering)
+            .estimated(false)
+            .max_power(max_w.map(MicroWatts::from_watts))
+            .build(),
+    )
 }
 
 fn counter(max_range: Option<u64>) -> Metering {
@@ -138,15 +137,15 @@ struct Sim {
 }
 
 fn pod(i: usize, named: bool) -> PodInfo {
-    PodInfo {
-        id: format!("pod-{i}").into(),
-        name: if named {
-            format!("web-{i}").into()
+    PodInfo::new(
+        format!("pod-{i}"),
+        if named {
+            format!("web-{i}")
         } else {
-            "".into()
+            String::new()
         },
-        namespace: if named { "default".into() } else { "".into() },
-    }
+        if named { "default" } else { "" },
+    )
 }
 
 impl Sim {
@@ -159,22 +158,18 @@ impl Sim {
         ];
         let containers = (0..8)
             .map(|i| SimContainer {
-                info: ContainerInfo {
-                    id: format!("{i:064x}").into(),
-                    name: format!("c{i}").into(),
-                    runtime: runtimes[i % 4],
-                    pod: (i < 6).then(|| pod(i / 2, i % 4 != 0)),
+                info: {
+                    let mut v =
+                        ContainerInfo::new(format!("{i:064x}"), format!("c{i}"), runtimes[i % 4]);
+                    v.pod = (i < 6).then(|| pod(i / 2, i % 4 != 0));
+                    v
                 },
                 usage: (i < 5).then_some(0),
             })
             .collect();
         let zones = sim_zones();
         let vms = (0..2)
-            .map(|i| VmInfo {
-                id: format!("vm-uuid-{i}").into(),
-                name: format!("guest{i}").into(),
-                hypervisor: "qemu".into(),
-            })
+            .map(|i| VmInfo::new(format!("vm-uuid-{i}"), format!("guest{i}"), "qemu"))
             .collect();
         let mut sim = Sim {
             rng: Rng(seed),
@@ -197,11 +192,11 @@ impl Sim {
     }
 
     fn info(&self, comm: &str, container: Option<usize>, vm: Option<usize>) -> Arc<ProcessInfo> {
-        Arc::new(ProcessInfo {
-            comm: comm.into(),
-            exe: format!("/usr/bin/{comm}").into(),
-            container: container.map(|c| self.containers[c].info.clone()),
-            vm: vm.map(|v| self.vms[v].clone()),
+        Arc::new({
+            let mut v = ProcessInfo::new(comm, format!("/usr/bin/{comm}"));
+            v.container = container.map(|c| self.containers[c].info.clone());
+            v.vm = vm.map(|v| self.vms[v].clone());
+            v
         })
     }
 
@@ -378,6 +373,11 @@ impl Sim {
                         Ok(Reading::Energy(MicroJoules(v)))
                     }
                 }
+                // A metering this rig does not know (the enum may grow): no reading.
+                _ => Err(ReadError::Io {
+                    what: z.info.id.clone(),
+                    detail: "unknown metering".into(),
+                }),
             };
             let when = match z.info.metering {
                 Metering::PowerGauge => z.polled,
@@ -402,18 +402,18 @@ impl Sim {
             } else {
                 p.cpu
             };
-            frame.processes.push(ProcessSample {
-                pid: p.pid,
-                start_time: p.start_time,
-                cpu_time: Nanos(cpu),
-                info: Arc::clone(&p.info),
-            });
+            frame.processes.push(ProcessSample::new(
+                p.pid,
+                p.start_time,
+                Nanos(cpu),
+                Arc::clone(&p.info),
+            ));
             if with_details {
-                frame.details.push(ProcessDetail {
-                    ppid: p.ppid,
-                    children_time: Nanos(p.children),
-                    last_cpu: (p.last_cpu != 7 || p.pid % 2 == 0).then_some(p.last_cpu),
-                });
+                frame.details.push(ProcessDetail::new(
+                    p.ppid,
+                    Nanos(p.children),
+                    (p.last_cpu != 7 || p.pid % 2 == 0).then_some(p.last_cpu),
+                ));
             }
         }
         for c in &self.containers {
@@ -424,24 +424,18 @@ impl Sim {
             if self.rng.chance(10) {
                 usage /= 2; // recreated under the same id
             }
-            frame.containers.push(ContainerUsage {
-                info: c.info.clone(),
-                usage: Nanos(usage),
-            });
+            frame
+                .containers
+                .push(ContainerUsage::new(c.info.clone(), Nanos(usage)));
             if self.rng.chance(10) {
-                frame.containers.push(ContainerUsage {
-                    info: c.info.clone(),
-                    usage: Nanos(usage + 7),
-                });
+                frame
+                    .containers
+                    .push(ContainerUsage::new(c.info.clone(), Nanos(usage + 7)));
             }
         }
         if !self.rng.chance(150) {
             for (i, t) in self.cpus.iter().enumerate() {
-                frame.cpus.push(CpuTime {
-                    cpu: i as u32,
-                    socket: (i / 4) as u32,
-                    time: *t,
-                });
+                frame.cpus.push(CpuTime::new(i as u32, (i / 4) as u32, *t));
             }
         }
     }
@@ -653,13 +647,13 @@ fn gpu_frame(
             } else {
                 90_000 + rng.below(5) as u32
             };
-            processes.push(GpuProcessSample {
+            processes.push(GpuProcessSample::new(
                 pid,
-                sm_util: rng.below(3) as u32 * 30,
-                instance: (mode == GpuMode::Mig)
+                rng.below(3) as u32 * 30,
+                (mode == GpuMode::Mig)
                     .then(|| rng.below(3) as u32)
                     .filter(|&g| g < 2),
-            });
+            ));
         }
         let instances = if mode == GpuMode::Mig {
             vec![
@@ -669,14 +663,11 @@ fn gpu_frame(
         } else {
             Vec::new()
         };
-        frame.samples.push(GpuSample {
-            device: Arc::clone(d),
-            at: Timestamp(at),
-            reading,
-            mode,
-            processes,
-            instances,
-        });
+        frame.samples.push(
+            GpuSample::new(Arc::clone(d), Timestamp(at), reading, mode)
+                .with_processes(processes)
+                .with_instances(instances),
+        );
     }
     frame
 }
@@ -727,11 +718,11 @@ fn gpu_snapshots_match_the_accountant_before_the_split_issue_14() {
     let fixed = run_gpu(
         6,
         200,
-        GpuConfig {
-            idle_power: Some(MicroWatts::from_watts(30.0)),
-            terminated_ttl: Nanos::from_secs(4),
-            max_power: MicroWatts::from_watts(400.0),
-        },
+        GpuConfig::builder()
+            .idle_power(Some(MicroWatts::from_watts(30.0)))
+            .terminated_ttl(Nanos::from_secs(4))
+            .max_power(MicroWatts::from_watts(400.0))
+            .build(),
     );
     assert_eq!((learned, fixed), (0xb492df3a07991fb4, 0x096ffc07c876f078));
 }

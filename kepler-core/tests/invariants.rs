@@ -82,20 +82,15 @@ fn tick_strategy() -> impl Strategy<Value = TickSpec> {
 }
 
 fn info_for(container: u8) -> Arc<ProcessInfo> {
-    let container = (container > 0).then(|| ContainerInfo {
-        id: format!("c{container}").into(),
-        name: "".into(),
-        runtime: Runtime::Containerd,
-        pod: (container < 3).then(|| PodInfo {
-            id: format!("pod{}", container % 2).into(),
-            ..Default::default()
-        }),
+    let container = (container > 0).then(|| {
+        let mut v = ContainerInfo::new(format!("c{container}"), "", Runtime::Containerd);
+        v.pod = (container < 3).then(|| PodInfo::new(format!("pod{}", container % 2), "", ""));
+        v
     });
-    Arc::new(ProcessInfo {
-        comm: "p".into(),
-        exe: "".into(),
-        container,
-        vm: None,
+    Arc::new({
+        let mut v = ProcessInfo::new("p", "");
+        v.container = container;
+        v
     })
 }
 
@@ -145,25 +140,23 @@ impl ReplayNode {
         }
         self.busy += sum + busy_extra_permille as u64 * dt / 1000;
         self.total += (self.busy - self.total.min(self.busy)).max(dt * 4) + dt;
-        let mut f = ActivityFrame {
-            at: Timestamp(at),
-            node: NodeCpu {
-                busy: Nanos(self.busy),
-                total: Nanos(self.total),
-            },
-            processes: Vec::new(),
-            ..Default::default()
+        let mut f = {
+            let mut v = ActivityFrame::new(
+                Timestamp(at),
+                NodeCpu {
+                    busy: Nanos(self.busy),
+                    total: Nanos(self.total),
+                },
+            );
+            v.processes = Vec::new();
+            v
         };
         let mut pids: Vec<_> = self.live.keys().copied().collect();
         pids.sort();
         for pid in pids {
             let (start, cpu, info) = &self.live[&pid];
-            f.processes.push(ProcessSample {
-                pid,
-                start_time: *start,
-                cpu_time: Nanos(*cpu),
-                info: info.clone(),
-            });
+            f.processes
+                .push(ProcessSample::new(pid, *start, Nanos(*cpu), info.clone()));
         }
         f
     }
@@ -309,19 +302,16 @@ fn pid_reuse_is_a_new_workload() {
     let zone = fakes::counter_zone(ZoneKind::Package, 0, None);
     let mut engine = Attributor::default();
     let info = fakes::process_info("a");
-    let frame = |at: u64, start: u64, cpu: u64| ActivityFrame {
-        at: Timestamp(at),
-        node: NodeCpu {
-            busy: Nanos(at),
-            total: Nanos(at),
-        },
-        processes: vec![ProcessSample {
-            pid: 1,
-            start_time: start,
-            cpu_time: Nanos(cpu),
-            info: info.clone(),
-        }],
-        ..Default::default()
+    let frame = |at: u64, start: u64, cpu: u64| {
+        let mut v = ActivityFrame::new(
+            Timestamp(at),
+            NodeCpu {
+                busy: Nanos(at),
+                total: Nanos(at),
+            },
+        );
+        v.processes = vec![ProcessSample::new(1, start, Nanos(cpu), info.clone())];
+        v
     };
     let mut power = PowerFrame::default();
     let s = 1_000_000_000;
@@ -383,6 +373,7 @@ fn terminated_workloads_expire_after_ttl() {
         let at = Timestamp(t * 1_000_000_000);
         pf.clear();
         power.read(at, &mut pf);
+        af.clear();
         activity.read(at, &mut af).unwrap();
         let snap = engine.step(&pf, Some(&af), at);
         states.push(snap.processes.first().map(|p| p.state.label()));
@@ -572,10 +563,7 @@ impl ChurnNode {
         at: u64,
         regressed: &std::collections::HashSet<u32>,
     ) -> ActivityFrame {
-        let mut frame = ActivityFrame {
-            at: Timestamp(at),
-            ..Default::default()
-        };
+        let mut frame = ActivityFrame::new(Timestamp(at), Default::default());
         frame.node = NodeCpu {
             busy: Nanos(self.busy),
             total: Nanos(self.busy.max(at * 4) + at),
@@ -585,17 +573,17 @@ impl ChurnNode {
         for pid in pids {
             let l = &self.live[&pid];
             let back = regressed.contains(&pid);
-            frame.processes.push(ProcessSample {
+            frame.processes.push(ProcessSample::new(
                 pid,
-                start_time: l.start,
-                cpu_time: Nanos(if back { l.cpu / 2 } else { l.cpu }),
-                info: l.info.clone(),
-            });
-            frame.details.push(ProcessDetail {
-                ppid: l.ppid,
-                children_time: Nanos(if back { l.children / 2 } else { l.children }),
-                last_cpu: None,
-            });
+                l.start,
+                Nanos(if back { l.cpu / 2 } else { l.cpu }),
+                l.info.clone(),
+            ));
+            frame.details.push(ProcessDetail::new(
+                l.ppid,
+                Nanos(if back { l.children / 2 } else { l.children }),
+                None,
+            ));
         }
         for (i, &(_, event)) in t.cgroups.iter().enumerate() {
             let info = info_for(i as u8 + 1).container.clone().unwrap();
@@ -604,10 +592,9 @@ impl ChurnNode {
                 1 => self.usage[i] /= 2,
                 _ => {}
             }
-            frame.containers.push(ContainerUsage {
-                info,
-                usage: Nanos(self.usage[i]),
-            });
+            frame
+                .containers
+                .push(ContainerUsage::new(info, Nanos(self.usage[i])));
         }
         frame
     }
@@ -732,49 +719,38 @@ proptest! {
 type P = (u32, u64, u64, u64, u32, Option<&'static str>);
 
 fn container(id: &str) -> Arc<ProcessInfo> {
-    Arc::new(ProcessInfo {
-        comm: "c".into(),
-        exe: "".into(),
-        container: Some(ContainerInfo {
-            id: id.into(),
-            name: "".into(),
-            runtime: Runtime::Containerd,
-            pod: Some(PodInfo {
-                id: format!("pod-{id}").into(),
-                ..Default::default()
-            }),
-        }),
-        vm: None,
-    })
+    Arc::new(ProcessInfo::new("c", "").with_container(
+        ContainerInfo::new(id, "", Runtime::Containerd).with_pod(PodInfo::new(
+            format!("pod-{id}"),
+            "",
+            "",
+        )),
+    ))
 }
 
 fn churn_frame(at: u64, busy: u64, procs: &[P], cgroups: &[(&str, u64)]) -> ActivityFrame {
-    let mut f = ActivityFrame {
-        at: Timestamp(at),
-        node: NodeCpu {
+    let mut f = ActivityFrame::new(
+        Timestamp(at),
+        NodeCpu {
             busy: Nanos(busy),
             total: Nanos(at * 2),
         },
-        ..Default::default()
-    };
+    );
     for &(pid, start, cpu, children, ppid, c) in procs {
-        f.processes.push(ProcessSample {
+        f.processes.push(ProcessSample::new(
             pid,
-            start_time: start,
-            cpu_time: Nanos(cpu),
-            info: c.map_or_else(|| fakes::process_info("p"), container),
-        });
-        f.details.push(ProcessDetail {
-            ppid,
-            children_time: Nanos(children),
-            last_cpu: None,
-        });
+            start,
+            Nanos(cpu),
+            c.map_or_else(|| fakes::process_info("p"), container),
+        ));
+        f.details
+            .push(ProcessDetail::new(ppid, Nanos(children), None));
     }
     for &(id, usage) in cgroups {
-        f.containers.push(ContainerUsage {
-            info: container(id).container.clone().unwrap(),
-            usage: Nanos(usage),
-        });
+        f.containers.push(ContainerUsage::new(
+            container(id).container.clone().unwrap(),
+            Nanos(usage),
+        ));
     }
     f
 }
@@ -941,14 +917,13 @@ fn learned_idle_baseline_does_not_shrink_under_load_issue_4() {
                 Timestamp(t * SEC),
                 Ok(Reading::Energy(MicroJoules(energy))),
             );
-            let frame = ActivityFrame {
-                at: Timestamp(t * SEC),
-                node: NodeCpu {
+            let frame = ActivityFrame::new(
+                Timestamp(t * SEC),
+                NodeCpu {
                     busy: Nanos(busy),
                     total: Nanos(2 * t * SEC),
                 },
-                ..Default::default()
-            };
+            );
             last = Some(engine.step(&power, Some(&frame), Timestamp(t * SEC)));
         }
         last.unwrap().zones[0].idle_power
@@ -1004,14 +979,14 @@ fn per_socket_split_issue_4() {
         f.details[1].last_cpu = Some(1);
         f.node.total = Nanos(2 * t * SEC);
         for (cpu, busy) in [(0u32, a), (1, b)] {
-            f.cpus.push(CpuTime {
+            f.cpus.push(CpuTime::new(
                 cpu,
-                socket: cpu,
-                time: NodeCpu {
+                cpu,
+                NodeCpu {
                     busy: Nanos(busy),
                     total: Nanos(t * SEC),
                 },
-            });
+            ));
         }
         f
     };

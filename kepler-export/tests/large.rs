@@ -24,16 +24,18 @@ fn big_snapshot(processes: u32, containers: u32) -> Snapshot {
     );
     let infos: Vec<Option<ContainerInfo>> = (0..containers)
         .map(|c| {
-            Some(ContainerInfo {
-                id: format!("{c:064x}").into(),
-                name: format!("container-{c}").into(),
-                runtime: Runtime::Containerd,
-                pod: Some(PodInfo {
-                    id: format!("pod-{c:08}-0000-0000-0000-000000000000").into(),
-                    name: format!("pod-{c}").into(),
-                    namespace: "default".into(),
-                }),
-            })
+            Some(
+                ContainerInfo::new(
+                    format!("{c:064x}"),
+                    format!("container-{c}"),
+                    Runtime::Containerd,
+                )
+                .with_pod(PodInfo::new(
+                    format!("pod-{c:08}-0000-0000-0000-000000000000"),
+                    format!("pod-{c}"),
+                    "default",
+                )),
+            )
         })
         .collect();
     let procs = (0..processes)
@@ -43,15 +45,17 @@ fn big_snapshot(processes: u32, containers: u32) -> Snapshot {
             start: Timestamp(0),
             end: None,
             permille: 1 + u64::from(i % 7),
-            info: Arc::new(ProcessInfo {
-                comm: format!("worker-{i}").into(),
-                exe: format!("/usr/local/bin/some-service-{}", i % 50).into(),
-                container: if containers > 0 && i % 2 == 0 {
+            info: Arc::new({
+                let mut v = ProcessInfo::new(
+                    format!("worker-{i}"),
+                    format!("/usr/local/bin/some-service-{}", i % 50),
+                );
+                v.container = if containers > 0 && i % 2 == 0 {
                     infos[(i / 2 % containers) as usize].clone()
                 } else {
                     None
-                },
-                vm: None,
+                };
+                v
             }),
         })
         .collect();
@@ -69,6 +73,7 @@ fn big_snapshot(processes: u32, containers: u32) -> Snapshot {
         let at = Timestamp(t * 5_000_000_000);
         pf.clear();
         power.read(at, &mut pf);
+        af.clear();
         activity.read(at, &mut af).unwrap();
         snap = Some(engine.step(&pf, Some(&af), at));
     }

@@ -10,16 +10,14 @@ use kepler_core::{
 use kepler_export::{ExportContext, Exposition, MetricsLevel, SelfStats, SourceSelf};
 
 fn zone(id: &str, source: SourceKind) -> Arc<ZoneInfo> {
-    Arc::new(ZoneInfo {
-        id: id.into(),
-        kind: ZoneKind::Platform,
-        index: 0,
-        path: format!("path-of-{id}"),
-        source,
-        metering: Metering::PowerGauge,
-        estimated: false,
-        max_power: None,
-    })
+    Arc::new(
+        ZoneInfo::builder(id, ZoneKind::Platform, source)
+            .index(0)
+            .path(format!("path-of-{id}"))
+            .metering(Metering::PowerGauge)
+            .estimated(false)
+            .build(),
+    )
 }
 
 fn labels(pc: &str, name: &str) -> Arc<[(&'static str, String)]> {
@@ -53,28 +51,27 @@ fn issue_6_platform_series_as_the_seed_shows() {
         snap = Some(engine.step(&f, None, at));
     }
     let snap = snap.unwrap();
-    let report = SourceReport {
-        zones: vec![
-            ZoneLabels {
-                zone: pc1.clone(),
-                labels: labels("PC1", "Server Power Control"),
-                latest: Some(Reading::Power(MicroWatts::from_watts(450.5))),
-            },
-            ZoneLabels {
-                zone: pc2.clone(),
-                labels: labels("PC2", "CPU Sub-system \"Power\""),
-                latest: None,
-            },
-        ],
-        endpoints: vec![EndpointStatus {
-            id: "bmc-1".into(),
-            up: true,
-            last_success: Some(Timestamp(9_000_000_000)),
-            last_duration: Nanos::from_millis(250),
-            polls: 3,
-            errors: vec![("timeout", 1), ("auth", 0)],
-        }],
-    };
+    let mut report = SourceReport::default();
+    report.zones = vec![
+        ZoneLabels {
+            zone: pc1.clone(),
+            labels: labels("PC1", "Server Power Control"),
+            latest: Some(Reading::Power(MicroWatts::from_watts(450.5))),
+        },
+        ZoneLabels {
+            zone: pc2.clone(),
+            labels: labels("PC2", "CPU Sub-system \"Power\""),
+            latest: None,
+        },
+    ];
+    report.endpoints = vec![EndpointStatus {
+        id: "bmc-1".into(),
+        up: true,
+        last_success: Some(Timestamp(9_000_000_000)),
+        last_duration: Nanos::from_millis(250),
+        polls: 3,
+        errors: vec![("timeout", 1), ("auth", 0)],
+    }];
     let stats = SelfStats {
         sources: vec![SourceSelf {
             source: "redfish".into(),

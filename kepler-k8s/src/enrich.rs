@@ -74,11 +74,12 @@ impl<A: ActivitySource> PodActivity<A> {
             }
             let hint = container.pod.as_ref().map(|p| &*p.id);
             let found = view.lookup(&container.id, hint, at);
-            let enriched = enrich_container(container, found).map(|c| ProcessInfo {
-                comm: Arc::clone(&sample.info.comm),
-                exe: Arc::clone(&sample.info.exe),
-                container: Some(c),
-                vm: sample.info.vm.clone(),
+            let enriched = enrich_container(container, found).map(|c| {
+                let mut v =
+                    ProcessInfo::new(Arc::clone(&sample.info.comm), Arc::clone(&sample.info.exe))
+                        .with_container(c);
+                v.vm = sample.info.vm.clone();
+                v
             });
             let out_info = match enriched {
                 Some(info) => Arc::new(info),
@@ -172,16 +173,12 @@ fn with_pod(
         Some(p) if !p.id.is_empty() => Arc::clone(&p.id),
         _ => Arc::clone(api_uid),
     };
-    ContainerInfo {
-        id: Arc::clone(&container.id),
-        name: container_name.unwrap_or_else(|| Arc::clone(&container.name)),
-        runtime: container.runtime,
-        pod: Some(PodInfo {
-            id,
-            name: Arc::clone(name),
-            namespace: Arc::clone(namespace),
-        }),
-    }
+    ContainerInfo::new(
+        Arc::clone(&container.id),
+        container_name.unwrap_or_else(|| Arc::clone(&container.name)),
+        container.runtime,
+    )
+    .with_pod(PodInfo::new(id, Arc::clone(name), Arc::clone(namespace)))
 }
 
 impl<A: ActivitySource> ActivitySource for PodActivity<A> {
@@ -209,7 +206,6 @@ mod tests {
 
     impl ActivitySource for Steady {
         fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-            out.clear();
             out.at = at;
             out.node = NodeCpu {
                 busy: Nanos(1),
@@ -224,26 +220,16 @@ mod tests {
     }
 
     fn proc_in(pid: u32, container: &str, pod_uid: Option<&str>) -> ProcessSample {
-        ProcessSample {
+        ProcessSample::new(
             pid,
-            start_time: 1,
-            cpu_time: Nanos(0),
-            info: Arc::new(ProcessInfo {
-                comm: "sh".into(),
-                exe: "".into(),
-                container: Some(ContainerInfo {
-                    id: container.into(),
-                    name: "".into(),
-                    runtime: Runtime::Containerd,
-                    pod: pod_uid.map(|u| PodInfo {
-                        id: u.into(),
-                        name: "".into(),
-                        namespace: "".into(),
-                    }),
-                }),
-                vm: None,
-            }),
-        }
+            1,
+            Nanos(0),
+            Arc::new(ProcessInfo::new("sh", "").with_container({
+                let mut v = ContainerInfo::new(container, "", Runtime::Containerd);
+                v.pod = pod_uid.map(|u| PodInfo::new(u, "", ""));
+                v
+            })),
+        )
     }
 
     fn record(uid: &str, name: &str, containers: &[(&str, &str)]) -> PodRecord {
@@ -288,6 +274,7 @@ mod tests {
         assert_eq!(pod_of(&frame, 1), ("".into(), "u1".into(), "".into()));
 
         cache.replace_all(vec![record("u1", "web", &[("c1", "app")])], Instant::now());
+        frame.clear();
         src.read(Timestamp(2), &mut frame).unwrap();
         assert_eq!(pod_of(&frame, 1), ("app".into(), "u1".into(), "web".into()));
         assert_eq!(pod_of(&frame, 2), ("".into(), "u1".into(), "web".into()));
@@ -296,6 +283,7 @@ mod tests {
 
         // Steady state: the same Arc comes back, no new lookup, no new miss.
         let misses = cache.stats().misses;
+        frame.clear();
         src.read(Timestamp(3), &mut frame).unwrap();
         assert!(Arc::ptr_eq(&first, &frame.processes[0].info));
         assert_eq!(cache.stats().misses, misses);
@@ -304,6 +292,7 @@ mod tests {
         let t = Instant::now();
         cache.replace_all(vec![], t);
         cache.sweep(t + std::time::Duration::from_secs(1));
+        frame.clear();
         src.read(Timestamp(4), &mut frame).unwrap();
         assert_eq!(pod_of(&frame, 1), ("app".into(), "u1".into(), "web".into()));
     }
@@ -316,7 +305,22 @@ mod tests {
         src.read(Timestamp(1), &mut frame).unwrap();
         assert_eq!(src.memo.len(), 1);
         src.inner.0.clear();
+        frame.clear();
         src.read(Timestamp(2), &mut frame).unwrap();
         assert!(src.memo.is_empty());
+    }
+
+    #[test]
+    fn read_appends_to_what_the_caller_put_in_the_frame() {
+        let cache = PodCache::new(CacheConfig::default());
+        let mut src = PodActivity::new(Steady(vec![proc_in(1, "c1", None)]), cache);
+        let mut frame = ActivityFrame::default();
+        let sentinel =
+            ProcessSample::new(u32::MAX, 7, Nanos(42), Arc::new(ProcessInfo::new("x", "")));
+        frame.processes.push(sentinel.clone());
+        src.read(Timestamp(1), &mut frame).unwrap();
+        assert_eq!(frame.processes.len(), 2);
+        assert_eq!(frame.processes[0], sentinel, "kept, untouched");
+        assert_eq!(frame.processes[1].pid, 1);
     }
 }

@@ -21,21 +21,9 @@ fn secs(s: u64) -> Timestamp {
 
 #[test]
 fn names_reach_container_and_pod_entries_and_survive_termination_issue_8() {
-    let info = Arc::new(ProcessInfo {
-        comm: "nginx".into(),
-        exe: "/usr/sbin/nginx".into(),
-        container: Some(ContainerInfo {
-            id: CID.into(),
-            name: "".into(),
-            runtime: Runtime::Containerd,
-            pod: Some(PodInfo {
-                id: UID.into(),
-                name: "".into(),
-                namespace: "".into(),
-            }),
-        }),
-        vm: None,
-    });
+    let info = Arc::new(ProcessInfo::new("nginx", "/usr/sbin/nginx").with_container(
+        ContainerInfo::new(CID, "", Runtime::Containerd).with_pod(PodInfo::new(UID, "", "")),
+    ));
     let activity = FakeActivity {
         cpus: 2,
         background_permille: 0,
@@ -62,6 +50,7 @@ fn names_reach_container_and_pod_entries_and_survive_termination_issue_8() {
     let mut step = |t: u64| {
         pf.clear();
         power.read(secs(t), &mut pf);
+        af.clear();
         source.read(secs(t), &mut af).unwrap();
         engine.step(&pf, Some(&af), secs(t))
     };

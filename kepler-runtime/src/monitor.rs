@@ -237,7 +237,9 @@ impl Monitor {
     /// counted and logged once until it recovers; its energy goes to unattributed.
     pub fn tick(&mut self, mut now: impl FnMut() -> Timestamp) -> Tick {
         let started = Instant::now();
+        // The buffer rule of every source trait: the caller clears, sources only append.
         self.power_frame.clear();
+        self.activity_frame.clear();
         let mut sources = Vec::with_capacity(self.sources.len() + 1);
         let at = now();
         let activity = match self.activity.read(at, &mut self.activity_frame) {

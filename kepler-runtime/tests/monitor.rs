@@ -21,12 +21,7 @@ fn activity(failing: bool) -> FakeActivity {
             start: Timestamp(0),
             end: None,
             permille: 1000,
-            info: Arc::new(ProcessInfo {
-                comm: "train".into(),
-                exe: "/usr/bin/train".into(),
-                container: None,
-                vm: None,
-            }),
+            info: Arc::new(ProcessInfo::new("train", "/usr/bin/train")),
         }],
         failing,
     }
@@ -205,10 +200,11 @@ fn build_errors_name_what_is_wrong() {
 #[test]
 fn gpu_settings_apply_to_a_given_backend() {
     let mut o = options();
-    o.gpu = Some(GpuConfig {
-        idle_power: Some(MicroWatts::from_watts(50.0)),
-        ..GpuConfig::default()
-    });
+    o.gpu = Some(
+        GpuConfig::builder()
+            .idle_power(Some(MicroWatts::from_watts(50.0)))
+            .build(),
+    );
     let d = FakeGpuDevice::new(0, 80.0);
     let mut m = Monitor::builder(o)
         .power_sources(vec![])

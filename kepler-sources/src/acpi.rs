@@ -102,16 +102,15 @@ impl AcpiPowerMeter {
             let cap = read_num("power1_cap").filter(|&v| v > 0);
             tracing::info!(meter = %dir.display(), interval_ms = ?interval_ms, "ACPI power meter: platform zone");
             let path = format!("{}/power1", dir.display());
-            zones.push(Arc::new(ZoneInfo {
-                id: format!("acpi:{path}"),
-                kind: ZoneKind::Platform,
-                index: i as u32,
-                path,
-                source: SourceKind::Acpi,
-                metering: Metering::PowerGauge,
-                estimated: false,
-                max_power: cap.map(|v| MicroWatts(v.saturating_mul(2))),
-            }));
+            zones.push(Arc::new(
+                ZoneInfo::builder(format!("acpi:{path}"), ZoneKind::Platform, SourceKind::Acpi)
+                    .index(i as u32)
+                    .path(path)
+                    .metering(Metering::PowerGauge)
+                    .estimated(false)
+                    .max_power(cap.map(|v| MicroWatts(v.saturating_mul(2))))
+                    .build(),
+            ));
             meters.push(Meter {
                 file,
                 what: avg.display().to_string(),

@@ -224,16 +224,15 @@ impl Hwmon {
                 Quantity::Energy => Metering::EnergyCounter { max_range: None },
                 Quantity::Power => Metering::PowerGauge,
             };
-            zones.push(Arc::new(ZoneInfo {
-                id: format!("hwmon:{}", c.stable),
-                kind: c.kind,
-                index,
-                path: c.stable.clone(),
-                source: SourceKind::Hwmon,
-                metering,
-                estimated: false,
-                max_power: c.max_power,
-            }));
+            zones.push(Arc::new(
+                ZoneInfo::builder(format!("hwmon:{}", c.stable), c.kind, SourceKind::Hwmon)
+                    .index(index)
+                    .path(c.stable.clone())
+                    .metering(metering)
+                    .estimated(false)
+                    .max_power(c.max_power)
+                    .build(),
+            ));
             tracing::debug!(chip = %c.chip, label = %c.label, path = %c.stable, kind = %c.kind, "hwmon channel");
             channels.push(Channel {
                 file,

@@ -234,16 +234,19 @@ impl Model {
             sockets.push(0);
         }
         let zone = |kind: ZoneKind, s: u32, peak: f64| {
-            Arc::new(ZoneInfo {
-                id: format!("model:{}-{s}", kind.label()),
-                kind,
-                index: s,
-                path: "model".to_owned(),
-                source: SourceKind::Model,
-                metering: Metering::PowerGauge,
-                estimated: true,
-                max_power: Some(MicroWatts::from_watts(peak * 2.0)),
-            })
+            Arc::new(
+                ZoneInfo::builder(
+                    format!("model:{}-{s}", kind.label()),
+                    kind,
+                    SourceKind::Model,
+                )
+                .index(s)
+                .path("model".to_owned())
+                .metering(Metering::PowerGauge)
+                .estimated(true)
+                .max_power(Some(MicroWatts::from_watts(peak * 2.0)))
+                .build(),
+            )
         };
         // Packages first (one per socket), then DRAM zones in the same socket order.
         let mut zones: Vec<Arc<ZoneInfo>> = sockets

@@ -327,16 +327,13 @@ fn zone_info(c: &Candidate) -> ZoneInfo {
         .filter_map(|f| read_number(&c.dir.join(f)))
         .max()
         .filter(|&v| v > 0);
-    ZoneInfo {
-        id: format!("rapl:{path}"),
-        kind: c.kind,
-        index: c.index,
-        path,
-        source: SourceKind::Rapl,
-        metering: Metering::EnergyCounter { max_range },
-        estimated: false,
-        max_power: limit.map(|v| MicroWatts(v.saturating_mul(2))),
-    }
+    ZoneInfo::builder(format!("rapl:{path}"), c.kind, SourceKind::Rapl)
+        .index(c.index)
+        .path(path)
+        .metering(Metering::EnergyCounter { max_range })
+        .estimated(false)
+        .max_power(limit.map(|v| MicroWatts(v.saturating_mul(2))))
+        .build()
 }
 
 #[cfg(test)]

@@ -18,52 +18,33 @@ fn at(s: u64) -> Timestamp {
 }
 
 fn info(comm: &str, container: Option<(&str, &str)>) -> Arc<ProcessInfo> {
-    Arc::new(ProcessInfo {
-        comm: comm.into(),
-        exe: format!("/usr/bin/{comm}").into(),
-        container: container.map(|(c, pod)| ContainerInfo {
-            id: c.into(),
-            name: format!("{c}-name").into(),
-            runtime: Runtime::Containerd,
-            pod: Some(PodInfo {
-                id: pod.into(),
-                name: format!("{pod}-name").into(),
-                namespace: "ml".into(),
-            }),
-        }),
-        vm: None,
+    Arc::new({
+        let mut v = ProcessInfo::new(comm, format!("/usr/bin/{comm}"));
+        v.container =
+            container.map(|(c, pod)| {
+                ContainerInfo::new(c, format!("{c}-name"), Runtime::Containerd)
+                    .with_pod(PodInfo::new(pod, format!("{pod}-name"), "ml"))
+            });
+        v
     })
 }
 
 /// A CPU snapshot that knows pids 101..103 (two in one container of pod p1).
 fn cpu_snapshot(t: Timestamp) -> Snapshot {
-    let frame = ActivityFrame {
-        at: t,
-        node: NodeCpu {
-            busy: Nanos(t.0),
-            total: Nanos(t.0 * 4),
-        },
-        processes: vec![
-            ProcessSample {
-                pid: 101,
-                start_time: 11,
-                cpu_time: Nanos(t.0 / 4),
-                info: info("train-a", Some(("c1", "p1"))),
+    let frame = {
+        let mut v = ActivityFrame::new(
+            t,
+            NodeCpu {
+                busy: Nanos(t.0),
+                total: Nanos(t.0 * 4),
             },
-            ProcessSample {
-                pid: 102,
-                start_time: 12,
-                cpu_time: Nanos(t.0 / 4),
-                info: info("train-b", Some(("c1", "p1"))),
-            },
-            ProcessSample {
-                pid: 103,
-                start_time: 13,
-                cpu_time: Nanos(t.0 / 4),
-                info: info("infer", Some(("c2", "p2"))),
-            },
-        ],
-        ..Default::default()
+        );
+        v.processes = vec![
+            ProcessSample::new(101, 11, Nanos(t.0 / 4), info("train-a", Some(("c1", "p1")))),
+            ProcessSample::new(102, 12, Nanos(t.0 / 4), info("train-b", Some(("c1", "p1")))),
+            ProcessSample::new(103, 13, Nanos(t.0 / 4), info("infer", Some(("c2", "p2")))),
+        ];
+        v
     };
     Attributor::default().step(&PowerFrame::default(), Some(&frame), t)
 }
@@ -78,10 +59,11 @@ impl Rig {
     fn new(devices: Vec<FakeGpuDevice>, idle: Option<f64>) -> Rig {
         Rig {
             gpu: FakeGpu::new(devices),
-            engine: GpuAttributor::new(GpuConfig {
-                idle_power: idle.map(MicroWatts::from_watts),
-                ..GpuConfig::default()
-            }),
+            engine: GpuAttributor::new(
+                GpuConfig::builder()
+                    .idle_power(idle.map(MicroWatts::from_watts))
+                    .build(),
+            ),
             frame: GpuFrame::default(),
         }
     }
@@ -173,21 +155,9 @@ fn mig_instances_share_by_weight() {
         GpuInstance { id: 2, weight: 2 },
     ];
     d.processes = vec![
-        GpuProcessSample {
-            pid: 101,
-            sm_util: 0,
-            instance: Some(1),
-        },
-        GpuProcessSample {
-            pid: 102,
-            sm_util: 0,
-            instance: Some(2),
-        },
-        GpuProcessSample {
-            pid: 103,
-            sm_util: 0,
-            instance: Some(2),
-        },
+        GpuProcessSample::new(101, 0, Some(1)),
+        GpuProcessSample::new(102, 0, Some(2)),
+        GpuProcessSample::new(103, 0, Some(2)),
     ];
     let mut rig = Rig::new(vec![d], Some(0.0));
     rig.tick(0);
@@ -296,4 +266,17 @@ fn unknown_pids_and_terminated_processes() {
     let s = rig.tick(12);
     assert!(s.processes.iter().all(|p| p.info.pid != 999));
     assert_eq!(s.devices[0].total, MicroJoules(1200 * J));
+}
+
+#[test]
+fn read_appends_and_leaves_clearing_to_the_caller() {
+    let mut gpu = FakeGpu::new(vec![FakeGpuDevice::new(0, 100.0)]);
+    let mut frame = GpuFrame::default();
+    gpu.read(at(1), &mut frame);
+    let first = frame.samples.clone();
+    assert_eq!(first.len(), 1);
+    // No clear in between: the first read's entry stays, the second is appended.
+    gpu.read(at(2), &mut frame);
+    assert_eq!(frame.samples.len(), 2);
+    assert_eq!(frame.samples[0], first[0]);
 }

@@ -522,16 +522,29 @@ fn comm_with_parentheses_spaces_and_newline_is_sanitized() {
 }
 
 #[test]
-fn read_clears_a_reused_frame() {
+fn read_appends_and_leaves_clearing_to_the_caller() {
     let tree = Tree::new();
     tree.add(1, &Proc::default());
     let mut src = tree.source();
     let mut frame = ActivityFrame::default();
     for t in 0..3 {
+        frame.clear();
         src.read(Timestamp(t), &mut frame).expect("read");
     }
-    assert_eq!(frame.processes.len(), 1);
+    assert_eq!(frame.processes.len(), 1, "a cleared frame holds one read");
     assert_eq!(frame.at, Timestamp(2));
+
+    // The buffer rule: a source appends, so what the caller (or a wrapper) put first stays.
+    let info = Arc::new(kepler_core::ProcessInfo::new("x", ""));
+    let sentinel = ProcessSample::new(u32::MAX, 7, Nanos(42), info);
+    frame.clear();
+    frame.processes.push(sentinel.clone());
+    frame.details.push(kepler_core::ProcessDetail::default());
+    src.read(Timestamp(3), &mut frame).expect("read");
+    assert_eq!(frame.processes[0], sentinel, "the sentinel is kept, first");
+    assert_eq!(frame.processes.len(), 2);
+    assert_eq!(frame.details.len(), 2, "details stay one per process");
+    assert_eq!(frame.processes[1].pid, 1);
 }
 
 #[test]
@@ -619,6 +632,7 @@ fn warm_scan_of_10k_fake_processes() {
     let rounds = 10;
     let warm = std::time::Instant::now();
     for t in 1..=rounds {
+        frame.clear();
         src.read(Timestamp(t), &mut frame).expect("read");
     }
     let warm = warm.elapsed() / rounds as u32;
@@ -641,6 +655,7 @@ fn warm_scan_of_real_proc() {
         let rounds = 20u32;
         let start = std::time::Instant::now();
         for t in 1..=rounds {
+            frame.clear();
             src.read(Timestamp(u64::from(t)), &mut frame).expect("read");
         }
         let per_scan = start.elapsed() / rounds;

@@ -6,6 +6,7 @@ use crate::units::{MicroWatts, Nanos};
 
 /// How a zone's idle energy is estimated (`attribution.idlePower`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IdlePower {
     /// `idle = energy x (1 - CPU usage ratio)`: Kepler's split. Under load it makes idle
     /// shrink toward zero although the idle floor of the hardware does not change.
@@ -35,6 +36,7 @@ impl IdlePower {
 
 /// Engine settings. Build with [`AttributorConfig::builder`] or use the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AttributorConfig {
     /// How long a terminated workload stays in snapshots. Default 10 s (two 5 s intervals).
     pub terminated_ttl: Nanos,

@@ -16,11 +16,11 @@ pub const CONTAINER_ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef
 pub const WEIRD_COMM: &str = "we\"ird\\na\nme";
 
 fn info(comm: &str, container: Option<ContainerInfo>, vm: Option<VmInfo>) -> Arc<ProcessInfo> {
-    Arc::new(ProcessInfo {
-        comm: comm.into(),
-        exe: format!("/usr/bin/{comm}").into(),
-        container,
-        vm,
+    Arc::new({
+        let mut v = ProcessInfo::new(comm, format!("/usr/bin/{comm}"));
+        v.container = container;
+        v.vm = vm;
+        v
     })
 }
 
@@ -36,22 +36,9 @@ pub fn snapshot_with_exit(ticks: u64, exit: Option<Timestamp>) -> Snapshot {
         &[(ZoneKind::Package, 0, 10.0), (ZoneKind::Dram, 0, 2.0)],
         1 << 40,
     );
-    let pod = PodInfo {
-        id: "pod-uid-1".into(),
-        name: "web-0".into(),
-        namespace: "default".into(),
-    };
-    let container = ContainerInfo {
-        id: CONTAINER_ID.into(),
-        name: "web".into(),
-        runtime: Runtime::Containerd,
-        pod: Some(pod),
-    };
-    let vm = VmInfo {
-        id: "vm-uuid-1".into(),
-        name: "guest".into(),
-        hypervisor: "qemu".into(),
-    };
+    let pod = PodInfo::new("pod-uid-1", "web-0", "default");
+    let container = ContainerInfo::new(CONTAINER_ID, "web", Runtime::Containerd).with_pod(pod);
+    let vm = VmInfo::new("vm-uuid-1", "guest", "qemu");
     let proc_ = |pid, permille, info| FakeProcess {
         pid,
         start_time: pid as u64,
@@ -82,6 +69,7 @@ pub fn snapshot_with_exit(ticks: u64, exit: Option<Timestamp>) -> Snapshot {
         let at = Timestamp(t * 1_000_000_000);
         pf.clear();
         power.read(at, &mut pf);
+        af.clear();
         activity.read(at, &mut af).unwrap();
         snap = Some(engine.step(&pf, Some(&af), at));
     }

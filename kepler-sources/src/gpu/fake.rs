@@ -56,11 +56,7 @@ impl FakeGpuDevice {
     pub fn run(&mut self, procs: &[(u32, u32)]) {
         self.processes = procs
             .iter()
-            .map(|&(pid, sm_util)| GpuProcessSample {
-                pid,
-                sm_util,
-                instance: None,
-            })
+            .map(|&(pid, sm_util)| GpuProcessSample::new(pid, sm_util, None))
             .collect();
     }
 
@@ -107,14 +103,16 @@ impl GpuBackend for FakeGpu {
             if !d.present {
                 continue;
             }
-            out.samples.push(GpuSample {
-                device: Arc::clone(&d.device),
-                at,
-                reading: Ok(Reading::Energy(d.energy)),
-                mode: d.mode,
-                processes: d.processes.clone(),
-                instances: d.instances.clone(),
-            });
+            out.samples.push(
+                GpuSample::new(
+                    Arc::clone(&d.device),
+                    at,
+                    Ok(Reading::Energy(d.energy)),
+                    d.mode,
+                )
+                .with_processes(d.processes.clone())
+                .with_instances(d.instances.clone()),
+            );
         }
     }
 }

@@ -171,21 +171,14 @@ impl NvmlGpu {
         } else {
             Vec::new()
         };
-        Ok(GpuSample {
-            device: info,
-            at,
-            reading: Ok(reading),
-            mode,
-            processes: procs
-                .into_iter()
-                .map(|(pid, (instance, sm_util))| GpuProcessSample {
-                    pid,
-                    sm_util,
-                    instance,
-                })
-                .collect(),
-            instances,
-        })
+        Ok(GpuSample::new(info, at, Ok(reading), mode)
+            .with_processes(
+                procs
+                    .into_iter()
+                    .map(|(pid, (instance, sm_util))| GpuProcessSample::new(pid, sm_util, instance))
+                    .collect(),
+            )
+            .with_instances(instances))
     }
 }
 
@@ -208,14 +201,12 @@ impl GpuBackend for NvmlGpu {
         for i in 0..self.devices.len() {
             match self.sample(i, at) {
                 Ok(s) => out.samples.push(s),
-                Err(e) => out.samples.push(GpuSample {
-                    device: Arc::clone(&self.devices[i]),
+                Err(e) => out.samples.push(GpuSample::new(
+                    Arc::clone(&self.devices[i]),
                     at,
-                    reading: Err(e),
-                    mode: GpuMode::Shared,
-                    processes: Vec::new(),
-                    instances: Vec::new(),
-                }),
+                    Err(e),
+                    GpuMode::Shared,
+                )),
             }
         }
     }

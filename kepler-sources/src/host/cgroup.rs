@@ -27,15 +27,18 @@ impl CgroupMatch {
     /// The engine's view of this container: its id, runtime and pod UID, with the names
     /// (unknown from the cgroup path) set to `empty` until the runtime or Kubernetes fills them.
     pub fn into_container(self, empty: &Arc<str>) -> ContainerInfo {
-        ContainerInfo {
-            id: Arc::from(self.container_id),
-            name: Arc::clone(empty),
-            runtime: self.runtime,
-            pod: self.pod_uid.map(|uid| PodInfo {
-                id: Arc::from(uid),
-                name: Arc::clone(empty),
-                namespace: Arc::clone(empty),
-            }),
+        let container = ContainerInfo::new(
+            Arc::from(self.container_id),
+            Arc::clone(empty),
+            self.runtime,
+        );
+        match self.pod_uid {
+            Some(uid) => container.with_pod(PodInfo::new(
+                Arc::from(uid),
+                Arc::clone(empty),
+                Arc::clone(empty),
+            )),
+            None => container,
         }
     }
 }

@@ -121,10 +121,8 @@ impl CgroupUsage {
             }
             match read_counter(&t.file, t.counter, buf) {
                 Some(usage) => {
-                    out.containers.push(ContainerUsage {
-                        info: t.info.clone(),
-                        usage,
-                    });
+                    out.containers
+                        .push(ContainerUsage::new(t.info.clone(), usage));
                     true
                 }
                 // The cgroup was removed (ENODEV) or the file is unreadable: forget it; a
@@ -226,12 +224,7 @@ mod tests {
     const ID: &str = "3f2a9c1b7e4d8a6f0b5c2e9d1a7f3b8c4e6d0a2f9b1c7e5d3a8f6b4c2e0d9a7f";
 
     fn info() -> ContainerInfo {
-        ContainerInfo {
-            id: ID.into(),
-            name: "".into(),
-            runtime: kepler_core::Runtime::Containerd,
-            pod: None,
-        }
+        ContainerInfo::new(ID, "", kepler_core::Runtime::Containerd)
     }
 
     #[test]

@@ -57,12 +57,7 @@ impl StaticReader {
     pub fn read(&mut self, pid_dir: &Path, comm: Arc<str>, kthread: bool) -> ProcessInfo {
         self.cgroup_read = false;
         if kthread {
-            return ProcessInfo {
-                comm,
-                exe: Arc::clone(&self.empty),
-                container: None,
-                vm: None,
-            };
+            return ProcessInfo::new(comm, Arc::clone(&self.empty));
         }
         let exe = match std::fs::read_link(pid_dir.join("exe")) {
             Ok(target) => Arc::from(target.to_string_lossy()),
@@ -80,12 +75,10 @@ impl StaticReader {
             Ok(()) => vm_from_cmdline(&self.cmdline),
             Err(_) => None,
         };
-        ProcessInfo {
-            comm,
-            exe,
-            container,
-            vm,
-        }
+        let mut info = ProcessInfo::new(comm, exe);
+        info.container = container;
+        info.vm = vm;
+        info
     }
 
     /// The `/proc/<pid>/cgroup` content of the latest [`read`](Self::read), when it was

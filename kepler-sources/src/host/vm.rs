@@ -62,11 +62,11 @@ pub fn vm_from_cmdline(cmdline: &[u8]) -> Option<VmInfo> {
 
     let id = uuid.or_else(|| name.clone())?;
     let name = name.unwrap_or_else(|| id.clone());
-    Some(VmInfo {
-        id: Arc::from(id),
-        name: Arc::from(name),
-        hypervisor: Arc::from(hypervisor),
-    })
+    Some(VmInfo::new(
+        Arc::from(id),
+        Arc::from(name),
+        Arc::from(hypervisor),
+    ))
 }
 
 /// The guest name from a QEMU `-name` option string: `guest=<name>,...` or `<name>,...`.

@@ -388,14 +388,14 @@ impl ProcfsActivity {
         // A malformed line is skipped (the host layer's one rule); the others still count.
         parse_per_cpu(self.buf.bytes(), |cpu, ticks| {
             if let Some(socket) = self.topology.socket_of(cpu) {
-                out.cpus.push(CpuTime {
+                out.cpus.push(CpuTime::new(
                     cpu,
                     socket,
-                    time: NodeCpu {
+                    NodeCpu {
                         busy: self.ticks_to_ns(ticks.busy),
                         total: self.ticks_to_ns(ticks.total),
                     },
-                });
+                ));
             }
         });
     }
@@ -409,12 +409,12 @@ impl ProcfsActivity {
     /// not run since its latest `stat` read, else its `stat`.
     fn scan_pid(&mut self, pid: u32, name: &[u8], out: &mut ActivityFrame) {
         if let Some((start_time, last, info)) = self.idle_sample(pid, name) {
-            let sample = ProcessSample {
+            let sample = ProcessSample::new(
                 pid,
                 start_time,
-                cpu_time: host::ticks_to_ns(self.user_hz, last.cpu_ticks),
+                host::ticks_to_ns(self.user_hz, last.cpu_ticks),
                 info,
-            };
+            );
             let detail = detail_of(self.user_hz, &last);
             self.idle_skipped.push((out.processes.len(), pid));
             self.quiet_skips += 1;
@@ -617,12 +617,12 @@ impl ProcfsActivity {
                 info
             }
         };
-        let sample = ProcessSample {
+        let sample = ProcessSample::new(
             pid,
             start_time,
-            cpu_time: host::ticks_to_ns(self.user_hz, last.cpu_ticks),
+            host::ticks_to_ns(self.user_hz, last.cpu_ticks),
             info,
-        };
+        );
         Some((sample, detail_of(self.user_hz, &last)))
     }
 
@@ -719,7 +719,6 @@ impl ProcfsActivity {
 
 impl ActivitySource for ProcfsActivity {
     fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-        out.clear();
         out.at = at;
         let node = match self.read_node() {
             Ok(node) => node,
@@ -800,11 +799,11 @@ impl ActivitySource for ProcfsActivity {
 
 /// The per-process detail (issue 4) of a `stat` read.
 fn detail_of(user_hz: u64, last: &LastStat) -> ProcessDetail {
-    ProcessDetail {
-        ppid: last.ppid,
-        children_time: host::ticks_to_ns(user_hz, last.children_ticks),
-        last_cpu: Some(last.processor),
-    }
+    ProcessDetail::new(
+        last.ppid,
+        host::ticks_to_ns(user_hz, last.children_ticks),
+        Some(last.processor),
+    )
 }
 
 enum NodeError {

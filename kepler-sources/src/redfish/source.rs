@@ -92,21 +92,24 @@ impl Redfish {
             return i;
         }
         let bmc_id = &self.bmcs[bmc].id;
-        let zone = Arc::new(ZoneInfo {
-            id: format!(
-                "redfish:{bmc_id}:{}:{}:{}",
-                r.chassis_id,
-                r.kind.label(),
-                r.id
-            ),
-            kind: ZoneKind::Platform,
-            index: self.entries.len() as u32,
-            path: format!("redfish://{bmc_id}{}#{}", r.resource, r.id),
-            source: SourceKind::Redfish,
-            metering: Metering::PowerGauge,
-            estimated: false,
-            max_power: Some(MicroWatts::from_watts(MAX_PLATFORM_WATTS)),
-        });
+        let zone = Arc::new(
+            ZoneInfo::builder(
+                format!(
+                    "redfish:{bmc_id}:{}:{}:{}",
+                    r.chassis_id,
+                    r.kind.label(),
+                    r.id
+                ),
+                ZoneKind::Platform,
+                SourceKind::Redfish,
+            )
+            .index(self.entries.len() as u32)
+            .path(format!("redfish://{bmc_id}{}#{}", r.resource, r.id))
+            .metering(Metering::PowerGauge)
+            .estimated(false)
+            .max_power(Some(MicroWatts::from_watts(MAX_PLATFORM_WATTS)))
+            .build(),
+        );
         let labels: Arc<[(&'static str, String)]> = Arc::from(vec![
             ("bmc_id", bmc_id.clone()),
             ("chassis_id", r.chassis_id.clone()),

@@ -48,7 +48,7 @@ fn main() {
         let at = Timestamp(0).plus(elapsed);
         let energy = (WATTS * 1_000_000 * second) % RANGE_UJ;
         power.clear();
-        power.push(&zone, at, Ok(Reading::Energy(MicroJoules(energy))));
+        power.push(&zone, Ok(Reading::Energy(MicroJoules(energy))));
 
         let cpu_of = |permille: u64| Nanos(elapsed.0 * permille / 1000);
         let mut busy = cpu_of(background_permille);
@@ -59,7 +59,6 @@ fn main() {
             let sample = ProcessSample::new(*pid, u64::from(*pid), cpu, Arc::clone(info));
             activity.processes.push(sample);
         }
-        activity.at = at;
         activity.node = NodeCpu::new(busy, Nanos(elapsed.0 * CPUS));
         snapshot = Some(engine.step(&power, Some(&activity), at));
     }

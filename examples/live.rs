@@ -20,12 +20,12 @@ fn main() {
     }
     println!("activity: {}", monitor.activity_name());
 
-    // The front-end owns the clock; the runtime stamps each reading with it.
+    // The front-end owns the clock and gives each tick its one instant.
     let origin = Instant::now();
     let now = || Timestamp(origin.elapsed().as_nanos() as u64);
     let mut last = None;
     for _ in 0..3 {
-        last = Some(monitor.tick(now));
+        last = Some(monitor.tick(now()));
         std::thread::sleep(Duration::from_millis(500));
     }
     let tick = last.expect("ticked");

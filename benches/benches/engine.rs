@@ -21,7 +21,7 @@ fn timed_steps(
         node.advance();
         prepare(node);
         let t = Instant::now();
-        let snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+        let snap = engine.step(&node.power, Some(&node.activity), node.at());
         std::hint::black_box(&snap);
         drop(snap);
         spent += t.elapsed();
@@ -35,7 +35,7 @@ fn step(c: &mut Criterion) {
         group.bench_function(format!("step/{procs}p_{containers}c_4z"), |b| {
             let mut node = SyntheticNode::new(procs, containers);
             let mut engine = Attributor::default();
-            let _ = engine.step(&node.power, Some(&node.activity), node.activity.at);
+            let _ = engine.step(&node.power, Some(&node.activity), node.at());
             b.iter_custom(|iters| timed_steps(iters, &mut node, &mut engine, |_| {}));
         });
     }
@@ -96,7 +96,7 @@ fn step_churn(c: &mut Criterion) {
                 }
             };
             fill(&mut node, tick);
-            let _ = engine.step(&node.power, Some(&node.activity), node.activity.at);
+            let _ = engine.step(&node.power, Some(&node.activity), node.at());
             b.iter_custom(|iters| {
                 timed_steps(iters, &mut node, &mut engine, |node| {
                     tick += 1;

@@ -63,7 +63,7 @@ impl SyntheticNode {
         let mut node = SyntheticNode {
             zones,
             activity: {
-                let mut v = ActivityFrame::new(Timestamp(0), NodeCpu::default());
+                let mut v = ActivityFrame::new(NodeCpu::default());
                 v.processes = processes;
                 v
             },
@@ -74,11 +74,14 @@ impl SyntheticNode {
         node
     }
 
+    /// The instant of the current tick, to pass to `step`: one every 5 s.
+    pub fn at(&self) -> Timestamp {
+        Timestamp(self.tick * 5_000_000_000)
+    }
+
     /// Moves to the next 5 s tick: every process runs a little, the counters advance.
     pub fn advance(&mut self) {
         self.tick += 1;
-        let at = Timestamp(self.tick * 5_000_000_000);
-        self.activity.at = at;
         let mut busy = 0;
         for (i, p) in self.activity.processes.iter_mut().enumerate() {
             p.cpu_time.0 += 1_000_000 + (i as u64 % 97) * 10_000;
@@ -92,13 +95,12 @@ impl SyntheticNode {
     }
 
     fn fill_power(&mut self) {
-        let at = Timestamp(self.tick * 5_000_000_000);
         self.power.clear();
         for (i, z) in self.zones.iter().enumerate() {
             let watts = [80u64, 70, 12, 10][i];
             let uj = watts * 5_000_000 * self.tick;
             self.power
-                .push(z, at, Ok(Reading::Energy(kepler_core::MicroJoules(uj))));
+                .push(z, Ok(Reading::Energy(kepler_core::MicroJoules(uj))));
         }
     }
 }
@@ -107,10 +109,10 @@ impl SyntheticNode {
 /// the rendering and scrape benchmarks.
 pub fn snapshot_of(node: &mut SyntheticNode) -> kepler_core::Snapshot {
     let mut engine = kepler_core::Attributor::default();
-    let mut snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+    let mut snap = engine.step(&node.power, Some(&node.activity), node.at());
     for _ in 0..3 {
         node.advance();
-        snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+        snap = engine.step(&node.power, Some(&node.activity), node.at());
     }
     snap
 }

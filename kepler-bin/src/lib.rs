@@ -8,7 +8,7 @@
 //! # Who reads a clock
 //!
 //! The engines never do: every timestamp they see comes from [`clock::Clock`], started here
-//! and called by the runtime once per reading. Other monotonic clocks are read where a
+//! and read once per tick, right before the runtime reads the meters. Other monotonic clocks are read where a
 //! value's age or a schedule is local to a component: the Redfish poller and source (when a
 //! BMC was last polled, how stale its reading is, stamped back onto the tick's clock), the
 //! pod informer (cache expiry, request timings), the runtime (read durations) and the

@@ -134,7 +134,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .spawn(move || {
             let mut next = Instant::now();
             loop {
-                let tick = monitor.tick(|| clock.now());
+                let tick = monitor.tick(clock.now());
                 let gpu = tick.gpu.as_deref();
                 loop_handle.publish(Exposition::render(
                     &tick.snapshot,

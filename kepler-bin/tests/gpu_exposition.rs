@@ -68,14 +68,10 @@ fn render_with_fake_gpus() -> String {
         .gpu_backend(Box::new(gpu))
         .build()
         .expect("monitor");
-    // Simulated time: every reading is 100 ms after the previous one.
-    let mut t = 0;
+    // Simulated time: one tick every 100 ms.
     let mut tick = None;
-    for _ in 0..3 {
-        tick = Some(monitor.tick(|| {
-            t += 100_000_000;
-            Timestamp(t)
-        }));
+    for t in 1..=3 {
+        tick = Some(monitor.tick(Timestamp(t * 100_000_000)));
     }
     let tick = tick.expect("ticked");
     let gpu = tick

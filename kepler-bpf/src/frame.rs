@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use kepler_core::{
     ActivityFrame, ContainerInfo, CpuTime, Nanos, NodeCpu, ProcessDetail, ProcessInfo,
-    ProcessSample, ReadError, Timestamp,
+    ProcessSample, ReadError,
 };
 use kepler_sources::host::{
     boottime_ns_to_ticks, parse_cgroup, parse_node_cpu, parse_per_cpu, parse_schedstat, parse_stat,
@@ -261,14 +261,12 @@ impl FrameBuilder {
     /// Returns the slots whose processes are done: free them.
     pub fn build(
         &mut self,
-        at: Timestamp,
         records: &[ProcRecord],
         pending: &[PendingWay],
         running: &[Running],
         cgroup_name: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
         out: &mut ActivityFrame,
     ) -> Result<&[Freed], ReadError> {
-        out.at = at;
         let first = out.processes.len();
         self.read_node(out)?;
         self.generation = self.generation.wrapping_add(1);
@@ -855,7 +853,7 @@ mod tests {
         ];
         let mut names = |id: u64| (id == 900).then(|| format!("docker-{ID}.scope").into_bytes());
         let freed = b
-            .build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
+            .build(&records, &[], &[], &mut names, &mut out)
             .unwrap()
             .to_vec();
         assert!(freed.is_empty(), "exited entries are reported twice first");
@@ -880,7 +878,7 @@ mod tests {
         out.processes.push(sentinel.clone());
         out.details.push(ProcessDetail::default());
         let freed = b
-            .build(Timestamp(2), &records, &[], &[], &mut names, &mut out)
+            .build(&records, &[], &[], &mut names, &mut out)
             .unwrap()
             .to_vec();
         assert_eq!(
@@ -908,8 +906,7 @@ mod tests {
         let records = [rec(13, 1, 1, PROC_EXITED, "cron"), rec(10, 1, 1, 0, "sh")];
         let mut names = |id: u64| (id == 1).then(Vec::new);
         out.clear();
-        b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
-            .unwrap();
+        b.build(&records, &[], &[], &mut names, &mut out).unwrap();
         let by_pid = |pid| out.processes.iter().find(|p| p.pid == pid).unwrap();
         assert!(by_pid(10).info.container.is_some());
         assert_eq!(by_pid(13).info.container, None);
@@ -923,8 +920,7 @@ mod tests {
         let records = [rec(12, 1, 901, PROC_EXITED, "job")];
         let mut names = |id: u64| (id == 901).then(|| format!("crio-{ID}.scope").into_bytes());
         out.clear();
-        b.build(Timestamp(1), &records, &[], &[], &mut names, &mut out)
-            .unwrap();
+        b.build(&records, &[], &[], &mut names, &mut out).unwrap();
         let c = out.processes[0].info.container.as_ref().unwrap();
         assert_eq!(c.runtime, Runtime::CriO);
         assert_eq!(&*c.id, ID);
@@ -940,15 +936,8 @@ mod tests {
         let run = |tgid, ns, cpu| Running { tgid, ns, cpu };
         let in_flight = [run(10, 600, 0), run(10, 400, 1), run(99, 5, 0)];
         out.clear();
-        b.build(
-            Timestamp(1),
-            &records,
-            &[],
-            &in_flight,
-            &mut no_names,
-            &mut out,
-        )
-        .unwrap();
+        b.build(&records, &[], &in_flight, &mut no_names, &mut out)
+            .unwrap();
         assert_eq!(out.processes[0].cpu_time, Nanos(2_000));
     }
 
@@ -958,7 +947,6 @@ mod tests {
         let mut b = FrameBuilder::new(dir.path(), 100);
         let mut out = ActivityFrame::default();
         b.build(
-            Timestamp(1),
             &[rec(10, 1, 900, 0, "sh")],
             &[],
             &[],
@@ -969,7 +957,6 @@ mod tests {
         let first = Arc::clone(&out.processes[0].info);
         out.clear();
         b.build(
-            Timestamp(2),
             &[rec(10, 2, 900, 0, "sh")],
             &[],
             &[],
@@ -980,7 +967,6 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &out.processes[0].info));
         out.clear();
         b.build(
-            Timestamp(3),
             &[rec(10, 3, 900, 0, "make")],
             &[],
             &[],
@@ -991,8 +977,7 @@ mod tests {
         assert_eq!(&*out.processes[0].info.comm, "make");
         assert_eq!(b.cached(), 1);
         out.clear();
-        b.build(Timestamp(4), &[], &[], &[], &mut no_names, &mut out)
-            .unwrap();
+        b.build(&[], &[], &[], &mut no_names, &mut out).unwrap();
         assert_eq!(b.cached(), 0, "processes gone from the map leave the cache");
     }
 
@@ -1002,7 +987,6 @@ mod tests {
         let mut b = FrameBuilder::new(dir.path(), 100);
         let mut out = ActivityFrame::default();
         b.build(
-            Timestamp(1),
             &[rec(10, 1, 900, PROC_KTHREAD, "kworker/0:1")],
             &[],
             &[],
@@ -1019,14 +1003,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut b = FrameBuilder::new(dir.path(), 100);
         let e = b
-            .build(
-                Timestamp(1),
-                &[],
-                &[],
-                &[],
-                &mut no_names,
-                &mut ActivityFrame::default(),
-            )
+            .build(&[], &[], &[], &mut no_names, &mut ActivityFrame::default())
             .unwrap_err();
         assert!(
             matches!(e, ReadError::Missing { ref what } if what.ends_with("stat")),
@@ -1055,15 +1032,8 @@ mod tests {
             ..first
         };
         out.clear();
-        b.build(
-            Timestamp(1),
-            &[first, second],
-            &[],
-            &[],
-            &mut no_names,
-            &mut out,
-        )
-        .unwrap();
+        b.build(&[first, second], &[], &[], &mut no_names, &mut out)
+            .unwrap();
         assert_eq!(out.processes.len(), 1);
         assert_eq!(out.processes[0].cpu_time, Nanos(5_000));
         // It exits: one slot is flagged (the other is the one it no longer maps to).
@@ -1074,14 +1044,7 @@ mod tests {
         for t in [2, 3] {
             out.clear();
             let freed = b
-                .build(
-                    Timestamp(t),
-                    &[exited, second],
-                    &[],
-                    &[],
-                    &mut no_names,
-                    &mut out,
-                )
+                .build(&[exited, second], &[], &[], &mut no_names, &mut out)
                 .unwrap()
                 .to_vec();
             assert_eq!(out.processes.len(), 1);
@@ -1120,7 +1083,7 @@ mod tests {
         for t in 1..=2 {
             out.clear();
             let freed = b
-                .build(Timestamp(t), &[r], &pending, &[], &mut no_names, &mut out)
+                .build(&[r], &pending, &[], &mut no_names, &mut out)
                 .unwrap()
                 .to_vec();
             assert_eq!(out.processes[0].cpu_time, Nanos(1_500), "read {t}");
@@ -1145,11 +1108,10 @@ mod tests {
         let mut b = FrameBuilder::new(dir.path(), 100);
         let mut out = ActivityFrame::default();
         let mut times = Vec::new();
-        for (t, ns) in [(1, 1_000), (2, 900), (3, 1_200)] {
+        for ns in [1_000, 900, 1_200] {
             let r = rec(12, ns, 900, 0, "busy");
             out.clear();
-            b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
-                .unwrap();
+            b.build(&[r], &[], &[], &mut no_names, &mut out).unwrap();
             times.push(out.processes[0].cpu_time.0);
         }
         assert_eq!(times, vec![1_000, 1_000, 1_200]);
@@ -1162,10 +1124,9 @@ mod tests {
         let mut b = FrameBuilder::new(dir.path(), 100);
         let mut out = ActivityFrame::default();
         let r = rec(13, 4_000, 900, PROC_EXITED, "dying");
-        for t in 1..=2 {
+        for _ in 1..=2 {
             out.clear();
-            b.build(Timestamp(t), &[r], &[], &[], &mut no_names, &mut out)
-                .unwrap();
+            b.build(&[r], &[], &[], &mut no_names, &mut out).unwrap();
         }
         // Freed after two reports; then its final switch took a new slot with the tail.
         let tail = ProcRecord {
@@ -1175,8 +1136,7 @@ mod tests {
         };
         let info = Arc::clone(&out.processes[0].info);
         out.clear();
-        b.build(Timestamp(3), &[tail], &[], &[], &mut no_names, &mut out)
-            .unwrap();
+        b.build(&[tail], &[], &[], &mut no_names, &mut out).unwrap();
         let p = &out.processes[0];
         assert_eq!((p.pid, p.cpu_time), (13, Nanos(4_030)));
         assert!(Arc::ptr_eq(&p.info, &info), "same static data");
@@ -1190,7 +1150,7 @@ mod tests {
             ..r
         };
         out.clear();
-        b.build(Timestamp(4), &[reused], &[], &[], &mut no_names, &mut out)
+        b.build(&[reused], &[], &[], &mut no_names, &mut out)
             .unwrap();
         assert_eq!(out.processes[0].cpu_time, Nanos(10));
     }

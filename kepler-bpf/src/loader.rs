@@ -372,7 +372,7 @@ impl BpfActivity {
         Ok(slot)
     }
 
-    fn read_frame(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
+    fn read_frame(&mut self, out: &mut ActivityFrame) -> Result<(), SourceError> {
         let started = Instant::now();
         self.read_records().map_err(|e| io_error(&e))?;
         self.reads = self.reads.wrapping_add(1);
@@ -401,14 +401,9 @@ impl BpfActivity {
                 .flatten()
                 .map(|v| cgroup_name(&v).to_vec())
         };
-        let freed = self.builder.build(
-            at,
-            &self.records,
-            &self.pending,
-            &self.running,
-            &mut names,
-            out,
-        )?;
+        let freed =
+            self.builder
+                .build(&self.records, &self.pending, &self.running, &mut names, out)?;
         let freed = freed.to_vec();
         self.free(&freed).map_err(|e| io_error(&e))?;
         self.prune_cgroups();
@@ -495,8 +490,8 @@ impl BpfActivity {
 }
 
 impl ActivitySource for BpfActivity {
-    fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-        self.read_frame(at, out)
+    fn read(&mut self, _at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
+        self.read_frame(out)
     }
 
     fn name(&self) -> &'static str {

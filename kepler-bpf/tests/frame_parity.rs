@@ -214,7 +214,7 @@ fn bpf_frames_equal_procfs_frames_field_by_field_issue_14() {
     procfs.read(Timestamp(1), &mut a).unwrap();
     let records = [record(&shell, 7, 20_000_000, 1)];
     b.clear();
-    bpf.build(Timestamp(1), &records, &[], &[], &mut no_names, &mut b)
+    bpf.build(&records, &[], &[], &mut no_names, &mut b)
         .unwrap();
     assert_same(&a, &b);
     assert_eq!(b.cpus.len(), 2, "two sockets: per-CPU times");
@@ -258,8 +258,7 @@ fn bpf_frames_equal_procfs_frames_field_by_field_issue_14() {
     let records = [record(&shell, 7, 319_000_000, 1), gone];
     let names = &mut |id: u64| (id == 42).then(|| format!("docker-{ID}.scope").into_bytes());
     b.clear();
-    bpf.build(Timestamp(2), &records, &[], &running, names, &mut b)
-        .unwrap();
+    bpf.build(&records, &[], &running, names, &mut b).unwrap();
     let child_b = b.processes.iter().position(|p| p.pid == 300).unwrap();
     assert_eq!(b.processes[child_b].cpu_time, Nanos(120_000_000));
     assert_eq!(b.details[child_b].ppid, 100);
@@ -284,8 +283,7 @@ fn bpf_frames_equal_procfs_frames_field_by_field_issue_14() {
         record(&woke, 11, 10_000_000, 0),
     ];
     b.clear();
-    bpf.build(Timestamp(3), &records, &[], &running, names, &mut b)
-        .unwrap();
+    bpf.build(&records, &[], &running, names, &mut b).unwrap();
     assert_eq!(bpf.dormant(), 0);
     assert_same(&a, &b);
 }
@@ -309,13 +307,11 @@ fn sleepers_are_reported_from_the_first_listing_without_reading_them_again() {
     host.put(&sleeper);
     let mut bpf = host.bpf();
     let mut b = ActivityFrame::default();
-    bpf.build(Timestamp(1), &[], &[], &[], &mut no_names, &mut b)
-        .unwrap();
+    bpf.build(&[], &[], &[], &mut no_names, &mut b).unwrap();
     let first = b.processes.clone();
     fs::remove_file(host.proc.join("200/stat")).unwrap();
     b.clear();
-    bpf.build(Timestamp(2), &[], &[], &[], &mut no_names, &mut b)
-        .unwrap();
+    bpf.build(&[], &[], &[], &mut no_names, &mut b).unwrap();
     assert_eq!(b.processes, first);
     // Its directory gone (a zombie reaped without running): dropped at the next sweep.
     fs::remove_dir_all(host.proc.join("200")).unwrap();
@@ -323,8 +319,7 @@ fn sleepers_are_reported_from_the_first_listing_without_reading_them_again() {
     while bpf.dormant() > 0 {
         assert!(t < 40, "never swept");
         b.clear();
-        bpf.build(Timestamp(t), &[], &[], &[], &mut no_names, &mut b)
-            .unwrap();
+        bpf.build(&[], &[], &[], &mut no_names, &mut b).unwrap();
         t += 1;
     }
     assert!(b.processes.is_empty());
@@ -350,16 +345,14 @@ fn a_listed_sleeper_that_exits_keeps_its_total_and_static_data_issue_14() {
     host.put(&sleeper);
     let mut bpf = host.bpf();
     let mut b = ActivityFrame::default();
-    bpf.build(Timestamp(1), &[], &[], &[], &mut no_names, &mut b)
-        .unwrap();
+    bpf.build(&[], &[], &[], &mut no_names, &mut b).unwrap();
     let listed = b.processes[0].clone();
     assert_eq!(listed.cpu_time, Nanos(30 * TICK));
     fs::remove_dir_all(host.proc.join("200")).unwrap();
     let mut exit = record(&sleeper, 5, 2_000_000, 1);
     exit.flags = kepler_bpf::PROC_EXITED;
     b.clear();
-    bpf.build(Timestamp(2), &[exit], &[], &[], &mut no_names, &mut b)
-        .unwrap();
+    bpf.build(&[exit], &[], &[], &mut no_names, &mut b).unwrap();
     assert_eq!(b.processes.len(), 1);
     let p = &b.processes[0];
     assert_eq!(p.cpu_time, Nanos(30 * TICK + 2_000_000));

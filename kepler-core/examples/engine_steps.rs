@@ -91,7 +91,7 @@ impl Node {
         let mut node = Node {
             zones,
             activity: {
-                let mut v = ActivityFrame::new(Default::default(), Default::default());
+                let mut v = ActivityFrame::new(Default::default());
                 v.processes = processes;
                 v
             },
@@ -104,9 +104,13 @@ impl Node {
         node
     }
 
+    /// The instant of the current tick: one every 5 s.
+    fn at(&self) -> Timestamp {
+        Timestamp(self.tick * 5_000_000_000)
+    }
+
     fn advance(&mut self) {
         self.tick += 1;
-        self.activity.at = Timestamp(self.tick * 5_000_000_000);
         let mut busy = 0;
         for (i, p) in self.activity.processes.iter_mut().enumerate() {
             p.cpu_time.0 += 1_000_000 + (i as u64 % 97) * 10_000;
@@ -120,11 +124,10 @@ impl Node {
     }
 
     fn fill(&mut self) {
-        let at = Timestamp(self.tick * 5_000_000_000);
         self.power.clear();
         for (i, z) in self.zones.iter().enumerate() {
             let uj = [80u64, 70, 12, 10][i] * 5_000_000 * self.tick;
-            self.power.push(z, at, Ok(Reading::Energy(MicroJoules(uj))));
+            self.power.push(z, Ok(Reading::Energy(MicroJoules(uj))));
         }
         if !self.churn {
             return;
@@ -173,11 +176,11 @@ fn main() {
         .map_or(20, |s| s.parse().expect("a number of steps"));
     let mut node = Node::new(10_000, 1_000, churn);
     let mut engine = Attributor::default();
-    let _ = engine.step(&node.power, Some(&node.activity), node.activity.at);
+    let _ = engine.step(&node.power, Some(&node.activity), node.at());
     let mut check = 0u64;
     for _ in 0..steps {
         node.advance();
-        let snap = engine.step(&node.power, Some(&node.activity), node.activity.at);
+        let snap = engine.step(&node.power, Some(&node.activity), node.at());
         check = check.wrapping_add(snap.unattributed.total.sum() + snap.processes.len() as u64);
     }
     println!("{steps} steps, check {check}");

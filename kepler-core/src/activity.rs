@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::units::{Nanos, Timestamp};
+use crate::units::Nanos;
 
 /// Node-wide cumulative CPU time, as `/proc/stat`'s first line gives it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -213,14 +213,13 @@ impl ProcessSample {
 
 /// One read of an activity source. The caller owns it and reuses it across ticks.
 ///
-/// Only `at`, `node` and `processes` are required. The other fields are optional extras
+/// Only `node` and `processes` are required; the frame's time is the tick's instant, given
+/// to [`crate::Attributor::step`]. The other fields are optional extras
 /// (empty when a source cannot provide them) that make attribution exact under churn
 /// (issue 4): build a frame with `..Default::default()` so new extras never break a source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ActivityFrame {
-    /// When the frame was read.
-    pub at: Timestamp,
     /// Node CPU totals.
     pub node: NodeCpu,
     /// Every live process.
@@ -238,10 +237,9 @@ pub struct ActivityFrame {
 }
 
 impl ActivityFrame {
-    /// An empty frame read at `at` with node totals `node`; push processes to it.
-    pub fn new(at: Timestamp, node: NodeCpu) -> ActivityFrame {
+    /// An empty frame with node totals `node`; push processes to it.
+    pub fn new(node: NodeCpu) -> ActivityFrame {
         ActivityFrame {
-            at,
             node,
             ..ActivityFrame::default()
         }

@@ -71,7 +71,7 @@ impl PowerSource for FakePower {
             } else {
                 Ok(Reading::Energy(self.energy_at(i, at)))
             };
-            out.push(&self.zones[i], at, reading);
+            out.push(&self.zones[i], reading);
         }
     }
 }
@@ -119,7 +119,6 @@ impl ActivitySource for FakeActivity {
         if self.failing {
             return Err(SourceError::Unavailable("injected".into()));
         }
-        out.at = at;
         let mut busy = at.0 * self.background_permille / 1000;
         for p in &self.processes {
             busy += FakeActivity::cpu_time(p, at).0;

@@ -39,9 +39,8 @@
 //! for (t, uj, busy_ns, cpu_ns) in [(0u64, 0u64, 0u64, 0u64), (1, 10_000_000, 1_000_000_000, 1_000_000_000)] {
 //!     let at = Timestamp(t * 1_000_000_000);
 //!     power.clear();
-//!     power.push(&zone, at, Ok(Reading::Energy(MicroJoules(uj))));
+//!     power.push(&zone, Ok(Reading::Energy(MicroJoules(uj))));
 //!     activity.clear();
-//!     activity.at = at;
 //!     activity.node = NodeCpu::new(Nanos(busy_ns), Nanos(2 * busy_ns));
 //!     activity.processes.push(ProcessSample::new(7, 1, Nanos(cpu_ns), info.clone()));
 //!     let snap = engine.step(&power, Some(&activity), at);

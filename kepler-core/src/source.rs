@@ -21,16 +21,36 @@ use crate::zone::{Reading, ZoneInfo};
 pub struct ZoneSample {
     /// Which zone.
     pub zone: Arc<ZoneInfo>,
-    /// When the value was read (or sampled by a background poller).
-    pub at: Timestamp,
+    /// `None`: read at the tick's instant (the `at` given to the source and to
+    /// [`crate::Attributor::step`]), as most meters are. `Some`: sampled earlier by a
+    /// background poller (a BMC's value as of its last poll), so the engine integrates it
+    /// over the time it really covers.
+    pub sampled_at: Option<Timestamp>,
     /// The value, or why there is none.
     pub reading: Result<Reading, ReadError>,
 }
 
 impl ZoneSample {
-    /// A reading of `zone` taken at `at`.
-    pub fn new(zone: Arc<ZoneInfo>, at: Timestamp, reading: Result<Reading, ReadError>) -> Self {
-        ZoneSample { zone, at, reading }
+    /// A reading of `zone` taken at the tick's instant.
+    pub fn new(zone: Arc<ZoneInfo>, reading: Result<Reading, ReadError>) -> Self {
+        ZoneSample {
+            zone,
+            sampled_at: None,
+            reading,
+        }
+    }
+
+    /// A reading of `zone` that a background poller sampled at `at`, before the tick.
+    pub fn sampled(
+        zone: Arc<ZoneInfo>,
+        at: Timestamp,
+        reading: Result<Reading, ReadError>,
+    ) -> Self {
+        ZoneSample {
+            zone,
+            sampled_at: Some(at),
+            reading,
+        }
     }
 }
 
@@ -54,18 +74,21 @@ impl PowerFrame {
         self.samples.clear();
     }
 
-    /// Adds a reading of `zone` taken at `at`.
-    pub fn push(
+    /// Adds a reading of `zone` taken now, at the tick's instant.
+    pub fn push(&mut self, zone: &Arc<ZoneInfo>, reading: Result<Reading, ReadError>) {
+        self.samples
+            .push(ZoneSample::new(Arc::clone(zone), reading));
+    }
+
+    /// Adds a reading of `zone` that a background poller sampled at `at`, before the tick.
+    pub fn push_sampled(
         &mut self,
         zone: &Arc<ZoneInfo>,
         at: Timestamp,
         reading: Result<Reading, ReadError>,
     ) {
-        self.samples.push(ZoneSample {
-            zone: Arc::clone(zone),
-            at,
-            reading,
-        });
+        self.samples
+            .push(ZoneSample::sampled(Arc::clone(zone), at, reading));
     }
 }
 
@@ -77,9 +100,11 @@ pub trait PowerSource: Send {
     fn zones(&self) -> &[Arc<ZoneInfo>];
 
     /// Appends a reading of every zone to `out` (never clears it: the caller does, once per
-    /// tick, as several sources share the frame), stamping readings with `at` unless the
-    /// source samples on its own schedule. A zone that fails gets an error entry; the others
-    /// are still read.
+    /// tick, as several sources share the frame). `at` is the tick's instant, the one the
+    /// caller passes to [`crate::Attributor::step`]: a reading taken now is pushed with
+    /// [`PowerFrame::push`] and carries no time of its own; a source that samples on its own
+    /// schedule converts its sample's age against `at` and uses [`PowerFrame::push_sampled`].
+    /// A zone that fails gets an error entry; the others are still read.
     fn read(&mut self, at: Timestamp, out: &mut PowerFrame);
 
     /// Appends zone labels and endpoint health beyond the readings (a BMC's chassis ids,
@@ -90,7 +115,9 @@ pub trait PowerSource: Send {
 /// Per-process CPU activity plus node CPU totals.
 pub trait ActivitySource: Send {
     /// Appends the live processes (with their details, container usage and per-CPU times) to
-    /// `out` and sets its node totals and time to those at `at`. The source never clears
+    /// `out` and sets its node totals as of `at`, the tick's instant (the frame carries no
+    /// time of its own: the engine takes it from [`crate::Attributor::step`]; a source may
+    /// use `at` for its own bookkeeping, such as when it last saw a process). The source never clears
     /// `out`: the caller clears it before each tick, so a wrapper can add to what an inner
     /// source read. On error `out` may hold part of a read; the caller discards it.
     fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError>;

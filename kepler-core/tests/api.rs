@@ -72,8 +72,8 @@ fn workload_constructors_fill_every_field_issue_14() {
     assert_eq!((node.busy, node.total), (Nanos(1), Nanos(4)));
     let cpu = CpuTime::new(3, 1, node);
     assert_eq!((cpu.cpu, cpu.socket, cpu.time), (3, 1, node));
-    let frame = ActivityFrame::new(Timestamp(9), node);
-    assert_eq!((frame.at, frame.node), (Timestamp(9), node));
+    let frame = ActivityFrame::new(node);
+    assert_eq!(frame.node, node);
     assert!(frame.processes.is_empty() && frame.details.is_empty());
 }
 
@@ -94,10 +94,9 @@ fn engine_steps_on_constructed_frames_issue_14() {
         let mut power = PowerFrame::with_capacity(1);
         power.samples.push(ZoneSample::new(
             Arc::clone(&zone),
-            at,
             Ok(Reading::Energy(MicroJoules(s * 20_000_000))),
         ));
-        let mut activity = ActivityFrame::new(at, NodeCpu::new(Nanos(s * 600), Nanos(s * 1000)));
+        let mut activity = ActivityFrame::new(NodeCpu::new(Nanos(s * 600), Nanos(s * 1000)));
         let sample = ProcessSample::new(1, 1, Nanos(s * 300), Arc::clone(&info));
         activity.processes.push(sample);
         snap = Some(engine.step(&power, Some(&activity), at));

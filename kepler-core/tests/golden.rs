@@ -379,17 +379,19 @@ impl Sim {
                     detail: "unknown metering".into(),
                 }),
             };
-            let when = match z.info.metering {
-                Metering::PowerGauge => z.polled,
-                _ => at,
-            };
-            frame.push(&z.info, when, reading);
+            match z.info.metering {
+                Metering::PowerGauge => frame.push_sampled(&z.info, z.polled, reading),
+                _ => frame.push(&z.info, reading),
+            }
         }
     }
 
     fn activity(&mut self, frame: &mut ActivityFrame) {
         frame.clear();
-        frame.at = Timestamp(self.t - self.rng.below(3_000_000));
+        // The frame once carried its own read time, up to 3 ms before the step's; the
+        // engine now takes the step's. The draw stays so the scenario's later draws do not
+        // shift.
+        let _ = self.rng.below(3_000_000);
         frame.node = NodeCpu {
             busy: Nanos(self.node_busy),
             total: Nanos(self.node_total),
@@ -582,12 +584,16 @@ fn configs() -> Vec<(&'static str, u64, AttributorConfig)> {
     ]
 }
 
-/// Digests recorded from the engine as of 88da745, before `step` was split into stages.
+/// Digests recorded from the engine as of 88da745, before `step` was split into stages,
+/// then re-recorded once for one timestamp per tick (issue 14): the activity frame lost its
+/// own time, so each snapshot's `interval` is now measured between steps instead of between
+/// the frames' (jittered) read times. A dump before and after differed in `interval` only
+/// (`GOLDEN_DUMP`); every energy, counter and state was byte-identical.
 const EXPECTED: [(&str, u64); 4] = [
-    ("default", 0x23c5b22fee1383df),
-    ("cpu_share_learned_capped", 0xfd0d9f6832a1bfea),
-    ("equal_uncapped_low_power", 0x11c490ac727006d2),
-    ("cpu_share_usage_tiny_cap", 0xa5b9e3455b9f0fd4),
+    ("default", 0xc41fc6b06c5255c0),
+    ("cpu_share_learned_capped", 0x1e03b0ddf0534056),
+    ("equal_uncapped_low_power", 0xb6201ee7c2a4dbc1),
+    ("cpu_share_usage_tiny_cap", 0x698da70cef63ef2c),
 ];
 
 #[test]

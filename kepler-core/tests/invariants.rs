@@ -106,13 +106,7 @@ struct ReplayNode {
 
 impl ReplayNode {
     /// Applies one tick's process events and returns the activity frame read after them.
-    fn frame(
-        &mut self,
-        procs: &[ProcSpec],
-        busy_extra_permille: u16,
-        dt: u64,
-        at: u64,
-    ) -> ActivityFrame {
+    fn frame(&mut self, procs: &[ProcSpec], busy_extra_permille: u16, dt: u64) -> ActivityFrame {
         let mut sum = 0;
         for p in procs {
             match p.event {
@@ -141,13 +135,10 @@ impl ReplayNode {
         self.busy += sum + busy_extra_permille as u64 * dt / 1000;
         self.total += (self.busy - self.total.min(self.busy)).max(dt * 4) + dt;
         let mut f = {
-            let mut v = ActivityFrame::new(
-                Timestamp(at),
-                NodeCpu {
-                    busy: Nanos(self.busy),
-                    total: Nanos(self.total),
-                },
-            );
+            let mut v = ActivityFrame::new(NodeCpu {
+                busy: Nanos(self.busy),
+                total: Nanos(self.total),
+            });
             v.processes = Vec::new();
             v
         };
@@ -166,7 +157,6 @@ impl ReplayNode {
 fn replay_power(
     t: &TickSpec,
     dt: u64,
-    at: u64,
     counters: &mut [u64; 2],
     zones: &[Arc<ZoneInfo>; 2],
 ) -> PowerFrame {
@@ -186,7 +176,7 @@ fn replay_power(
                 Ok(Reading::Energy(MicroJoules(counters[i])))
             }
         };
-        power.push(&zones[i], Timestamp(at), reading);
+        power.push(&zones[i], reading);
     }
     power
 }
@@ -213,11 +203,11 @@ fn replay(trace: &[TickSpec], ttl: Nanos) -> Vec<Snapshot> {
     for t in trace {
         let dt = t.dt_ms * 1_000_000;
         at += dt;
-        let power = replay_power(t, dt, at, &mut counters, &zones);
+        let power = replay_power(t, dt, &mut counters, &zones);
         let frame = t
             .activity
             .as_ref()
-            .map(|procs| node.frame(procs, t.busy_extra_permille, dt, at));
+            .map(|procs| node.frame(procs, t.busy_extra_permille, dt));
         out.push(engine.step(&power, frame.as_ref(), Timestamp(at)));
     }
     out
@@ -303,13 +293,10 @@ fn pid_reuse_is_a_new_workload() {
     let mut engine = Attributor::default();
     let info = fakes::process_info("a");
     let frame = |at: u64, start: u64, cpu: u64| {
-        let mut v = ActivityFrame::new(
-            Timestamp(at),
-            NodeCpu {
-                busy: Nanos(at),
-                total: Nanos(at),
-            },
-        );
+        let mut v = ActivityFrame::new(NodeCpu {
+            busy: Nanos(at),
+            total: Nanos(at),
+        });
         v.processes = vec![ProcessSample::new(1, start, Nanos(cpu), info.clone())];
         v
     };
@@ -317,11 +304,7 @@ fn pid_reuse_is_a_new_workload() {
     let s = 1_000_000_000;
     for (t, start, cpu) in [(0, 1, 0), (1, 1, s), (2, 2, s / 2)] {
         power.clear();
-        power.push(
-            &zone,
-            Timestamp(t * s),
-            Ok(Reading::Energy(MicroJoules(t * 10_000_000))),
-        );
+        power.push(&zone, Ok(Reading::Energy(MicroJoules(t * 10_000_000))));
         let snap = engine.step(&power, Some(&frame(t * s, start, cpu)), Timestamp(t * s));
         if t == 2 {
             let old = snap.processes.iter().find(|p| p.start_time == 1).unwrap();
@@ -563,7 +546,7 @@ impl ChurnNode {
         at: u64,
         regressed: &std::collections::HashSet<u32>,
     ) -> ActivityFrame {
-        let mut frame = ActivityFrame::new(Timestamp(at), Default::default());
+        let mut frame = ActivityFrame::new(Default::default());
         frame.node = NodeCpu {
             busy: Nanos(self.busy),
             total: Nanos(self.busy.max(at * 4) + at),
@@ -627,11 +610,7 @@ fn replay_churn(trace: &[ChurnTick], idle: IdlePolicy, learned: bool) -> Vec<Sna
         at += dt;
         energy += t.watts as u64 * dt / 1000;
         let mut power = PowerFrame::default();
-        power.push(
-            &zone,
-            Timestamp(at),
-            Ok(Reading::Energy(MicroJoules(energy))),
-        );
+        power.push(&zone, Ok(Reading::Energy(MicroJoules(energy))));
         let regressed = node.apply(t);
         let frame = node.frame(t, at, &regressed);
         out.push(engine.step(&power, Some(&frame), Timestamp(at)));
@@ -729,13 +708,10 @@ fn container(id: &str) -> Arc<ProcessInfo> {
 }
 
 fn churn_frame(at: u64, busy: u64, procs: &[P], cgroups: &[(&str, u64)]) -> ActivityFrame {
-    let mut f = ActivityFrame::new(
-        Timestamp(at),
-        NodeCpu {
-            busy: Nanos(busy),
-            total: Nanos(at * 2),
-        },
-    );
+    let mut f = ActivityFrame::new(NodeCpu {
+        busy: Nanos(busy),
+        total: Nanos(at * 2),
+    });
     for &(pid, start, cpu, children, ppid, c) in procs {
         f.processes.push(ProcessSample::new(
             pid,
@@ -758,7 +734,7 @@ fn churn_frame(at: u64, busy: u64, procs: &[P], cgroups: &[(&str, u64)]) -> Acti
 fn step_at(engine: &mut Attributor, t: u64, uj: u64, frame: &ActivityFrame) -> Snapshot {
     let zone = fakes::counter_zone(ZoneKind::Package, 0, None);
     let mut power = PowerFrame::default();
-    power.push(&zone, Timestamp(t), Ok(Reading::Energy(MicroJoules(uj))));
+    power.push(&zone, Ok(Reading::Energy(MicroJoules(uj))));
     engine.step(&power, Some(frame), Timestamp(t))
 }
 
@@ -912,18 +888,11 @@ fn learned_idle_baseline_does_not_shrink_under_load_issue_4() {
                 busy += 2 * SEC * usage_permille / 1000;
             }
             let mut power = PowerFrame::default();
-            power.push(
-                &zone,
-                Timestamp(t * SEC),
-                Ok(Reading::Energy(MicroJoules(energy))),
-            );
-            let frame = ActivityFrame::new(
-                Timestamp(t * SEC),
-                NodeCpu {
-                    busy: Nanos(busy),
-                    total: Nanos(2 * t * SEC),
-                },
-            );
+            power.push(&zone, Ok(Reading::Energy(MicroJoules(energy))));
+            let frame = ActivityFrame::new(NodeCpu {
+                busy: Nanos(busy),
+                total: Nanos(2 * t * SEC),
+            });
             last = Some(engine.step(&power, Some(&frame), Timestamp(t * SEC)));
         }
         last.unwrap().zones[0].idle_power
@@ -996,16 +965,8 @@ fn per_socket_split_issue_4() {
         (1, 800 * MS, 200 * MS, 10_000_000, 4_000_000),
     ] {
         let mut power = PowerFrame::default();
-        power.push(
-            &zones[0],
-            Timestamp(t * SEC),
-            Ok(Reading::Energy(MicroJoules(e0))),
-        );
-        power.push(
-            &zones[1],
-            Timestamp(t * SEC),
-            Ok(Reading::Energy(MicroJoules(e1))),
-        );
+        power.push(&zones[0], Ok(Reading::Energy(MicroJoules(e0))));
+        power.push(&zones[1], Ok(Reading::Energy(MicroJoules(e1))));
         s = Some(engine.step(&power, Some(&frame(t, a, b)), Timestamp(t * SEC)));
     }
     let s = s.unwrap();

@@ -40,14 +40,14 @@ fn issue_6_platform_series_as_the_seed_shows() {
     for t in [0u64, 10] {
         let at = Timestamp(t * 1_000_000_000);
         let mut f = PowerFrame::default();
-        f.push(&pc1, at, w(450.5));
+        f.push(&pc1, w(450.5));
         // PC2 was read once, then went stale.
         if t == 0 {
-            f.push(&pc2, at, w(85.2));
+            f.push(&pc2, w(85.2));
         } else {
-            f.push(&pc2, at, Err(ReadError::Stale { what: "pc2".into() }));
+            f.push(&pc2, Err(ReadError::Stale { what: "pc2".into() }));
         }
-        f.push(&acpi, at, w(300.0));
+        f.push(&acpi, w(300.0));
         snap = Some(engine.step(&f, None, at));
     }
     let snap = snap.unwrap();

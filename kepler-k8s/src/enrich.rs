@@ -205,8 +205,7 @@ mod tests {
     struct Steady(Vec<ProcessSample>);
 
     impl ActivitySource for Steady {
-        fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-            out.at = at;
+        fn read(&mut self, _at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
             out.node = NodeCpu {
                 busy: Nanos(1),
                 total: Nanos(2),

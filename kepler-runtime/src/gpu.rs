@@ -67,24 +67,22 @@ impl GpuMonitor {
         }
     }
 
-    /// Reads the GPUs and accounts them against `snapshot`, this tick's CPU snapshot (which
-    /// names the processes). Returns the GPU snapshot and the backend's read timing.
-    pub(crate) fn tick(
-        &mut self,
-        snapshot: &Snapshot,
-        now: &mut dyn FnMut() -> Timestamp,
-    ) -> (GpuSnapshot, SourceSelf) {
+    /// Reads the GPUs at the tick's instant `at`, right after the CPU meters so that every
+    /// meter of the tick is read close to `at`. Returns the backend's read timing.
+    pub(crate) fn read(&mut self, at: Timestamp) -> SourceSelf {
         let t0 = Instant::now();
         self.frame.clear();
-        let at = now();
         self.backend.read(at, &mut self.frame);
-        let read_duration_secs = t0.elapsed().as_secs_f64();
-        let gpu = self.engine.step(&self.frame, snapshot, at);
-        let stats = SourceSelf {
+        SourceSelf {
             source: self.backend.name().to_owned(),
-            read_duration_secs,
+            read_duration_secs: t0.elapsed().as_secs_f64(),
             ..Default::default()
-        };
-        (gpu, stats)
+        }
+    }
+
+    /// Accounts the GPUs read at `at` against `snapshot`, this tick's CPU snapshot (which
+    /// names the processes).
+    pub(crate) fn step(&mut self, snapshot: &Snapshot, at: Timestamp) -> GpuSnapshot {
+        self.engine.step(&self.frame, snapshot, at)
     }
 }

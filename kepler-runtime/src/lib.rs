@@ -27,10 +27,15 @@
 //!
 //! # Clocks
 //!
-//! The runtime has no clock of its own: `tick` takes `now`, a function the front-end owns,
-//! and calls it once per reading, so that each reading is stamped when it is taken (a slow
-//! activity scan does not shift the meters' time). It reads `Instant::now()` only to time its
-//! own reads for the `*_duration_seconds` self-metrics. Background pollers keep their own
+//! The runtime has no clock of its own: `tick` takes the tick's one instant, which the
+//! front-end reads from its monotonic clock right before the call. Every reading of the tick
+//! (CPU meters, GPUs, activity), the engine step and the GPU step carry that one instant, so
+//! each meter's delta time and the snapshot's interval measure the same span, and power is
+//! delta energy over delta time of monotonic timestamps (DESIGN rule 3). The meters are read
+//! first, the activity scan last, so the scan's varying duration does not shift the meters'
+//! time. A background poller's value carries its own, older sample time instead
+//! (`ZoneSample::sampled_at`). The runtime reads `Instant::now()` only to time its own reads
+//! for the `*_duration_seconds` self-metrics. Background pollers keep their own
 //! monotonic clock for their schedules and the age of their values (Redfish, the pod
 //! informer), and the exposition times its rendering.
 //!
@@ -42,7 +47,7 @@
 //! let origin = std::time::Instant::now();
 //! let now = || kepler_core::Timestamp(origin.elapsed().as_nanos() as u64);
 //! let mut monitor = Monitor::builder(Options::new("/sys", "/proc")).build()?;
-//! let tick = monitor.tick(now);
+//! let tick = monitor.tick(now());
 //! println!("{} processes", tick.snapshot.processes.len());
 //! # Ok::<(), kepler_runtime::BuildError>(())
 //! ```

@@ -228,20 +228,39 @@ impl Monitor {
         &self.cpu_info
     }
 
-    /// Reads every source, steps the CPU engine and then the GPU accountant, and returns both
-    /// snapshots with the tick's self-metrics.
+    /// Reads every source at the tick's one instant `at`, steps the CPU engine and then the
+    /// GPU accountant with it, and returns both snapshots with the tick's self-metrics.
     ///
-    /// `now` is the front-end's clock, called once per reading so that each is stamped when
-    /// it is taken: the activity source first, then each meter right after it so both cover
-    /// the same interval, then the engine step and the GPUs. A failed activity read is
-    /// counted and logged once until it recovers; its energy goes to unattributed.
-    pub fn tick(&mut self, mut now: impl FnMut() -> Timestamp) -> Tick {
+    /// `at` comes from the front-end's monotonic clock, taken right before the call: the
+    /// runtime has no clock. Every reading, the engine step and the GPU step carry it, so a
+    /// meter's delta time and the snapshot's interval are the same span (DESIGN rule 3: power
+    /// is delta energy over delta time). The meters (CPU, then GPU) are read first, as they
+    /// are quick and their time matters most; the activity scan, whose duration grows with
+    /// the number of processes and varies from tick to tick, comes last, so it does not
+    /// shift the meters' time. A failed activity read is counted and logged once until it
+    /// recovers; its energy goes to unattributed.
+    pub fn tick(&mut self, at: Timestamp) -> Tick {
         let started = Instant::now();
         // The buffer rule of every source trait: the caller clears, sources only append.
         self.power_frame.clear();
         self.activity_frame.clear();
         let mut sources = Vec::with_capacity(self.sources.len() + 1);
-        let at = now();
+        for s in &mut self.sources {
+            let t0 = Instant::now();
+            s.source.read(at, &mut self.power_frame);
+            let read_duration_secs = t0.elapsed().as_secs_f64();
+            // Zone labels and endpoint health (Redfish BMCs); empty for most sources.
+            let mut report = SourceReport::default();
+            s.source.report(at, &mut report);
+            sources.push(SourceSelf {
+                source: s.name.clone(),
+                read_duration_secs,
+                report,
+            });
+        }
+        if let Some(g) = self.gpu.as_mut() {
+            sources.push(g.read(at));
+        }
         let activity = match self.activity.read(at, &mut self.activity_frame) {
             Ok(()) => {
                 if self.logged_activity_error {
@@ -259,26 +278,8 @@ impl Monitor {
                 None
             }
         };
-        for s in &mut self.sources {
-            let t0 = Instant::now();
-            let at = now();
-            s.source.read(at, &mut self.power_frame);
-            let read_duration_secs = t0.elapsed().as_secs_f64();
-            // Zone labels and endpoint health (Redfish BMCs); empty for most sources.
-            let mut report = SourceReport::default();
-            s.source.report(at, &mut report);
-            sources.push(SourceSelf {
-                source: s.name.clone(),
-                read_duration_secs,
-                report,
-            });
-        }
-        let snapshot = self.engine.step(&self.power_frame, activity, now());
-        let gpu = self.gpu.as_mut().map(|g| {
-            let (gpu, read) = g.tick(&snapshot, &mut now);
-            sources.push(read);
-            Arc::new(gpu)
-        });
+        let snapshot = self.engine.step(&self.power_frame, activity, at);
+        let gpu = self.gpu.as_mut().map(|g| Arc::new(g.step(&snapshot, at)));
         let stats = SelfStats {
             tick_duration_secs: started.elapsed().as_secs_f64(),
             activity_source: self.activity_name,

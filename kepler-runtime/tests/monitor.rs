@@ -2,11 +2,10 @@
 //! returning the CPU and GPU snapshots of the same instant with the loop's self-metrics, and
 //! build errors that name the setting at fault.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
-use kepler_core::{GpuConfig, MicroWatts, ProcessInfo, Timestamp, ZoneKind};
+use kepler_core::{GpuConfig, MicroWatts, Nanos, ProcessInfo, Timestamp, ZoneKind};
 use kepler_k8s::InformerConfig;
 use kepler_runtime::{ActivityChoice, BuildError, Monitor, NamedSource, Options, RedfishSetup};
 use kepler_sources::gpu::{FakeGpu, FakeGpuDevice};
@@ -53,28 +52,24 @@ fn fake_monitor(failing_activity: bool, gpu: bool) -> Monitor {
 }
 
 #[test]
-fn each_reading_is_stamped_when_taken_and_both_snapshots_come_back() {
+fn one_instant_per_tick_and_both_snapshots_come_back() {
     let mut m = fake_monitor(false, true);
     assert_eq!(m.activity_name(), "fake");
-    // A clock that advances 250 ms per call, recording every instant it hands out.
-    let calls = RefCell::new(Vec::new());
-    let now = || {
-        let mut c = calls.borrow_mut();
-        let t = Timestamp((c.len() as u64 + 1) * 250_000_000);
-        c.push(t);
-        t
-    };
+    // Ticks 1 s apart; the front-end hands each tick its one instant.
     let mut last = None;
-    for _ in 0..3 {
-        last = Some(m.tick(now));
+    for t in 1..=3u64 {
+        last = Some(m.tick(Timestamp(t * 1_000_000_000)));
     }
     let tick = last.unwrap();
-    let calls = calls.into_inner();
-    // Activity, the meter, the engine step, the GPUs: four readings a tick.
-    assert_eq!(calls.len(), 12);
+    let at = Timestamp(3_000_000_000);
     assert_eq!(
-        tick.snapshot.at, calls[10],
-        "the engine steps at its own instant"
+        tick.snapshot.at, at,
+        "the engine steps at the tick's instant"
+    );
+    assert_eq!(
+        tick.snapshot.interval,
+        Nanos::from_secs(1),
+        "the activity interval is the span between ticks, the same as the meter's"
     );
     // The meter is read 1 s apart: 100 W over 1 s.
     let zone = &tick.snapshot.zones[0];
@@ -102,13 +97,8 @@ fn each_reading_is_stamped_when_taken_and_both_snapshots_come_back() {
 #[test]
 fn failed_activity_reads_are_counted_and_energy_is_unattributed() {
     let mut m = fake_monitor(true, false);
-    let mut t = 0;
-    let mut clock = || {
-        t += 1_000_000_000;
-        Timestamp(t)
-    };
-    let first = m.tick(&mut clock);
-    let second = m.tick(&mut clock);
+    let first = m.tick(Timestamp(1_000_000_000));
+    let second = m.tick(Timestamp(2_000_000_000));
     assert_eq!(first.stats.activity_errors, 1);
     assert_eq!(second.stats.activity_errors, 2);
     assert_eq!(second.snapshot.stats.missing_activity, 2);
@@ -132,13 +122,8 @@ fn tables_pick_the_model_and_procfs_on_a_machine_without_meters() {
         "no RAPL, no hwmon, no platform meter here"
     );
     assert_eq!(m.activity_name(), "procfs");
-    let mut t = 0;
-    let mut clock = || {
-        t += 1_000_000_000;
-        Timestamp(t)
-    };
-    m.tick(&mut clock);
-    let tick = m.tick(&mut clock);
+    m.tick(Timestamp(1_000_000_000));
+    let tick = m.tick(Timestamp(2_000_000_000));
     assert!(
         tick.snapshot
             .processes
@@ -212,13 +197,8 @@ fn gpu_settings_apply_to_a_given_backend() {
         .gpu_backend(Box::new(FakeGpu::new(vec![d])))
         .build()
         .unwrap();
-    let mut t = 0;
-    let mut clock = || {
-        t += 1_000_000_000;
-        Timestamp(t)
-    };
-    m.tick(&mut clock);
-    let tick = m.tick(&mut clock);
+    m.tick(Timestamp(1_000_000_000));
+    let tick = m.tick(Timestamp(2_000_000_000));
     let node = &tick.gpu.as_deref().unwrap().devices[0];
     assert!((node.idle_power - 50.0).abs() < 1e-6, "{}", node.idle_power);
 }

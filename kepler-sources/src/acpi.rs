@@ -134,12 +134,12 @@ impl PowerSource for AcpiPowerMeter {
         &self.zones
     }
 
-    fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
+    fn read(&mut self, _at: Timestamp, out: &mut PowerFrame) {
         let mut buf = [0u8; 32];
         for (zone, m) in self.zones.iter().zip(&self.meters) {
             let reading = hwmon::read_value(&m.file, &m.what, &mut buf)
                 .map(|v| Reading::Power(MicroWatts(v)));
-            out.push(zone, at, reading);
+            out.push(zone, reading);
         }
     }
 }

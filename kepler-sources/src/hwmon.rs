@@ -265,14 +265,14 @@ impl PowerSource for Hwmon {
         &self.zones
     }
 
-    fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
+    fn read(&mut self, _at: Timestamp, out: &mut PowerFrame) {
         let mut buf = [0u8; READ_BUF];
         for (zone, ch) in self.zones.iter().zip(&self.channels) {
             let reading = read_value(&ch.file, &ch.what, &mut buf).map(|v| match ch.quantity {
                 Quantity::Energy => Reading::Energy(MicroJoules(v)),
                 Quantity::Power => Reading::Power(MicroWatts(v)),
             });
-            out.push(zone, at, reading);
+            out.push(zone, reading);
         }
     }
 }

@@ -358,7 +358,7 @@ impl PowerSource for Model {
         &self.zones
     }
 
-    fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
+    fn read(&mut self, _at: Timestamp, out: &mut PowerFrame) {
         match self.deltas() {
             Ok(sums) => {
                 for (i, d) in sums.iter().enumerate() {
@@ -368,7 +368,6 @@ impl PowerSource for Model {
                     let watts = curve_at(&self.points, self.last_util[i]);
                     out.push(
                         &self.zones[i],
-                        at,
                         Ok(Reading::Power(MicroWatts::from_watts(watts))),
                     );
                 }
@@ -378,7 +377,6 @@ impl PowerSource for Model {
                         let watts = d.idle_watts + (d.max_watts - d.idle_watts) * self.last_util[i];
                         out.push(
                             &self.zones[n + i],
-                            at,
                             Ok(Reading::Power(MicroWatts::from_watts(watts))),
                         );
                     }
@@ -386,7 +384,7 @@ impl PowerSource for Model {
             }
             Err(e) => {
                 for zone in &self.zones {
-                    out.push(zone, at, Err(e.clone()));
+                    out.push(zone, Err(e.clone()));
                 }
             }
         }

@@ -158,11 +158,11 @@ impl PowerSource for Rapl {
         &self.zones
     }
 
-    fn read(&mut self, at: Timestamp, out: &mut PowerFrame) {
+    fn read(&mut self, _at: Timestamp, out: &mut PowerFrame) {
         let mut buf = [0u8; READ_BUF];
         for (zone, counter) in self.zones.iter().zip(&self.counters) {
             let reading = read_counter(counter, &mut buf).map(|v| Reading::Energy(MicroJoules(v)));
-            out.push(zone, at, reading);
+            out.push(zone, reading);
         }
     }
 }

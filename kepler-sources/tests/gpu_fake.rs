@@ -32,13 +32,10 @@ fn info(comm: &str, container: Option<(&str, &str)>) -> Arc<ProcessInfo> {
 /// A CPU snapshot that knows pids 101..103 (two in one container of pod p1).
 fn cpu_snapshot(t: Timestamp) -> Snapshot {
     let frame = {
-        let mut v = ActivityFrame::new(
-            t,
-            NodeCpu {
-                busy: Nanos(t.0),
-                total: Nanos(t.0 * 4),
-            },
-        );
+        let mut v = ActivityFrame::new(NodeCpu {
+            busy: Nanos(t.0),
+            total: Nanos(t.0 * 4),
+        });
         v.processes = vec![
             ProcessSample::new(101, 11, Nanos(t.0 / 4), info("train-a", Some(("c1", "p1")))),
             ProcessSample::new(102, 12, Nanos(t.0 / 4), info("train-b", Some(("c1", "p1")))),

@@ -180,7 +180,6 @@ fn node_totals_and_process_cpu_times_are_converted_to_nanoseconds() {
     assert_eq!(src.name(), "procfs");
     assert_eq!(src.user_hz(), 100);
     let frame = scan(&mut src, 42);
-    assert_eq!(frame.at, Timestamp(42));
     // busy = user + nice + system + irq + softirq + steal; guest fields are inside user/nice.
     let busy = 1000 + 200 + 300 + 10 + 20 + 30;
     assert_eq!(frame.node.busy, Nanos(busy * TICK_NS));
@@ -532,7 +531,6 @@ fn read_appends_and_leaves_clearing_to_the_caller() {
         src.read(Timestamp(t), &mut frame).expect("read");
     }
     assert_eq!(frame.processes.len(), 1, "a cleared frame holds one read");
-    assert_eq!(frame.at, Timestamp(2));
 
     // The buffer rule: a source appends, so what the caller (or a wrapper) put first stays.
     let info = Arc::new(kepler_core::ProcessInfo::new("x", ""));

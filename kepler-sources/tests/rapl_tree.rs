@@ -235,7 +235,10 @@ fn counter_advances_between_reads_without_reopen() {
     fs::write(z.join("energy_uj"), "7\n").unwrap();
     let frame = read(&mut r, 3);
     assert_eq!(energies(&frame), [Ok(7)]);
-    assert_eq!(frame.samples[0].at, Timestamp(3));
+    assert_eq!(
+        frame.samples[0].sampled_at, None,
+        "read at the tick's instant"
+    );
 }
 
 #[test]

@@ -336,7 +336,11 @@ fn issue_6_source_reads_never_wait_for_a_hung_bmc() {
         s.reading,
         Ok(Reading::Power(kepler_core::MicroWatts(321_000_000)))
     );
-    assert!(s.at <= at, "stamped with the poll time, not the read time");
+    let sampled = s.sampled_at.expect("a polled value carries its poll time");
+    assert!(
+        sampled <= at,
+        "stamped with the poll time, not the read time"
+    );
     assert_eq!(s.zone.source, kepler_core::SourceKind::Redfish);
     assert_eq!(s.zone.kind, kepler_core::ZoneKind::Platform);
     // After the timeout, the hung BMC is down with one timeout; the good one is up.
@@ -381,7 +385,8 @@ fn issue_6_stale_readings_are_not_exported() {
     // each poll once.
     let mut again = PowerFrame::default();
     src.read(Timestamp(at.0 + 50_000_000), &mut again);
-    assert_eq!(again.samples[0].at, first.samples[0].at);
+    assert!(first.samples[0].sampled_at.is_some());
+    assert_eq!(again.samples[0].sampled_at, first.samples[0].sampled_at);
     let mut report = SourceReport::default();
     src.report(at, &mut report);
     assert!(report.zones[0].latest.is_some());

@@ -88,6 +88,12 @@ impl Attributor {
 
     /// Advances the engine by one tick.
     ///
+    /// `at` is the tick's one instant, from a monotonic clock: the activity frame and every
+    /// zone reading without a `sampled_at` count as read at `at`, so the activity interval
+    /// and each meter's delta time (DESIGN rule 3: power is delta energy over delta time)
+    /// are measured between the same instants. Readers should take `at` once, right before
+    /// reading the meters, and read activity just before it.
+    ///
     /// `activity` is `None` when the activity source failed this tick: node energy is still
     /// counted (split with the last known usage ratio) and its active part goes to
     /// `unattributed`; no workload is marked terminated for it.
@@ -100,9 +106,10 @@ impl Attributor {
     ) -> Snapshot {
         self.tick += 1;
         self.stats.ticks += 1;
-        let interval = self.usage.observe(activity, &mut self.stats);
+        let interval = self.usage.observe(activity, at, &mut self.stats);
         self.zones.account(
             power,
+            at,
             &mut self.usage,
             &interval,
             self.config.default_max_power,

@@ -50,11 +50,13 @@ pub(super) struct NodeUsage {
 }
 
 impl NodeUsage {
-    /// Takes this tick's frame, or notes that there is none (then the last known ratio
-    /// splits the energy and everything active goes to `unattributed`).
+    /// Takes this tick's frame, read at the tick's instant `at`, or notes that there is none
+    /// (then the last known ratio splits the energy and everything active goes to
+    /// `unattributed`).
     pub(super) fn observe(
         &mut self,
         activity: Option<&ActivityFrame>,
+        at: Timestamp,
         stats: &mut EngineStats,
     ) -> Interval {
         let mut dt = Nanos(0);
@@ -62,9 +64,9 @@ impl NodeUsage {
         if let Some(frame) = activity {
             self.node_usage(frame);
             if let Some(prev_at) = self.last_activity_at {
-                dt = frame.at.since(prev_at);
+                dt = at.since(prev_at);
             }
-            self.last_activity_at = Some(frame.at);
+            self.last_activity_at = Some(at);
             if self.buckets[0].total > 0 {
                 self.last_ratio = (self.buckets[0].busy, self.buckets[0].total);
             }

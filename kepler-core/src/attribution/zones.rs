@@ -12,7 +12,7 @@ use crate::counter::{Delta, ZoneCounter};
 use crate::hash::FxHashMap;
 use crate::snapshot::NodeZone;
 use crate::source::{PowerFrame, ZoneSample};
-use crate::units::{watts, MicroJoules, MicroWatts, Nanos};
+use crate::units::{watts, MicroJoules, MicroWatts, Nanos, Timestamp};
 use crate::zone::ZoneKind;
 
 #[derive(Debug)]
@@ -31,11 +31,12 @@ pub(super) struct ZoneLedger {
 }
 
 impl ZoneLedger {
-    /// Accounts this tick's readings, adding the CPU kinds' active and idle energy to
+    /// Accounts this tick's readings (taken at `at` unless sampled earlier), adding the CPU kinds' active and idle energy to
     /// `usage`'s buckets.
     pub(super) fn account(
         &mut self,
         power: &PowerFrame,
+        at: Timestamp,
         usage: &mut NodeUsage,
         interval: &Interval,
         default_max_power: MicroWatts,
@@ -54,8 +55,9 @@ impl ZoneLedger {
             };
             z.entry.last_error = None;
             z.entry.has_reading = true;
-            z.entry.last_read = Some(sample.at);
-            match z.counter.update(sample.at, reading) {
+            let read_at = sample.sampled_at.unwrap_or(at);
+            z.entry.last_read = Some(read_at);
+            match z.counter.update(read_at, reading) {
                 Delta::Baseline => {}
                 Delta::Implausible => z.entry.dropped_deltas += 1,
                 Delta::Energy {

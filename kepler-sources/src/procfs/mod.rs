@@ -718,8 +718,7 @@ impl ProcfsActivity {
 }
 
 impl ActivitySource for ProcfsActivity {
-    fn read(&mut self, at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
-        out.at = at;
+    fn read(&mut self, _at: Timestamp, out: &mut ActivityFrame) -> Result<(), SourceError> {
         let node = match self.read_node() {
             Ok(node) => node,
             Err(NodeError::Io(e)) => {

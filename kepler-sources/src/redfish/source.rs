@@ -175,7 +175,7 @@ impl PowerSource for Redfish {
                     let reading = Reading::Power(MicroWatts::from_watts(r.watts));
                     e.seen = gen;
                     e.latest = Some(reading);
-                    out.push(&e.zone, ts, Ok(reading));
+                    out.push_sampled(&e.zone, ts, Ok(reading));
                 }
             }
             for e in self
@@ -190,7 +190,7 @@ impl PowerSource for Redfish {
                 } else {
                     ReadError::Stale { what }
                 };
-                out.push(&e.zone, at, Err(err));
+                out.push(&e.zone, Err(err));
             }
         }
     }

@@ -47,13 +47,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kepler_core::{
-    ActivityFrame, ContainerInfo, CpuTime, Nanos, NodeCpu, ProcessDetail, ProcessInfo,
-    ProcessSample, ReadError,
+    ActivityFrame, ContainerInfo, Nanos, ProcessDetail, ProcessInfo, ProcessSample, ReadError,
 };
 use kepler_sources::host::{
-    boottime_ns_to_ticks, parse_cgroup, parse_node_cpu, parse_per_cpu, parse_schedstat, parse_stat,
-    read_error, sanitize_comm, ticks_to_ns, Access, CgroupUsage, CpuTopology, StatFields,
-    StaticReader,
+    boottime_ns_to_ticks, parse_cgroup, parse_node_cpu, parse_schedstat, parse_stat,
+    push_cpu_times, read_error, sanitize_comm, ticks_to_ns, Access, CgroupUsage, CpuTopology,
+    StatFields, StaticReader,
 };
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -743,25 +742,9 @@ impl FrameBuilder {
             what: what(),
             detail: "no aggregate `cpu ` line".into(),
         })?;
-        out.node = NodeCpu {
-            busy: self.ticks(ticks.busy),
-            total: self.ticks(ticks.total),
-        };
+        out.node = ticks.to_cpu_time(self.user_hz);
         if self.topology.is_multi_socket() {
-            let (topology, user_hz) = (&self.topology, self.user_hz);
-            // A malformed line is skipped (the host layer's one rule).
-            parse_per_cpu(&self.stat_buf, |cpu, t| {
-                if let Some(socket) = topology.socket_of(cpu) {
-                    out.cpus.push(CpuTime::new(
-                        cpu,
-                        socket,
-                        NodeCpu {
-                            busy: ticks_to_ns(user_hz, t.busy),
-                            total: ticks_to_ns(user_hz, t.total),
-                        },
-                    ));
-                }
-            });
+            push_cpu_times(&self.stat_buf, &self.topology, self.user_hz, &mut out.cpus);
         }
         Ok(())
     }

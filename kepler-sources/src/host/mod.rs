@@ -2,7 +2,8 @@
 //! topology, parsed once, with one rule each.
 //!
 //! - `/proc/stat`: the aggregate line ([`parse_node_cpu`]) and the per-CPU lines
-//!   ([`parse_per_cpu`]: a malformed line is skipped and counted, never fatal);
+//!   ([`parse_per_cpu`]: a malformed line is skipped and counted, never fatal;
+//!   [`push_cpu_times`]: with their sockets, for the per-socket split);
 //! - the CPU-to-socket map ([`CpuTopology`], from sysfs only);
 //! - `USER_HZ` ([`user_hz`]) and the tick conversions;
 //! - `/proc/<pid>/stat` and `schedstat` ([`parse_stat`], [`parse_schedstat`]);
@@ -32,8 +33,8 @@ pub use cpuinfo::read_cpuinfo;
 pub use error::{read_error, Access};
 pub use process::{StaticReader, AUX_LIMIT};
 pub use stat::{
-    parse_node_cpu, parse_per_cpu, parse_schedstat, parse_stat, sanitize_comm, NodeTicks,
-    StatFields,
+    parse_node_cpu, parse_per_cpu, parse_schedstat, parse_stat, push_cpu_times, sanitize_comm,
+    NodeTicks, StatFields,
 };
 pub use topology::{CpuTopology, MAX_CPUS};
 pub use vm::vm_from_cmdline;

@@ -6,6 +6,10 @@
 
 use std::borrow::Cow;
 
+use kepler_core::{CpuTime, NodeCpu};
+
+use super::{ticks_to_ns, CpuTopology};
+
 /// `PF_KTHREAD` from the kernel's `include/linux/sched.h`: the task is a kernel thread.
 pub(crate) const PF_KTHREAD: u32 = 0x0020_0000;
 
@@ -163,6 +167,27 @@ pub struct NodeTicks {
     pub busy: u64,
     /// busy + idle + iowait.
     pub total: u64,
+}
+
+impl NodeTicks {
+    /// These ticks as CPU time, at `user_hz` ticks per second.
+    pub fn to_cpu_time(self, user_hz: u64) -> NodeCpu {
+        NodeCpu {
+            busy: ticks_to_ns(user_hz, self.busy),
+            total: ticks_to_ns(user_hz, self.total),
+        }
+    }
+}
+
+/// Appends to `out` the CPU time of every per-CPU line of the `/proc/stat` text `buf` whose
+/// CPU has a known socket in `topology`: what the per-socket split needs, for the procfs
+/// and eBPF sources alike. Malformed lines are skipped ([`parse_per_cpu`]'s one rule).
+pub fn push_cpu_times(buf: &[u8], topology: &CpuTopology, user_hz: u64, out: &mut Vec<CpuTime>) {
+    parse_per_cpu(buf, |cpu, ticks| {
+        if let Some(socket) = topology.socket_of(cpu) {
+            out.push(CpuTime::new(cpu, socket, ticks.to_cpu_time(user_hz)));
+        }
+    });
 }
 
 /// Parses the first line of `/proc/stat` (`cpu  user nice system idle iowait irq softirq

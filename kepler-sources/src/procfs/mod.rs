@@ -66,14 +66,13 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use kepler_core::{
-    ActivityFrame, ActivitySource, CpuTime, Nanos, NodeCpu, ProcessDetail, ProcessInfo,
-    ProcessSample, ReadError, SourceError, Timestamp,
+    ActivityFrame, ActivitySource, ProcessDetail, ProcessInfo, ProcessSample, ReadError,
+    SourceError, Timestamp,
 };
 
 use crate::host::{
-    self, comm_matches, parse_node_cpu, parse_per_cpu, parse_schedstat, parse_stat_raw, read_error,
-    sanitize_comm, Access, CgroupUsage, CpuTopology, NodeTicks, StaticReader, AUX_LIMIT,
-    PF_KTHREAD,
+    self, comm_matches, parse_node_cpu, parse_schedstat, parse_stat_raw, read_error, sanitize_comm,
+    Access, CgroupUsage, CpuTopology, NodeTicks, StaticReader, AUX_LIMIT, PF_KTHREAD,
 };
 use crate::{Error, ErrorKind};
 
@@ -363,10 +362,6 @@ impl ProcfsActivity {
         self.user_hz
     }
 
-    fn ticks_to_ns(&self, ticks: u64) -> Nanos {
-        host::ticks_to_ns(self.user_hz, ticks)
-    }
-
     fn read_node(&mut self) -> Result<NodeTicks, NodeError> {
         let path = self.paths.root_file(b"stat");
         let file = File::open(path).map_err(NodeError::Io)?;
@@ -382,22 +377,14 @@ impl ProcfsActivity {
 
     /// The per-CPU lines of the `/proc/stat` last read by `read_node`, with their sockets.
     fn push_cpus(&self, out: &mut ActivityFrame) {
-        if self.topology == CpuTopology::default() {
-            return;
+        if self.topology != CpuTopology::default() {
+            host::push_cpu_times(
+                self.buf.bytes(),
+                &self.topology,
+                self.user_hz,
+                &mut out.cpus,
+            );
         }
-        // A malformed line is skipped (the host layer's one rule); the others still count.
-        parse_per_cpu(self.buf.bytes(), |cpu, ticks| {
-            if let Some(socket) = self.topology.socket_of(cpu) {
-                out.cpus.push(CpuTime::new(
-                    cpu,
-                    socket,
-                    NodeCpu {
-                        busy: self.ticks_to_ns(ticks.busy),
-                        total: self.ticks_to_ns(ticks.total),
-                    },
-                ));
-            }
-        });
     }
 
     /// How many containers have their cgroup CPU counter read each scan.
@@ -733,10 +720,7 @@ impl ActivitySource for ProcfsActivity {
                 .into());
             }
         };
-        out.node = NodeCpu {
-            busy: self.ticks_to_ns(node.busy),
-            total: self.ticks_to_ns(node.total),
-        };
+        out.node = node.to_cpu_time(self.user_hz);
         self.push_cpus(out);
 
         // List first, then read: interleaving the two costs about a third more kernel

@@ -3,22 +3,21 @@
 //! they must. Relative `*_file` paths resolve against a directory that does not exist, as in
 //! the fuzz target.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kepler_export::WebConfig;
 
+// The corpus reader shared by every `fuzz_corpus_*` replay (kepler-sources owns it).
+#[path = "../../kepler-sources/tests/corpus_support/mod.rs"]
+mod corpus_support;
+
+/// Every file of `fuzz/corpus/web_config`, sorted by name (at least five).
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/web_config");
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "{} holds too few seeds", dir.display());
+    let files = corpus_support::corpus("web_config");
+    assert!(
+        files.len() >= 5,
+        "fuzz/corpus/web_config holds too few seeds"
+    );
     files
 }
 

@@ -3,23 +3,19 @@
 //! the fuzz target checks (a UID per record, container ids non-empty and listed once), and
 //! the named seeds decode to what a poll must keep.
 
-use std::path::PathBuf;
-
 use kepler_k8s::{parse_pods, PodRecord};
 
-/// Every file of `fuzz/corpus/kubelet_pods`, sorted by name.
+// The corpus reader shared by every `fuzz_corpus_*` replay (kepler-sources owns it).
+#[path = "../../kepler-sources/tests/corpus_support/mod.rs"]
+mod corpus_support;
+
+/// Every file of `fuzz/corpus/kubelet_pods`, sorted by name (at least five).
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/kubelet_pods");
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "{} holds too few seeds", dir.display());
+    let files = corpus_support::corpus("kubelet_pods");
+    assert!(
+        files.len() >= 5,
+        "fuzz/corpus/kubelet_pods holds too few seeds"
+    );
     files
 }
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kepler_core::{AttributorConfig, GpuConfig, MicroWatts, Nanos};
 use kepler_export::{BuildInfo, ExportContext, Exposition, MetricsHandle, ServerConfig, WebConfig};
-use kepler_runtime::{ActivityChoice, BuildError, Monitor, Options, RedfishSetup};
+use kepler_runtime::{BuildError, Monitor, Options, RedfishSetup};
 
 use crate::clock::Clock;
-use crate::config::{ActivitySourceKind, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 
 /// Why the program stopped with an error.
 #[derive(Debug)]
@@ -49,11 +49,7 @@ pub fn runtime_options(config: &Config) -> Options {
             .terminated_ttl(ttl)
             .build()
     });
-    o.activity = match config.activity_source {
-        ActivitySourceKind::Auto => ActivityChoice::Auto,
-        ActivitySourceKind::Bpf => ActivityChoice::Bpf,
-        ActivitySourceKind::Procfs => ActivityChoice::Procfs,
-    };
+    o.activity = config.activity_source;
     o.kube = config.kube_informer.clone();
     o.engine = AttributorConfig::builder()
         .terminated_ttl(ttl)

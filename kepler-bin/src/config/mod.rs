@@ -33,16 +33,9 @@ pub use redfish::RedfishConfig;
 
 use keys::*;
 
-/// `activity.source`: where per-process CPU time comes from (issue 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActivitySourceKind {
-    /// eBPF when built in and permitted, else procfs (one log line says why).
-    Auto,
-    /// eBPF or fail at start.
-    Bpf,
-    /// procfs only.
-    Procfs,
-}
+/// `activity.source`: where per-process CPU time comes from (issue 5). The runtime's own
+/// choice, so the validated value needs no second enum and no mapping.
+pub use kepler_runtime::ActivityChoice as ActivitySourceKind;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,15 @@ use kepler_bin::config::{Config, Flags, LogFormat};
 use kepler_bin::run::{run, RunError};
 
 fn main() -> ExitCode {
+    // Subcommands: the first argument; anything else is the exporter, as always.
+    let mut args = std::env::args_os().skip(1);
+    match args.next().as_ref().and_then(|a| a.to_str()) {
+        Some("run") => return kepler_bin::measure::main(args.collect()),
+        Some(kepler_bin::measure::EXEC_CHILD) => {
+            return kepler_bin::measure::exec_child(args.collect())
+        }
+        _ => {}
+    }
     let flags = Flags::parse();
     let file_text = match &flags.config_file {
         Some(path) => match std::fs::read_to_string(path) {

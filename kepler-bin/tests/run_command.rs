@@ -74,6 +74,8 @@ fn burn_worker() {
         }
         "child" => {
             let mut leaf = spawn("leaf", 80);
+            // Deliberately not waited for: it outlives this process and is re-parented.
+            #[allow(clippy::zombie_processes)]
             let _orphan = spawn("orphan", 300);
             burn(Duration::from_millis(ms), 0);
             leaf.wait().unwrap();
@@ -140,13 +142,18 @@ fn burner(role_ms_n: &str, dir: &Path) -> Vec<String> {
 /// A fake RAPL tree at known watts with the real cgroupfs linked in at `fs/cgroup`, where
 /// the exporter's activity source reads cgroup counters.
 fn rapl() -> FakeRapl {
-    let r = FakeRapl::start(
-        &[("package-0", PACKAGE_WATTS), ("dram", DRAM_WATTS)],
-        1 << 40,
-    );
+    let r = rapl_without_cgroupfs();
     fs::create_dir_all(r.sysfs().join("fs")).unwrap();
     std::os::unix::fs::symlink("/sys/fs/cgroup", r.sysfs().join("fs/cgroup")).unwrap();
     r
+}
+
+/// The same tree without a cgroupfs: `kepler run` follows the process tree.
+fn rapl_without_cgroupfs() -> FakeRapl {
+    FakeRapl::start(
+        &[("package-0", PACKAGE_WATTS), ("dram", DRAM_WATTS)],
+        1 << 40,
+    )
 }
 
 struct Run {
@@ -327,6 +334,38 @@ fn children_and_short_lived_grandchildren_are_counted_and_waited_for() {
         let package = zone(&run.json, "package");
         assert!(f(package, "joules") > 0.0);
     }
+}
+
+/// Without a cgroup: the process tree, with the reaped-children rule (a leaf's CPU time
+/// reaches its parent when reaped) and orphans re-parented to kepler (a child subreaper).
+#[test]
+fn process_tree_counts_children_grandchildren_and_orphans() {
+    let rapl = rapl_without_cgroupfs();
+    let work = tempfile::tempdir().unwrap();
+    let run = kepler_run(
+        rapl.sysfs(),
+        &["--interval=1s"],
+        &burner("main:300:3", work.path()),
+    );
+    assert!(
+        run.out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    assert_eq!(run.json["accounting"], "process-tree");
+    assert!(
+        work.path().join("orphan.done").exists(),
+        "kepler did not wait for the orphans"
+    );
+    let (truth, procs) = ground_truth_ns(work.path());
+    assert_eq!(procs, 10);
+    let cpu = f(&run.json, "cpu_seconds") * 1e9;
+    assert!(
+        (cpu - truth as f64).abs() <= 0.02 * truth as f64 + 10e6,
+        "kepler run says {cpu} ns of CPU, the processes {truth} ns"
+    );
+    let package = zone(&run.json, "package");
+    assert!(f(package, "joules") > 0.0 && f(package, "share") <= 1.0);
 }
 
 #[test]

@@ -87,7 +87,6 @@ pub fn command() -> Command {
                 .num_args(1..)
                 .required(true)
                 .trailing_var_arg(true)
-                .allow_hyphen_values(true)
                 .value_parser(value_parser!(OsString))
                 .action(ArgAction::Append)
                 .help("The command to run and measure, with its arguments."),

@@ -288,8 +288,11 @@ fn children_cpu_ns() -> u64 {
 /// Why the CPU meter is not RAPL when RAPL was preferred: its counters are readable by root
 /// only (CVE-2020-8694), or absent (most VMs).
 fn why_not_preferred(config: &Config, meter: &str) -> Option<String> {
-    if meter == "rapl" || !config.preferred_meters.iter().any(|m| m == "rapl") {
-        return None;
+    let position = |name: &str| config.preferred_meters.iter().position(|m| m == name);
+    match (position("rapl"), position(meter)) {
+        (Some(rapl), Some(chosen)) if rapl < chosen => {}
+        (Some(_), None) => {}
+        _ => return None,
     }
     let probe = config.sysfs.join("class/powercap/intel-rapl:0/energy_uj");
     Some(match std::fs::File::open(&probe) {
@@ -301,7 +304,7 @@ fn why_not_preferred(config: &Config, meter: &str) -> Option<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             "no RAPL counters on this machine (a VM?)".into()
         }
-        _ => format!("RAPL was not usable; see --log.level=info"),
+        _ => "RAPL was not usable; --log.level=info says why".into(),
     })
 }
 

@@ -428,6 +428,49 @@ fn a_signal_sent_to_kepler_reaches_the_command() {
     assert_eq!(report["exit"]["code"], 42);
 }
 
+/// After CMD exits, kepler waits for what it left running; a signal then reaches those.
+#[test]
+fn a_signal_after_the_command_exited_reaches_its_orphans() {
+    let rapl = rapl();
+    let mut kepler = Command::new(env!("CARGO_BIN_EXE_kepler"))
+        .arg("run")
+        .arg(format!("--host.sysfs={}", rapl.sysfs().display()))
+        .args(["--", "sh", "-c"])
+        .arg("(trap 'echo orphan-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done) & exit 4")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(kepler.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        kepler.try_wait().unwrap().is_none(),
+        "kepler must wait for the orphan"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &kepler.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = kepler.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(
+        rest,
+        "orphan-term\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the command's code, not the orphan's"
+    );
+}
+
 #[test]
 fn stdout_is_untouched_and_the_report_is_on_stderr() {
     let rapl = rapl();

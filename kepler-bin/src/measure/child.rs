@@ -105,11 +105,14 @@ pub struct Child {
 }
 
 /// Watches signals from now on: forwards them to the command once `target` holds its pid
-/// (a signal that comes before is kept and sent then), and reports SIGCHLD on `events`.
+/// (a signal that comes before is kept and sent then), and to the orphans of its tree that
+/// were re-parented to kepler (after the command exits, those are what kepler waits for);
+/// reports SIGCHLD on `events`.
 ///
 /// A signal the kernel sent (a terminal's Ctrl-C, Ctrl-\ or resize) went to the whole
 /// foreground process group, the command included, so it is not sent a second time.
-pub fn watch_signals(events: Sender<Event>) -> io::Result<Arc<AtomicI32>> {
+pub fn watch_signals(events: Sender<Event>, procfs: &Path) -> io::Result<Arc<AtomicI32>> {
+    let procfs = procfs.to_path_buf();
     let target = Arc::new(AtomicI32::new(0));
     let mut watched = FORWARDED.to_vec();
     watched.push(SIGCHLD);
@@ -130,6 +133,11 @@ pub fn watch_signals(events: Sender<Event>) -> io::Result<Arc<AtomicI32>> {
                 if pid > 0 {
                     if let Ok(sig) = Signal::try_from(origin.signal) {
                         let _ = kill(Pid::from_raw(pid), sig);
+                        for orphan in children_of(&procfs, std::process::id()) {
+                            if orphan as i32 != pid {
+                                let _ = kill(Pid::from_raw(orphan as i32), sig);
+                            }
+                        }
                     }
                 } else {
                     // Before the command exists: keep the latest, delivered after it starts.

@@ -138,7 +138,8 @@ fn run(args: &RunArgs, config: &Config) -> anyhow::Result<u8> {
         tracing::warn!("{w}");
     }
     let (events_tx, events) = mpsc::channel();
-    let forward_to = child::watch_signals(events_tx).context("cannot watch signals")?;
+    let forward_to =
+        child::watch_signals(events_tx, &config.procfs).context("cannot watch signals")?;
     let mut monitor = Monitor::builder(runtime_options(config))
         .build()
         .map_err(|e| match e {

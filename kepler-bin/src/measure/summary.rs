@@ -408,3 +408,104 @@ impl Summary {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
+    use kepler_core::{ProcessInfo, Timestamp};
+    use kepler_runtime::{Monitor, NamedSource, Options};
+    use kepler_sources::gpu::{FakeGpu, FakeGpuDevice};
+
+    use super::*;
+
+    fn process(pid: u32, comm: &str) -> FakeProcess {
+        FakeProcess {
+            pid,
+            start_time: u64::from(pid),
+            start: Timestamp(0),
+            end: None,
+            permille: 1000,
+            info: Arc::new(ProcessInfo::new(comm, comm)),
+        }
+    }
+
+    /// Two processes busy on two CPUs, one of them the command (and on the GPU): the
+    /// command gets half of node active energy, its GPU energy, and the carbon of both.
+    #[test]
+    fn the_command_gets_its_cpu_share_of_active_energy_and_its_gpu_energy() {
+        let mut o = Options::new("/nonexistent/sys", "/nonexistent/proc");
+        o.gpu = None;
+        let mut gpu = FakeGpuDevice::new(0, 200.0);
+        gpu.run(&[(101, 50)]);
+        let mut m = Monitor::builder(o)
+            .power_sources(vec![NamedSource {
+                name: "fake".into(),
+                source: Box::new(FakePower::constant(
+                    &[(ZoneKind::Package, 0, 100.0)],
+                    1 << 40,
+                )),
+            }])
+            .activity_source(Box::new(FakeActivity {
+                cpus: 2,
+                background_permille: 0,
+                processes: vec![process(101, "cmd"), process(202, "other")],
+                failing: false,
+            }))
+            .gpu_backend(Box::new(FakeGpu::new(vec![gpu])))
+            .build()
+            .unwrap();
+        let mut ledger = Ledger::new(None);
+        let mut last = None;
+        for t in 0..=4u64 {
+            let tick = m.tick(Timestamp(t * 1_000_000_000));
+            ledger.observe(&tick.snapshot, tick.gpu.as_deref(), &[(101, 101)]);
+            last = Some(tick);
+        }
+        let last = last.unwrap();
+        let facts = RunFacts {
+            command: vec!["cmd".into()],
+            exit: Exit {
+                code: Some(0),
+                signal: None,
+                status: 0,
+            },
+            duration_seconds: 4.0,
+            cpu_seconds: 4.0,
+            method: Method::ProcessTree,
+            accounting_note: None,
+            meter: "fake".into(),
+            estimated_reason: None,
+            interval_seconds: 1.0,
+            carbon_intensity: Some(360.0),
+        };
+        let s = summarize(facts, &last.snapshot, last.gpu.as_deref(), &ledger);
+        assert_eq!(s.readings, 5);
+        let package = &s.zones[0];
+        assert_eq!(package.zone, "package");
+        assert!((package.node_joules - 400.0).abs() < 1e-6, "{package:?}");
+        assert!(
+            (package.node_active_joules + package.node_idle_joules - package.node_joules).abs()
+                < 1e-6
+        );
+        assert!((package.share - 0.5).abs() < 0.01, "{package:?}");
+        assert!((package.watts - package.joules / 4.0).abs() < 1e-9);
+        assert_eq!(s.gpu.len(), 1, "{s:?}");
+        let g = &s.gpu[0];
+        assert!(g.joules > 0.0 && g.joules <= g.node_joules, "{g:?}");
+        assert!((s.total_joules - package.joules - g.joules).abs() < 1e-9);
+        let carbon = s.carbon.as_ref().unwrap();
+        assert!(
+            (carbon.grams - s.total_joules / 1e4).abs() < 1e-12,
+            "360 g/kWh = 1 g per 10 kJ"
+        );
+        let text = s.text();
+        assert!(text.starts_with("kepler run: measured by fake;"), "{text}");
+        assert!(text.contains("gpu 0") && text.contains("carbon"), "{text}");
+        // Another process only: nothing of it is the command's.
+        let mut other = Ledger::new(None);
+        other.observe(&last.snapshot, last.gpu.as_deref(), &[(303, 303)]);
+        assert!(other.energy().is_zero());
+    }
+}

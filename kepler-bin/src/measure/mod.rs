@@ -49,9 +49,10 @@ const KEPLER_FAILED: u8 = 125;
 /// The longest default sampling period of a run.
 const MAX_DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// While only orphans of the command run, how often to check on them (their own children
-/// exiting does not signal kepler).
-const ORPHAN_POLL: Duration = Duration::from_millis(100);
+/// How often the wait checks on the command's processes besides SIGCHLD: two SIGCHLDs that
+/// come together are delivered as one, and a re-parented orphan's own children do not signal
+/// kepler when they exit.
+const CHILD_POLL: Duration = Duration::from_millis(100);
 
 /// `kepler run ARGS`: parses, measures, reports, and returns the command's exit code.
 pub fn main(args: Vec<OsString>) -> ExitCode {
@@ -203,11 +204,7 @@ fn run(args: &RunArgs, config: &Config) -> anyhow::Result<u8> {
             }
             continue;
         }
-        let mut wait = next - now;
-        if child.ended().is_some() {
-            wait = wait.min(ORPHAN_POLL);
-        }
-        let _ = events.recv_timeout(wait);
+        let _ = events.recv_timeout((next - now).min(CHILD_POLL));
     }
     let duration = started.elapsed();
     // The last reading, with every exited process still a zombie: its final CPU time counts.

@@ -5,6 +5,9 @@
 //! `kepler-runtime`, exposition in `kepler-export`. Nothing depends on this crate except the
 //! binary and the config fuzz target.
 //!
+//! Subcommands share the exporter's configuration and runtime: [`measure`] is `kepler run --
+//! CMD`, one command's energy.
+//!
 //! # Who reads a clock
 //!
 //! The engines never do: every timestamp they see comes from [`clock::Clock`], started here

@@ -4,8 +4,8 @@
 //! defaults), the same [`kepler_runtime::Monitor`] with the same sources, engine and idle
 //! policy, ticked at `--interval` from just before the command starts to just after its last
 //! process exits. The command's energy is what the engine attributed to it: to its cgroup,
-//! which the activity source sees as a container (see the `confine` module), or to the processes of
-//! its tree.
+//! which the activity source sees as a container (see the `confine` module), or to the
+//! processes of its tree.
 //!
 //! ```text
 //!  build Monitor ─► make cgroup ─► spawn trampoline (joins cgroup, stops)

@@ -336,6 +336,61 @@ fn children_and_short_lived_grandchildren_are_counted_and_waited_for() {
     }
 }
 
+/// cgroup v1: a sysfs tree whose cgroupfs has only the real v1 `cpuacct` hierarchy (no v2
+/// mount), so `kepler run` and the activity source both use `cpuacct`. Skips where the
+/// machine has no v1 `cpuacct` hierarchy (pure cgroup v2).
+#[test]
+fn cgroup_v1_cpuacct_counts_children_grandchildren_and_orphans() {
+    let cpuacct = ["/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("cpuacct.usage").exists());
+    let Some(cpuacct) = cpuacct else {
+        eprintln!("SKIPPED: no cgroup v1 cpuacct hierarchy on this machine");
+        return;
+    };
+    let rapl = rapl_without_cgroupfs();
+    let cgroupfs = rapl.sysfs().join("fs/cgroup");
+    fs::create_dir_all(&cgroupfs).unwrap();
+    std::os::unix::fs::symlink(cpuacct, cgroupfs.join(cpuacct.file_name().unwrap())).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let run = kepler_run(
+        rapl.sysfs(),
+        &["--interval=1s"],
+        &burner("main:300:3", work.path()),
+    );
+    assert!(
+        run.out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    if run.json["accounting"] != "cgroup-v1" {
+        assert!(
+            std::env::var("REQUIRE_CGROUPS").as_deref() != Ok("1"),
+            "REQUIRE_CGROUPS=1 but kepler run used {}: {}",
+            run.json["accounting"],
+            run.json["accounting_note"]
+        );
+        eprintln!(
+            "SKIPPED: cpuacct not writable: {}",
+            run.json["accounting_note"]
+        );
+        return;
+    }
+    assert!(
+        work.path().join("orphan.done").exists(),
+        "kepler did not wait for the orphans"
+    );
+    let (truth, procs) = ground_truth_ns(work.path());
+    assert_eq!(procs, 10);
+    let cpu = f(&run.json, "cpu_seconds") * 1e9;
+    assert!(
+        (cpu - truth as f64).abs() <= 0.02 * truth as f64 + 10e6,
+        "kepler run says {cpu} ns of CPU, the processes {truth} ns"
+    );
+    assert!(f(zone(&run.json, "package"), "joules") > 0.0);
+}
+
 /// Without a cgroup: the process tree, with the reaped-children rule (a leaf's CPU time
 /// reaches its parent when reaped) and orphans re-parented to kepler (a child subreaper).
 #[test]

@@ -52,6 +52,9 @@ pub fn command() -> Command {
         .bin_name("kepler run")
         .about(ABOUT)
         .override_usage("kepler run [OPTIONS] -- CMD [ARGS...]")
+        .mut_arg("log.level", |a| {
+            a.help("Log level: debug, info, warn, error. [default for `kepler run`: warn]")
+        })
         .mut_arg("attribution.idle", |a| a.visible_alias("idle"))
         .mut_arg("monitor.interval", |a| {
             a.visible_alias("interval").help(

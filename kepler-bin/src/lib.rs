@@ -21,3 +21,4 @@
 pub mod clock;
 pub mod config;
 pub mod run;
+pub mod top;

@@ -1,4 +1,5 @@
 //! `kepler`: parse the configuration, run, map errors to exit codes (2: bad configuration).
+//! `kepler top ...` is the live view (issue 18, `kepler_bin::top`).
 
 use std::process::ExitCode;
 
@@ -7,6 +8,14 @@ use kepler_bin::config::{Config, Flags, LogFormat};
 use kepler_bin::run::{run, RunError};
 
 fn main() -> ExitCode {
+    // Subcommands by their first argument; anything else is the exporter, exactly as before.
+    match std::env::args_os().nth(1).as_ref().and_then(|a| a.to_str()) {
+        Some("top") => kepler_bin::top::main(std::env::args_os().skip(2)),
+        _ => exporter(),
+    }
+}
+
+fn exporter() -> ExitCode {
     let flags = Flags::parse();
     let file_text = match &flags.config_file {
         Some(path) => match std::fs::read_to_string(path) {

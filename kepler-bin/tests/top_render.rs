@@ -233,7 +233,7 @@ fn a_remote_gone_away_is_shown_with_the_stale_numbers_and_cleared_on_return() {
     app.fail("cannot connect: Connection refused");
     let screen = render(&mut app, 100, 20, &Glyphs::UNICODE);
     assert!(
-        screen[1].contains("Connection refused: 2 failed, retrying"),
+        screen[1].contains("2 failed, retrying; numbers below are stale: cannot connect"),
         "{}",
         screen[1]
     );

@@ -152,11 +152,13 @@ impl App {
         self.rates(&frame);
         for z in &frame.zones {
             let h = self.history.entry(zone_key(z.kind, &z.path)).or_default();
+            // A zone without watts yet (its first reading) adds nothing to its history.
+            let Some(w) = z.watts else { continue };
             if h.len() == HISTORY {
                 h.pop_front();
             }
             // Milliwatts: the sparkline wants integers.
-            h.push_back(z.watts.map_or(0, |w| (w.max(0.0) * 1000.0) as u64));
+            h.push_back((w.max(0.0) * 1000.0) as u64);
         }
         self.history
             .retain(|k, _| frame.zones.iter().any(|z| zone_key(z.kind, &z.path) == *k));

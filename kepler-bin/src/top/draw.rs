@@ -176,13 +176,14 @@ fn draw_header(canvas: &mut Canvas<'_>, area: Rect, app: &App, g: &Glyphs) {
     }
     let mut lines = vec![Line::from(spans)];
     if let Some((why, n)) = &app.trouble {
+        // The reason goes last: it is the long part, and the line may be cut.
         let stale = if app.frame().is_some() {
-            "; the numbers below are stale"
+            "; numbers below are stale"
         } else {
             ""
         };
         lines.push(Line::styled(
-            format!("{}: {n} failed, retrying{stale}", g.clean(why)),
+            format!("{n} failed, retrying{stale}: {}", g.clean(why)),
             BOLD.fg(Color::Red),
         ));
     }
@@ -278,13 +279,14 @@ fn draw_table(canvas: &mut Canvas<'_>, area: Rect, app: &mut App, g: &Glyphs) {
         }
     };
     let id_width: u16 = if app.level == Level::Process { 8 } else { 14 };
+    // Numbers first, the name last, where a long one can use the rest of the line.
     let header = TableRow::new(vec![
         Cell::from(app.level.id_heading()),
-        Cell::from(mark(SortKey::Name, "NAME")),
-        Cell::from(mark(SortKey::Watts, "WATTS")),
-        Cell::from(mark(SortKey::Cpu, "CPU%")),
-        Cell::from(mark(SortKey::Joules, "JOULES")),
+        Cell::from(format!("{:>8}", mark(SortKey::Watts, "WATTS"))),
+        Cell::from(format!("{:>6}", mark(SortKey::Cpu, "CPU%"))),
+        Cell::from(format!("{:>9}", mark(SortKey::Joules, "JOULES"))),
         Cell::from("STATE"),
+        Cell::from(mark(SortKey::Name, "NAME")),
     ])
     .style(HEAD);
     let body: Vec<TableRow> = if rows.is_empty() {
@@ -293,7 +295,14 @@ fn draw_table(canvas: &mut Canvas<'_>, area: Rect, app: &mut App, g: &Glyphs) {
             (Some(_), false) => format!("nothing matches /{}", g.clean(&app.filter)),
             (Some(_), true) => format!("no {} seen", app.level.title().to_lowercase()),
         };
-        vec![TableRow::new(vec![Cell::from(""), Cell::from(why)])]
+        vec![TableRow::new(vec![
+            Cell::from(""),
+            Cell::from(""),
+            Cell::from(""),
+            Cell::from(""),
+            Cell::from(""),
+            Cell::from(why),
+        ])]
     } else {
         rows.iter()
             .skip(app.scroll)
@@ -303,11 +312,11 @@ fn draw_table(canvas: &mut Canvas<'_>, area: Rect, app: &mut App, g: &Glyphs) {
     };
     let widths = [
         Constraint::Length(id_width),
-        Constraint::Min(8),
+        Constraint::Length(8),
+        Constraint::Length(6),
         Constraint::Length(9),
-        Constraint::Length(7),
         Constraint::Length(10),
-        Constraint::Length(10),
+        Constraint::Min(8),
     ];
     canvas.render_widget(Table::new(body, widths).header(header), area);
 }
@@ -321,14 +330,14 @@ fn table_row(r: &Row, id_width: u16, g: &Glyphs) -> TableRow<'static> {
     };
     TableRow::new(vec![
         Cell::from(id),
-        Cell::from(g.clean(&r.name)),
         Cell::from(format!("{:>8.2}", r.watts)),
         Cell::from(
             r.cpu_percent
-                .map_or("      -".into(), |c| format!("{c:>6.1}")),
+                .map_or(format!("{:>6}", "-"), |c| format!("{c:>6.1}")),
         ),
         Cell::from(format!("{:>9}", human(r.joules))),
         Cell::from(g.clean(&r.state)),
+        Cell::from(g.clean(&r.name)),
     ])
     .style(style)
 }

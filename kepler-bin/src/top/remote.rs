@@ -103,27 +103,21 @@ pub async fn scrape(
     frame_from_exposition(&text, at).map_err(|e| format!("{}: {e}", o.url))
 }
 
-/// reqwest's error with its causes, which say what actually failed (refused, TLS, timeout).
+/// What failed, from reqwest's error: its kind, then the innermost cause, which names what
+/// actually happened (refused, unknown host, certificate, timeout).
 fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
-        "timed out".to_string()
+    let kind = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "cannot connect".to_string()
+        "cannot connect"
     } else {
-        "request failed".to_string()
+        "request failed"
     };
-    let mut source = std::error::Error::source(e);
-    let mut last = String::new();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if text != last {
-            s.push_str(": ");
-            s.push_str(&text);
-            last = text;
-        }
-        source = cause.source();
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
     }
-    s
+    format!("{kind}: {cause}")
 }
 
 /// Starts the scraping thread: every refresh, one result goes to `send`, until the

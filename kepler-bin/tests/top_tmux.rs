@@ -142,8 +142,12 @@ fn burners(dir: &Path, prefix: &str) -> (KillOnDrop, KillOnDrop) {
 }
 
 fn top_command(args: &str) -> String {
+    top_command_in("C.UTF-8", args)
+}
+
+fn top_command_in(lang: &str, args: &str) -> String {
     format!(
-        "env LANG=C.UTF-8 {} top {args}; echo TOP-EXITED $?; sleep 600",
+        "env -u LC_ALL -u LC_CTYPE LANG={lang} {} top {args}; echo TOP-EXITED $?; sleep 600",
         env!("CARGO_BIN_EXE_kepler")
     )
 }
@@ -308,6 +312,56 @@ fn remote_view_shows_an_exporter_going_away_and_coming_back() {
     let _back = Kepler::start_on(port, &args);
     tmux.wait_for("recovery", |s| {
         !s.contains("retrying") && zone_watts(s, "package").is_some() && s.contains("rburn-hot")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("a clean exit", |s| s.contains("TOP-EXITED 0"));
+}
+
+/// A VM without meters (an empty sysfs: the model estimates), in a C locale, in a terminal
+/// that shrinks below the minimum and grows back.
+#[test]
+fn meterless_ascii_and_tiny_terminal() {
+    let sysfs = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let _burners = burners(bin.path(), "mburn");
+    let Some(tmux) = Tmux::start(
+        &top_command_in(
+            "C",
+            &format!("--host.sysfs {} --refresh=1s", sysfs.path().display()),
+        ),
+        120,
+        40,
+    ) else {
+        return;
+    };
+    let s = tmux.wait_for("the model's estimate", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|h| h.contains("source model") && h.contains("ESTIMATED"))
+            && zone_watts(s, "package").is_some()
+            && s.contains("mburn-hot")
+    });
+    // ASCII only: the sort arrow and separators too.
+    assert!(s.is_ascii(), "{s}");
+    assert!(s.contains("sort watts v") && s.contains("WATTSv"), "{s}");
+    assert!(s.contains("model*"), "{s}");
+
+    let resize = |w: u16, h: u16| {
+        let status = tmux
+            .cmd()
+            .args(["resize-window", "-t", "top", "-x"])
+            .arg(w.to_string())
+            .arg("-y")
+            .arg(h.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    resize(24, 4);
+    tmux.wait_for("the too-small notice", |s| s.contains("too small"));
+    resize(100, 30);
+    tmux.wait_for("the view again", |s| {
+        s.contains("mburn-hot") && !s.contains("too small")
     });
     tmux.keys(&["q"]);
     tmux.wait_for("a clean exit", |s| s.contains("TOP-EXITED 0"));

@@ -363,6 +363,32 @@ fn meterless_ascii_and_tiny_terminal() {
     tmux.wait_for("the view again", |s| {
         s.contains("mburn-hot") && !s.contains("too small")
     });
-    tmux.keys(&["q"]);
-    tmux.wait_for("a clean exit", |s| s.contains("TOP-EXITED 0"));
+
+    // SIGTERM ends it as `q` does: exit code 0 and the shell's screen back.
+    let pane: u32 = String::from_utf8(
+        tmux.cmd()
+            .args(["display", "-p", "-t", "top", "#{pane_pid}"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{pane}/task/{pane}/children")).unwrap();
+    let top = children
+        .split_whitespace()
+        .next()
+        .expect("kepler top runs under the shell");
+    assert!(Command::new("kill")
+        .args(["-TERM", top])
+        .status()
+        .unwrap()
+        .success());
+    let s = tmux.wait_for("a clean exit on SIGTERM", |s| s.contains("TOP-EXITED 0"));
+    assert!(
+        !s.contains("mburn-hot"),
+        "the alternate screen is gone:\n{s}"
+    );
 }

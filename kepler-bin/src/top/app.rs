@@ -338,3 +338,133 @@ fn zone_key(kind: ZoneKind, path: &str) -> String {
 fn matches(w: &Workload, needle: &str) -> bool {
     w.name.to_lowercase().contains(needle) || w.id.to_lowercase().contains(needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::top::model::{Parents, Workload};
+
+    fn process(pid: &str, name: &str, cpu: f64, container: Option<&str>) -> Workload {
+        Workload {
+            id: pid.into(),
+            name: name.into(),
+            state: "running".into(),
+            cpu_seconds: Some(cpu),
+            parents: Parents {
+                container: container.map(Into::into),
+                ..Parents::default()
+            },
+            ..Workload::default()
+        }
+    }
+
+    fn frame(at: f64, procs: Vec<Workload>, containers: &[&str]) -> Frame {
+        let mut f = Frame {
+            at_secs: at,
+            ..Frame::default()
+        };
+        f.levels[Level::Process.index()] = procs;
+        f.levels[Level::Container.index()] = containers
+            .iter()
+            .map(|id| Workload {
+                id: id.to_string(),
+                name: id.to_string(),
+                ..Workload::default()
+            })
+            .collect();
+        f
+    }
+
+    fn cpu(app: &App, id: &str) -> Option<f64> {
+        app.rows()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap()
+            .cpu_percent
+    }
+
+    #[test]
+    fn cpu_rates_roll_up_and_survive_a_repeated_tick() {
+        let mut app = App::new("t", 1.0);
+        let procs = |a: f64, b: f64| {
+            vec![
+                process("1", "a", a, Some("c1")),
+                process("2", "b", b, Some("c1")),
+                process("3", "idle", 5.0, None),
+            ]
+        };
+        app.update(frame(10.0, procs(1.0, 2.0), &["c1", "c2"]));
+        assert_eq!(cpu(&app, "1"), None, "no rate from one frame");
+        app.update(frame(12.0, procs(2.0, 2.5), &["c1", "c2"]));
+        assert_eq!(cpu(&app, "1"), Some(50.0));
+        assert_eq!(cpu(&app, "2"), Some(25.0));
+        assert_eq!(cpu(&app, "3"), Some(0.0));
+        app.key(Input::Char('2'));
+        assert_eq!(cpu(&app, "c1"), Some(75.0));
+        assert_eq!(
+            cpu(&app, "c2"),
+            Some(0.0),
+            "a group without CPU shows 0, not unknown"
+        );
+        // The same exporter tick scraped again: the rates stay.
+        app.update(frame(12.0, procs(2.0, 2.5), &["c1", "c2"]));
+        assert_eq!(cpu(&app, "c1"), Some(75.0));
+        // Pid 1 reused by a new process (its CPU time went back): no rate this time.
+        app.key(Input::Char('1'));
+        app.update(frame(13.0, procs(0.1, 3.0), &["c1"]));
+        assert_eq!((cpu(&app, "1"), cpu(&app, "2")), (None, Some(50.0)));
+    }
+
+    #[test]
+    fn filter_matches_name_or_id_and_name_sort_reverses() {
+        let mut app = App::new("t", 1.0);
+        let procs = vec![
+            process("10", "Bash", 0.0, None),
+            process("42", "zsh", 0.0, None),
+            process("7", "ash", 0.0, None),
+        ];
+        app.update(frame(1.0, procs, &[]));
+        app.key(Input::Char('n'));
+        let names = |app: &App| app.rows().into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(&app), ["Bash", "ash", "zsh"]);
+        app.key(Input::Char('r'));
+        assert_eq!(names(&app), ["zsh", "ash", "Bash"]);
+        for c in "/ash".chars() {
+            app.key(Input::Char(c));
+        }
+        assert_eq!(names(&app), ["ash", "Bash"], "case-insensitive");
+        app.key(Input::Backspace);
+        app.key(Input::Backspace);
+        app.key(Input::Backspace);
+        app.key(Input::Char('4'));
+        app.key(Input::Char('2'));
+        assert!(
+            app.editing_filter,
+            "keys go to the filter while it is typed"
+        );
+        assert_eq!(names(&app), ["zsh"], "matches the id 42");
+        app.key(Input::Enter);
+        app.key(Input::Char('s'));
+        assert_eq!(app.sort, SortKey::Watts, "s cycles name -> watts");
+        app.key(Input::Esc);
+        assert!(
+            app.filter == "42",
+            "Esc outside the filter quits, it does not clear"
+        );
+    }
+
+    #[test]
+    fn scrolling_stays_in_range() {
+        let mut app = App::new("t", 1.0);
+        app.page = 5;
+        app.key(Input::PageDown);
+        app.key(Input::Down);
+        assert_eq!(app.scroll, 6);
+        app.key(Input::PageUp);
+        app.key(Input::PageUp);
+        assert_eq!(app.scroll, 0);
+        app.key(Input::Down);
+        app.key(Input::Tab);
+        assert_eq!((app.level, app.scroll), (Level::Container, 0));
+    }
+}

@@ -275,10 +275,11 @@ impl From<io::Error> for TopError {
     }
 }
 
-/// What wakes the view: a key, a resize, or a remote frame.
+/// What wakes the view: a key, a resize, a remote frame, or a signal to stop.
 enum Msg {
     Term(Event),
     Remote(Result<Frame, String>),
+    Quit,
 }
 
 fn run(mode: Mode, refresh: Duration, glyphs: Glyphs, log: &LogBuffer) -> Result<(), TopError> {
@@ -308,6 +309,25 @@ fn run(mode: Mode, refresh: Duration, glyphs: Glyphs, log: &LogBuffer) -> Result
         }
     };
     let mut app = App::new(label, refresh.as_secs_f64());
+    // SIGTERM, SIGHUP (the terminal closed) and SIGINT from elsewhere end the view like `q`,
+    // so the terminal is always given back as it was.
+    let quit = tx.clone();
+    tokio.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = quit.send(Msg::Quit);
+    });
 
     let _screen = Screen::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -366,6 +386,7 @@ fn run(mode: Mode, refresh: Duration, glyphs: Glyphs, log: &LogBuffer) -> Result
         match msg {
             Msg::Remote(Ok(frame)) => app.update(frame),
             Msg::Remote(Err(why)) => app.fail(why),
+            Msg::Quit => break,
             Msg::Term(Event::Key(k)) if k.kind != KeyEventKind::Release => {
                 let Some(input) = input(k.code, k.modifiers) else {
                     continue;
@@ -431,7 +452,15 @@ impl Drop for Screen {
 /// Log lines kept in memory while the screen is in use (a line on stderr would tear the
 /// view), shown in the key line and printed when the view closes.
 #[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<String>>>);
+struct LogBuffer(Arc<Mutex<LogLines>>);
+
+/// The latest lines, and how many were ever written (it changes when a line arrives, even
+/// once the oldest are dropped).
+#[derive(Default)]
+struct LogLines {
+    lines: std::collections::VecDeque<String>,
+    written: usize,
+}
 
 /// At most this many lines are kept; the oldest go first.
 const LOG_LINES: usize = 200;
@@ -454,11 +483,14 @@ impl LogBuffer {
     }
 
     fn count(&self) -> usize {
-        self.0.lock().map_or(0, |v| v.len())
+        self.0.lock().map_or(0, |v| v.written)
     }
 
     fn lines(&self) -> Vec<String> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|v| v.lines.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -467,10 +499,11 @@ impl Write for LogBuffer {
         let text = String::from_utf8_lossy(data);
         if let Ok(mut v) = self.0.lock() {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                if v.len() == LOG_LINES {
-                    v.remove(0);
+                if v.lines.len() == LOG_LINES {
+                    v.lines.pop_front();
                 }
-                v.push(line.trim().to_string());
+                v.lines.push_back(line.trim().to_string());
+                v.written += 1;
             }
         }
         Ok(data.len())

@@ -221,7 +221,7 @@ fn local_view_switches_levels_and_sorts_by_keys() {
         .unwrap()
         .parse()
         .unwrap_or(0.0);
-    assert!(cpu > 5.0, "busy loop at {cpu}%: {hot}");
+    assert!(cpu > 1.0, "busy loop at {cpu}%: {hot}");
     tmux.keys(&["w"]);
     tmux.wait_for("sorted by watts", |s| {
         s.contains("WATTS▼") && above(s, "kburn-hot", "kburn-idle")

@@ -25,3 +25,4 @@ pub mod clock;
 pub mod config;
 pub mod measure;
 pub mod run;
+pub mod top;

@@ -1,4 +1,5 @@
 //! `kepler`: parse the configuration, run, map errors to exit codes (2: bad configuration).
+//! `kepler top ...` is the live view (issue 18, `kepler_bin::top`).
 
 use std::process::ExitCode;
 
@@ -7,15 +8,17 @@ use kepler_bin::config::{Config, Flags, LogFormat};
 use kepler_bin::run::{run, RunError};
 
 fn main() -> ExitCode {
-    // Subcommands: the first argument; anything else is the exporter, as always.
+    // Subcommands by their first argument; anything else is the exporter, exactly as before.
     let mut args = std::env::args_os().skip(1);
     match args.next().as_ref().and_then(|a| a.to_str()) {
-        Some("run") => return kepler_bin::measure::main(args.collect()),
-        Some(kepler_bin::measure::EXEC_CHILD) => {
-            return kepler_bin::measure::exec_child(args.collect())
-        }
-        _ => {}
+        Some("run") => kepler_bin::measure::main(args.collect()),
+        Some(kepler_bin::measure::EXEC_CHILD) => kepler_bin::measure::exec_child(args.collect()),
+        Some("top") => kepler_bin::top::main(args),
+        _ => exporter(),
     }
+}
+
+fn exporter() -> ExitCode {
     let flags = Flags::parse();
     let file_text = match &flags.config_file {
         Some(path) => match std::fs::read_to_string(path) {

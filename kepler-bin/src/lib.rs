@@ -20,4 +20,5 @@
 
 pub mod clock;
 pub mod config;
+pub mod output;
 pub mod run;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
 use kepler_core::{
     ContainerInfo, CpuInfo, GpuConfig, Metering, MicroWatts, PodInfo, PowerFrame, PowerSource,
-    ProcessInfo, Reading, Runtime, SourceKind, SourceReport, Timestamp, VmInfo, ZoneInfo,
-    ZoneKind, ZoneLabels,
+    ProcessInfo, Reading, Runtime, SourceKind, SourceReport, Timestamp, VmInfo, ZoneInfo, ZoneKind,
+    ZoneLabels,
 };
 use kepler_export::{BuildInfo, ExportContext, Exposition, MetricsLevel};
 use kepler_runtime::{Monitor, NamedSource, Options};
@@ -32,7 +32,10 @@ impl PowerSource for FakeBmc {
         &self.zones
     }
     fn read(&mut self, _at: Timestamp, out: &mut PowerFrame) {
-        out.push(&self.zones[0], Ok(Reading::Power(MicroWatts::from_watts(420.0))));
+        out.push(
+            &self.zones[0],
+            Ok(Reading::Power(MicroWatts::from_watts(420.0))),
+        );
     }
     fn report(&self, _at: Timestamp, out: &mut SourceReport) {
         out.zones.push(ZoneLabels {
@@ -76,11 +79,17 @@ fn exposition() -> String {
         cpus: 4,
         background_permille: 50,
         processes: vec![
-            process(101, ProcessInfo::new("web", "/usr/bin/web").with_container(container)),
+            process(
+                101,
+                ProcessInfo::new("web", "/usr/bin/web").with_container(container),
+            ),
             process(
                 102,
-                ProcessInfo::new("qemu-kvm", "/usr/bin/qemu-kvm")
-                    .with_vm(VmInfo::new("vm-uuid-1", "guest", "kvm")),
+                ProcessInfo::new("qemu-kvm", "/usr/bin/qemu-kvm").with_vm(VmInfo::new(
+                    "vm-uuid-1",
+                    "guest",
+                    "kvm",
+                )),
             ),
             process(103, ProcessInfo::new("bash", "/usr/bin/bash")),
         ],
@@ -140,7 +149,10 @@ fn exposition() -> String {
 }
 
 /// Upstream label sets by metric, and the documented differences.
-fn upstream() -> (BTreeMap<String, BTreeSet<String>>, BTreeMap<String, Vec<String>>) {
+fn upstream() -> (
+    BTreeMap<String, BTreeSet<String>>,
+    BTreeMap<String, Vec<String>>,
+) {
     let mut metrics = BTreeMap::new();
     let mut diffs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in DATA.lines().map(str::trim) {
@@ -151,7 +163,10 @@ fn upstream() -> (BTreeMap<String, BTreeSet<String>>, BTreeMap<String, Vec<Strin
         let first = words.next().unwrap();
         if first == "diff" {
             let name = words.next().unwrap().to_string();
-            diffs.entry(name).or_default().extend(words.map(String::from));
+            diffs
+                .entry(name)
+                .or_default()
+                .extend(words.map(String::from));
         } else {
             let kind = words.next().unwrap();
             assert!(kind == "counter" || kind == "gauge", "{line}");
@@ -166,7 +181,11 @@ fn every_upstream_metric_has_upstream_labels_issue_17() {
     let text = exposition();
     let samples = support::parse_exposition(&text);
     let (metrics, diffs) = upstream();
-    assert_eq!(metrics.len(), 32, "the data file lists Go Kepler 0.11's 32 families");
+    assert_eq!(
+        metrics.len(),
+        32,
+        "the data file lists Go Kepler 0.11's 32 families"
+    );
     for (name, labels) in &metrics {
         let mut want = labels.clone();
         for d in diffs.get(name).into_iter().flatten() {

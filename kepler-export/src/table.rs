@@ -41,6 +41,18 @@ fn cut(s: &str, n: usize) -> String {
     }
 }
 
+/// The last `n` characters of `s`, with `~` in front when cut (paths end with what matters).
+fn cut_left(s: &str, n: usize) -> String {
+    let len = s.chars().count();
+    if len <= n {
+        s.to_string()
+    } else {
+        let mut t = String::from("~");
+        t.extend(s.chars().skip(len - n + 1));
+        t
+    }
+}
+
 /// The table of one tick.
 pub fn render_table(snap: &Snapshot, ctx: &ExportContext) -> String {
     let mut t = String::with_capacity(4096);
@@ -72,7 +84,7 @@ pub fn render_table(snap: &Snapshot, ctx: &ExportContext) -> String {
             z.active_power,
             z.idle_power,
             z.total.0 as f64 / 1e6,
-            z.info.path,
+            cut_left(&z.info.path, 36),
             if z.info.estimated { "  (estimate)" } else { "" }
         );
     }
@@ -81,7 +93,7 @@ pub fn render_table(snap: &Snapshot, ctx: &ExportContext) -> String {
 
     let mut procs: Vec<_> = snap.processes.iter().collect();
     procs.sort_by(|a, b| w(&b.energy).total_cmp(&w(&a.energy)));
-    if !procs.is_empty() {
+    if ctx.level.process && !procs.is_empty() {
         let _ = writeln!(
             t,
             "-- top processes by {} watts ({} tracked)\n{:>8} {:<16} {:<10} {:<13} {:>9} {:>11} {:>10}",
@@ -105,7 +117,7 @@ pub fn render_table(snap: &Snapshot, ctx: &ExportContext) -> String {
     }
     let mut containers: Vec<_> = snap.containers.iter().collect();
     containers.sort_by(|a, b| w(&b.energy).total_cmp(&w(&a.energy)));
-    if !containers.is_empty() {
+    if ctx.level.container && !containers.is_empty() {
         let _ = writeln!(
             t,
             "-- top containers\n{:<13} {:<20} {:<10} {:<10} {:>9} {:>11}",
@@ -126,7 +138,7 @@ pub fn render_table(snap: &Snapshot, ctx: &ExportContext) -> String {
     }
     let mut pods: Vec<_> = snap.pods.iter().collect();
     pods.sort_by(|a, b| w(&b.energy).total_cmp(&w(&a.energy)));
-    if !pods.is_empty() {
+    if ctx.level.pod && !pods.is_empty() {
         let _ = writeln!(
             t,
             "-- top pods\n{:<16} {:<24} {:<10} {:>9} {:>11}",
@@ -149,7 +161,7 @@ pub fn render_table(snap: &Snapshot, ctx: &ExportContext) -> String {
             );
         }
     }
-    if !snap.vms.is_empty() {
+    if ctx.level.vm && !snap.vms.is_empty() {
         let _ = writeln!(
             t,
             "-- virtual machines\n{:<24} {:<10} {:<10} {:>9} {:>11}",
@@ -179,5 +191,7 @@ mod tests {
         assert_eq!(utc(0.0), "1970-01-01 00:00:00");
         assert_eq!(utc(1_700_000_000.0), "2023-11-14 22:13:20");
         assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00");
+        assert_eq!(cut_left("/sys/class/powercap", 9), "~powercap");
+        assert_eq!(cut("kworker/u8:2-events", 8), "kworker~");
     }
 }

@@ -13,6 +13,16 @@ use kepler_core::{GpuSnapshot, Snapshot, ZoneKind};
 
 use super::{push_seconds_close, ExportContext, Kind, Out};
 
+/// The `pod` label: the pod's name, or its UID while Kubernetes has not named it (without
+/// `kube.enabled`), so that `by (pod)` still tells pods apart.
+fn pod_name(p: &kepler_core::PodInfo) -> &str {
+    if p.name.is_empty() {
+        &p.id
+    } else {
+        &p.name
+    }
+}
+
 /// The CPU zones whose sum counts nothing twice.
 fn disjoint(kinds: &[ZoneKind]) -> Vec<ZoneKind> {
     if kinds.contains(&ZoneKind::Package) {
@@ -47,7 +57,7 @@ pub(super) fn render(o: &mut Out, snap: &Snapshot, gpu: Option<&GpuSnapshot>, ct
     if ctx.level.container && !snap.containers.is_empty() {
         let labels = |o: &mut Out, c: &kepler_core::ContainerEntry| {
             o.label("container", &c.info.name);
-            o.label("pod", c.info.pod.as_ref().map_or("", |p| &p.name));
+            o.label("pod", c.info.pod.as_ref().map_or("", pod_name));
             o.label(
                 "namespace",
                 c.info.pod.as_ref().map_or("", |p| &p.namespace),
@@ -105,10 +115,7 @@ pub(super) fn render(o: &mut Out, snap: &Snapshot, gpu: Option<&GpuSnapshot>, ct
             o.label("comm", &p.info.comm);
             let c = p.info.container.as_ref();
             o.label("container", c.map_or("", |c| &c.name));
-            o.label(
-                "pod",
-                c.and_then(|c| c.pod.as_ref()).map_or("", |p| &p.name),
-            );
+            o.label("pod", c.and_then(|c| c.pod.as_ref()).map_or("", pod_name));
             o.label(
                 "namespace",
                 c.and_then(|c| c.pod.as_ref()).map_or("", |p| &p.namespace),

@@ -24,5 +24,6 @@
 pub mod clock;
 pub mod config;
 pub mod measure;
+pub mod output;
 pub mod run;
 pub mod top;

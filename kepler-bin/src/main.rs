@@ -20,7 +20,16 @@ fn main() -> ExitCode {
 
 fn exporter() -> ExitCode {
     let flags = Flags::parse();
-    let file_text = match &flags.config_file {
+    // `KEPLER_<PATH>` variables sit between the file and the flags (README: Configuration).
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("KEPLER_"))
+        .collect();
+    let config_file = flags.config_file.clone().or_else(|| {
+        env.iter()
+            .find(|(k, _)| k == "KEPLER_CONFIG_FILE")
+            .map(|(_, v)| v.clone())
+    });
+    let file_text = match &config_file {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some((path.clone(), text)),
             Err(e) => {
@@ -30,9 +39,10 @@ fn exporter() -> ExitCode {
         },
         None => None,
     };
-    let config = match Config::build(
+    let config = match Config::build_with_env(
         &flags,
         file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+        &env,
         std::env::var("NODE_NAME").ok(),
         hostname,
     ) {

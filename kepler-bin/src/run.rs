@@ -1,12 +1,12 @@
 //! Wiring: config in, runtime options out, the monitor and server started, the loop run on
 //! its own thread until a signal.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kepler_core::{AttributorConfig, GpuConfig, MicroWatts, Nanos};
+use kepler_core::{AttributorConfig, GpuConfig, MicroJoules, MicroWatts, Nanos};
 use kepler_export::{BuildInfo, ExportContext, Exposition, MetricsHandle, ServerConfig, WebConfig};
 use kepler_runtime::{BuildError, Monitor, Options, RedfishSetup};
 
@@ -36,6 +36,7 @@ pub fn runtime_options(config: &Config) -> Options {
     o.meters.hwmon_enabled = config.meters.hwmon_enabled;
     o.meters.hwmon_rules = config.meters.hwmon_rules.clone();
     o.meters.hwmon_zones = config.meters.hwmon_zones.clone();
+    o.meters.fake_zones = config.meters.fake_zones.clone();
     o.preferred_meters = config.preferred_meters.clone();
     o.redfish = config.redfish.as_ref().map(|rf| RedfishSetup {
         node_name: rf.node_name.clone(),
@@ -54,6 +55,9 @@ pub fn runtime_options(config: &Config) -> Options {
     o.engine = AttributorConfig::builder()
         .terminated_ttl(ttl)
         .max_terminated(config.max_terminated)
+        .min_terminated_energy(MicroJoules(
+            config.min_terminated_joules.saturating_mul(1_000_000),
+        ))
         .default_max_power(MicroWatts::from_watts(10_000.0))
         .idle(config.idle)
         .idle_power(config.idle_power)
@@ -118,35 +122,82 @@ pub fn run(config: Config) -> Result<(), RunError> {
         build: build_info(),
         cpu_info: monitor.cpu_info().to_vec(),
         wall_offset_secs: clock.wall_origin_secs(),
+        guide_aliases: config.outputs.compat_guide,
     };
 
     // The monitor runs on its own thread: sources do blocking file I/O. Each tick is
-    // rendered once, then published for every scrape until the next one.
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    // rendered once, then published for every scrape until the next one. With
+    // `monitor.interval: 0` there is no schedule: a scrape asks for a tick, which is made
+    // unless the latest is younger than `monitor.staleness` (Go Kepler's read on scrape).
+    let (msg_tx, msg_rx) = mpsc::channel::<LoopMsg>();
     let interval = config.interval;
+    let staleness = config.staleness;
+    if interval.is_zero() {
+        let requests = msg_tx.clone();
+        handle.set_refresher(Arc::new(move || {
+            let (done_tx, done_rx) = mpsc::sync_channel(1);
+            if requests.send(LoopMsg::Refresh(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(30));
+            }
+        }));
+    }
+    let mut writers = crate::output::Writers::open(&config.outputs).map_err(|e| {
+        RunError::Config(ConfigError {
+            key: "exporter.json.path".into(),
+            message: e.to_string(),
+        })
+    })?;
+    let prometheus = config.outputs.prometheus;
+    let process_metrics = config.outputs.process_metrics;
     let loop_handle = handle.clone();
     let monitor_thread = thread::Builder::new()
         .name("monitor".into())
         .spawn(move || {
+            let mut tick_once = |monitor: &mut Monitor| {
+                let mut tick = monitor.tick(clock.now());
+                if process_metrics {
+                    tick.stats.process = kepler_runtime::read_own_process();
+                }
+                let gpu = tick.gpu.as_deref();
+                if prometheus {
+                    loop_handle.publish(Exposition::render(
+                        &tick.snapshot,
+                        gpu,
+                        &context,
+                        &tick.stats,
+                    ));
+                }
+                writers.write(&tick, &context);
+                loop_handle.set_ready(true);
+            };
+            tick_once(&mut monitor);
+            let mut last = Instant::now();
             let mut next = Instant::now();
             loop {
-                let tick = monitor.tick(clock.now());
-                let gpu = tick.gpu.as_deref();
-                loop_handle.publish(Exposition::render(
-                    &tick.snapshot,
-                    gpu,
-                    &context,
-                    &tick.stats,
-                ));
-                loop_handle.set_ready(true);
+                if interval.is_zero() {
+                    match msg_rx.recv() {
+                        Ok(LoopMsg::Refresh(done)) => {
+                            if last.elapsed() >= staleness {
+                                tick_once(&mut monitor);
+                                last = Instant::now();
+                            }
+                            let _ = done.try_send(());
+                        }
+                        _ => break,
+                    }
+                    continue;
+                }
                 next += interval;
                 let now = Instant::now();
                 if next < now {
                     // Fell behind (suspend, slow source): skip missed ticks, keep the cadence.
                     next = now + interval;
                 }
-                match stop_rx.recv_timeout(next - now) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                match msg_rx.recv_timeout(next - now) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => tick_once(&mut monitor),
+                    Ok(LoopMsg::Refresh(done)) => {
+                        let _ = done.try_send(());
+                    }
                     _ => break,
                 }
             }
@@ -162,13 +213,27 @@ pub fn run(config: Config) -> Result<(), RunError> {
             wait_for_signal().await;
             tracing::info!("shutting down");
         };
+        if !prometheus {
+            tracing::info!("exporter.prometheus.enabled=false: no HTTP server");
+            shutdown.await;
+            return Ok(());
+        }
         kepler_export::serve(server, handle, shutdown).await
     });
-    let _ = stop_tx.send(());
+    let _ = msg_tx.send(LoopMsg::Stop);
     let _ = monitor_thread.join();
     runtime.shutdown_timeout(Duration::from_secs(2));
     result.context("HTTP server failed")?;
     Ok(())
+}
+
+/// What the monitor thread is asked.
+enum LoopMsg {
+    /// A scrape wants data no older than `monitor.staleness` (read on scrape); answered
+    /// once it is published.
+    Refresh(mpsc::SyncSender<()>),
+    /// Shut down.
+    Stop,
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, as Go programs (and so Go Kepler) do

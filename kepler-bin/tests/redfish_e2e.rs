@@ -129,6 +129,10 @@ fn issue_6_kepler_exports_redfish_power_and_a_hung_bmc_never_slows_a_scrape() {
             ("chassis_id", "1"),
             ("power_control_id", id),
             ("power_control_name", name),
+            // Go Kepler's spelling of the same entry, on the same series (issue 17).
+            ("source_id", id),
+            ("source_name", name),
+            ("source_type", "PowerControl"),
         ];
         assert_eq!(
             value(&samples, "kepler_platform_watts", &want),

@@ -32,6 +32,9 @@ pub enum Runtime {
     CriO,
     /// Podman, rootful or rootless.
     Podman,
+    /// A bare id under a kubelet `kubepods` cgroup (cgroupfs driver): the runtime behind
+    /// the kubelet is not in the path (Go Kepler's `kubernetes`).
+    Kubernetes,
     /// A container id was found but the runtime is not known.
     Unknown,
 }
@@ -42,8 +45,9 @@ impl Runtime {
         match self {
             Runtime::Docker => "docker",
             Runtime::Containerd => "containerd",
-            Runtime::CriO => "cri-o",
+            Runtime::CriO => "crio",
             Runtime::Podman => "podman",
+            Runtime::Kubernetes => "kubernetes",
             Runtime::Unknown => "unknown",
         }
     }

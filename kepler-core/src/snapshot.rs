@@ -29,6 +29,12 @@ impl PerKind {
         self.0.iter().sum()
     }
 
+    /// The largest value: the energy of the widest zone (package or psys on RAPL), which
+    /// includes the narrower ones, so that nested zones are not counted twice.
+    pub fn max(&self) -> u64 {
+        self.0.iter().copied().max().unwrap_or(0)
+    }
+
     /// True when every value is 0.
     pub fn is_zero(&self) -> bool {
         self.0.iter().all(|&x| x == 0)
@@ -148,6 +154,9 @@ pub struct GroupEntry<I> {
     pub state: State,
     /// Attributed energy.
     pub energy: Energies,
+    /// CPU time of its member processes while they were members, summed tick by tick
+    /// (`kepler_container_cpu_seconds_total`); never decreases.
+    pub cpu_time: Nanos,
 }
 
 /// A container's entry.

@@ -1021,6 +1021,45 @@ fn terminated_ttl_serves_two_scrapers_and_cap_keeps_largest_issue_4() {
     assert_eq!(seen[4], vec![]);
 }
 
+/// Issue 17: `min_terminated_energy` (Go Kepler's `monitor.minTerminatedEnergyThreshold`)
+/// drops terminated workloads below the threshold at once and keeps the others; running
+/// ones are kept whatever their energy.
+#[test]
+fn terminated_below_the_energy_threshold_are_dropped_issue_17() {
+    let interval = 5 * SEC;
+    let mut engine = Attributor::new(
+        AttributorConfig::builder()
+            .terminated_ttl(Nanos(2 * interval))
+            .min_terminated_energy(MicroJoules(5_000_000))
+            .build(),
+    );
+    let mut seen = Vec::new();
+    for t in 0..3u64 {
+        // Processes 1 (7.5 J) and 2 (2.5 J) run until t=1, then exit.
+        let procs: Vec<P> = if t <= 1 {
+            vec![
+                (1, 1, t * 3 * SEC / 2, 0, 0, None),
+                (2, 1, t * SEC / 2, 0, 0, None),
+            ]
+        } else {
+            vec![]
+        };
+        let f = churn_frame(t * interval, t.min(1) * 2 * SEC, &procs, &[]);
+        let s = step_at(&mut engine, t * interval, t.min(1) * 50_000_000, &f);
+        seen.push(
+            s.processes
+                .iter()
+                .map(|p| (p.pid, p.state.label(), pkg(&p.energy)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        seen[1],
+        vec![(1, "running", 7_500_000), (2, "running", 2_500_000)]
+    );
+    assert_eq!(seen[2], vec![(1, "terminated", 7_500_000)]);
+}
+
 /// Issue 4: an exec probe runs in a container's cgroup but is the child of the runtime shim
 /// outside it: the container's cgroup and the shim's `cutime` both count it. Only the
 /// container gets it; the shim's credit is limited to busy time nothing else explains.

@@ -34,9 +34,12 @@ use crate::level::MetricsLevel;
 
 mod components;
 mod gpu;
+mod guide;
 mod platform;
+mod process;
 
 pub use components::{BpfStats, KubeMode, KubeRequestStats, KubeStats};
+pub use process::ProcessStats;
 
 /// The content type of the text format 0.0.4 body.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -92,6 +95,8 @@ pub struct ExportContext {
     /// Unix time (seconds) at `kepler_core::Timestamp(0)`, to turn the monotonic read times
     /// of the snapshot into Unix timestamps.
     pub wall_offset_secs: f64,
+    /// Adds the setup guide's series (`exporter.prometheus.compat: [guide]`).
+    pub guide_aliases: bool,
 }
 
 impl ExportContext {
@@ -116,6 +121,9 @@ pub struct SelfStats {
     pub bpf: Option<BpfStats>,
     /// The pod informer's counters; `None` without Kubernetes.
     pub kube: Option<KubeStats>,
+    /// kepler's own process (`exporter.prometheus.debugCollectors: [process]`); `None`
+    /// when off.
+    pub process: Option<ProcessStats>,
 }
 
 /// Self-metrics of one power source.
@@ -170,6 +178,12 @@ impl Exposition {
         r.workloads(snap, ctx.level);
         r.build_info(&ctx.build);
         r.self_metrics(snap, ctx, stats);
+        if let Some(p) = &stats.process {
+            process::render(&mut r.out, p);
+        }
+        if ctx.guide_aliases {
+            guide::render(&mut r.out, snap, gpu, ctx);
+        }
         let render_duration = started.elapsed();
         r.out.header(
             "kepler_exporter_render_duration_seconds",
@@ -762,6 +776,18 @@ impl Renderer {
                 kinds,
                 |i, k| Val::F(snap.watts(snap.containers[i].energy.last.get(k))),
             );
+            let name = "kepler_container_cpu_seconds_total";
+            o.header(
+                name,
+                Kind::Counter,
+                "CPU time used by the container's processes while kepler saw them, in seconds.",
+            );
+            for (i, c) in snap.containers.iter().enumerate() {
+                o.open(name);
+                o.labels(pre.get(i));
+                o.label_raw("state", c.state.label());
+                push_seconds_close(o, c.cpu_time.0);
+            }
         }
         if level.vm && !snap.vms.is_empty() {
             let pre = Arena::build(&snap.vms, |b, v| {

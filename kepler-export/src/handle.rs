@@ -1,23 +1,40 @@
 //! Where the monitor loop publishes expositions and the server reads them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::exposition::Exposition;
 
 /// Where the monitor loop publishes and scrapes read: the latest [`Exposition`] plus a
 /// readiness flag. Cloning is cheap; all clones share the same state.
 ///
-/// Scrapes never trigger computation: they read whatever was published last.
+/// Scrapes never trigger computation: they read whatever was published last, unless a
+/// [refresher](Self::set_refresher) is set (Go Kepler's `monitor.interval: 0`, read on
+/// scrape).
 #[derive(Debug, Clone, Default)]
 pub struct MetricsHandle {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+/// Called (on a blocking thread) before a scrape reads the latest exposition; returns once
+/// a fresh enough one is published.
+pub type Refresher = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
 struct Inner {
     latest: RwLock<Option<Arc<Exposition>>>,
     ready: AtomicBool,
+    refresher: OnceLock<Refresher>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("latest", &self.latest)
+            .field("ready", &self.ready)
+            .field("refresher", &self.refresher.get().is_some())
+            .finish()
+    }
 }
 
 impl MetricsHandle {
@@ -53,6 +70,17 @@ impl MetricsHandle {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Makes every scrape call `refresh` first (read on scrape); set once, later calls are
+    /// ignored.
+    pub fn set_refresher(&self, refresh: Refresher) {
+        let _ = self.inner.refresher.set(refresh);
+    }
+
+    /// The refresher, when reading on scrape.
+    pub fn refresher(&self) -> Option<Refresher> {
+        self.inner.refresher.get().cloned()
     }
 
     /// Marks the exporter ready (or not) for `/readyz`.

@@ -40,16 +40,20 @@ mod auth;
 mod error;
 mod exposition;
 mod handle;
+mod jsonl;
 mod level;
 mod server;
+mod table;
 mod webconfig;
 
 pub use error::{ErrorKind, ExportError};
 pub use exposition::{
     BpfStats, BuildInfo, ExportContext, Exposition, Format, KubeMode, KubeRequestStats, KubeStats,
-    SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+    ProcessStats, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
 };
-pub use handle::MetricsHandle;
+pub use handle::{MetricsHandle, Refresher};
+pub use jsonl::{render_json, JSON_SCHEMA};
 pub use level::{parse_levels, MetricsLevel};
 pub use server::{serve, Server, ServerConfig};
+pub use table::render_table;
 pub use webconfig::WebConfig;

@@ -390,6 +390,10 @@ async fn authorized(auth: &Arc<BasicAuth>, req: &Request<Incoming>) -> bool {
 }
 
 async fn metrics(req: &Request<Incoming>, shared: &Shared) -> Resp {
+    if let Some(refresh) = shared.handle.refresher() {
+        // Read on scrape: the monitor ticks unless its latest data is fresh enough.
+        let _ = tokio::task::spawn_blocking(move || refresh()).await;
+    }
     let Some(exp) = shared.handle.latest() else {
         return simple(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -61,6 +61,7 @@ mod gpu;
 mod kube;
 mod monitor;
 mod options;
+mod own_process;
 mod select;
 
 pub use activity::{ActivityEntry, SelectedActivity, ACTIVITY_SOURCES};
@@ -68,4 +69,5 @@ pub use error::BuildError;
 pub use gpu::{GpuBackendEntry, GPU_BACKENDS};
 pub use monitor::{Monitor, MonitorBuilder, NamedSource, Tick};
 pub use options::{ActivityChoice, Options, RedfishSetup};
+pub use own_process::read_own_process;
 pub use select::{platform_sources, redfish_source, select_meter, MeterChoice};

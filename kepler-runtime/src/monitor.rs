@@ -287,6 +287,7 @@ impl Monitor {
             sources,
             bpf: self.bpf_stats.as_ref().and_then(|read| read()),
             kube: self.kube.as_ref().map(Kube::stats),
+            process: None,
         };
         tracing::debug!(
             processes = snapshot.processes.len(),

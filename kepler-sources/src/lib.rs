@@ -15,6 +15,7 @@
 #[cfg(feature = "acpi")]
 mod acpi;
 mod error;
+mod fake_meter;
 pub mod gpu;
 pub mod host;
 #[cfg(feature = "hwmon")]
@@ -33,6 +34,7 @@ mod sysfs_value;
 #[cfg(feature = "acpi")]
 pub use acpi::AcpiPowerMeter;
 pub use error::{Error, ErrorKind};
+pub use fake_meter::{fake_base_watts, fake_watts, FakeCpuMeter, FAKE_DEFAULT_ZONES};
 pub use host::{
     parse_cgroup, parse_node_cpu, parse_stat, read_cpuinfo, sanitize_comm, vm_from_cmdline,
     CgroupMatch, NodeTicks, StatFields,

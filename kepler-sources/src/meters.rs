@@ -46,6 +46,8 @@ pub struct MeterContext {
     /// hwmon labels or chips to keep (`experimental.hwmon.zones`); empty keeps all.
     #[cfg(feature = "hwmon")]
     pub hwmon_zones: Vec<String>,
+    /// Zones of the synthetic `fake` meter (`dev.fake-cpu-meter.zones`); empty: its defaults.
+    pub fake_zones: Vec<String>,
 }
 
 impl MeterContext {
@@ -63,6 +65,7 @@ impl MeterContext {
             hwmon_rules: HwmonRules::default(),
             #[cfg(feature = "hwmon")]
             hwmon_zones: Vec::new(),
+            fake_zones: Vec::new(),
         }
     }
 }
@@ -102,6 +105,13 @@ pub static METERS: &[MeterEntry] = &[
         enabled_by_default: true,
         estimated: true,
         build: build_model,
+    },
+    // Synthetic numbers for demos and tests (Go Kepler's `fake`); only when named.
+    MeterEntry {
+        name: "fake",
+        enabled_by_default: false,
+        estimated: true,
+        build: build_fake,
     },
 ];
 
@@ -175,6 +185,12 @@ fn build_model(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
     Ok(Box::new(Model::new(&ctx.procfs, &ctx.sysfs, ctx.model)?))
 }
 
+fn build_fake(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
+    Ok(Box::new(crate::fake_meter::FakeCpuMeter::new(
+        &ctx.fake_zones,
+    )?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +208,8 @@ mod tests {
     #[test]
     fn measured_before_estimated() {
         let names: Vec<_> = METERS.iter().map(|m| m.name).collect();
-        assert_eq!(names, ["rapl", "hwmon", "model"]);
+        assert_eq!(names, ["rapl", "hwmon", "model", "fake"]);
+        assert!(!meter("fake").unwrap().enabled_by_default);
         assert!(!meter("rapl").unwrap().estimated);
         assert!(meter("model").unwrap().estimated);
     }

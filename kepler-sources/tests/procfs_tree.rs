@@ -217,7 +217,7 @@ fn container_ids_for_each_runtime_shape() {
             format!(
                 "12:memory:/kubepods/burstable/pod{UID}/{ID_B}\n1:name=systemd:/kubepods/burstable/pod{UID}/{ID_B}\n"
             ),
-            Some((ID_B, Runtime::Unknown, Some(UID))),
+            Some((ID_B, Runtime::Kubernetes, Some(UID))),
         ),
         (
             12,
@@ -294,7 +294,7 @@ fn qemu_process_is_reported_as_a_vm() {
     let vm = find(&frame, 300).info.vm.clone().expect("vm");
     assert_eq!(&*vm.id, "5f1c2b9e-3d4a-4e6f-8a7b-9c0d1e2f3a4b");
     assert_eq!(&*vm.name, "web-01");
-    assert_eq!(&*vm.hypervisor, "qemu");
+    assert_eq!(&*vm.hypervisor, "kvm");
     assert_eq!(find(&frame, 300).info.type_label(), "vm");
     assert_eq!(find(&frame, 301).info.vm, None);
 }

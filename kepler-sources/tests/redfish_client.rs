@@ -364,6 +364,9 @@ fn issue_6_source_reads_never_wait_for_a_hung_bmc() {
             ("chassis_id", "A".to_string()),
             ("power_control_id", "0".to_string()),
             ("power_control_name", "Server".to_string()),
+            ("source_id", "0".to_string()),
+            ("source_name", "Server".to_string()),
+            ("source_type", "PowerControl".to_string()),
         ]
     );
     // Shutdown does not wait for the hung request beyond the HTTP timeout.

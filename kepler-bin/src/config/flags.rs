@@ -50,7 +50,14 @@ fn arg(key: &Key) -> Option<Arg> {
             .value_parser(value_parser!(i64))
             .allow_negative_numbers(true),
         Ty::Float => arg.value_parser(value_parser!(f64)),
-        Ty::Str | Ty::Duration | Ty::Any => arg.value_parser(value_parser!(String)),
+        Ty::Str | Ty::Duration | Ty::Any => match flag.bare {
+            Some(bare) => arg
+                .value_parser(value_parser!(String))
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value(bare),
+            None => arg.value_parser(value_parser!(String)),
+        },
         Ty::Strs => {
             let arg = arg
                 .value_parser(value_parser!(String))
@@ -148,7 +155,8 @@ mod tests {
             let flag = key.flag.unwrap();
             assert!(
                 help.contains(&format!("--{} <", flag.long))
-                    || help.contains(&format!("--{} [", flag.long)),
+                    || help.contains(&format!("--{} [", flag.long))
+                    || help.contains(&format!("--{}[=", flag.long)),
                 "--{}",
                 flag.long
             );

@@ -63,6 +63,8 @@ pub struct Flag {
     pub alias: Option<&'static str>,
     /// A list flag whose values may also be comma-separated (`--metrics=node,pod`).
     pub comma: bool,
+    /// The value of the flag given without one (`--exporter.json` means `-`, stdout).
+    pub bare: Option<&'static str>,
 }
 
 /// A key's default.
@@ -165,6 +167,7 @@ impl Key {
                 value_name,
                 alias: None,
                 comma: false,
+                bare: None,
             }),
             ..self
         }
@@ -189,6 +192,20 @@ impl Key {
         match self.flag {
             Some(f) => Key {
                 flag: Some(Flag { comma: true, ..f }),
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// The flag may be given without a value, meaning `bare`.
+    pub const fn bare(self, bare: &'static str) -> Key {
+        match self.flag {
+            Some(f) => Key {
+                flag: Some(Flag {
+                    bare: Some(bare),
+                    ..f
+                }),
                 ..self
             },
             None => self,

@@ -65,21 +65,26 @@ keys! {
     MONITOR_INTERVAL = Key::yaml("monitor.interval", Ty::Duration)
         .flag("monitor.interval", "DURATION")
         .default("5s")
-        .check(|v| within(v, ms(100), secs(3600)))
-        .help("How often to read the meters and processes (Go duration, e.g. 5s).")
-        .doc("how often meters and processes are read (100ms to 1h)");
+        .check(|v| match v {
+            Value::Duration(d) if d.is_zero() => Ok(v),
+            v => within(v, ms(100), secs(3600)),
+        })
+        .help("How often to read the meters and processes (Go duration, e.g. 5s); 0: no \
+               refresh loop, read when scraped (at most once per monitor.staleness).")
+        .doc("how often meters and processes are read (100ms to 1h); `0`: no loop, sources \
+              are read when `/metrics` is scraped, at most once per `monitor.staleness`");
     MONITOR_STALENESS = Key::yaml("monitor.staleness", Ty::Duration)
         .flag("monitor.staleness", "DURATION")
         .default("500ms")
-        .no_effect("sources are read once per interval and a scrape never reads hardware")
-        .help("Accepted for compatibility with Go Kepler (a duration); no effect: sources are \
-               read once per interval and scrapes never read hardware.")
-        .doc("accepted for compatibility with Go Kepler and validated, but has no effect (a \
-              warning says so): sources are read once per interval and a scrape never reads \
-              hardware");
+        .check(|v| within(v, Duration::ZERO, secs(3600)))
+        .help("With --monitor.interval=0: a scrape reuses data younger than this (HA \
+               scrapers see the same numbers). No effect with an interval.")
+        .doc("with `monitor.interval: 0`, a scrape reuses data younger than this; with an \
+              interval it has no effect (a warning says so): sources are read once per \
+              interval and a scrape never reads hardware");
     MONITOR_TERMINATED_TTL = Key::yaml("monitor.terminatedTTL", Ty::Duration)
         .flag("monitor.terminated-ttl", "DURATION")
-        .default_text("2 x interval")
+        .default_text("2 x interval (1m with `monitor.interval: 0`)")
         .help("How long terminated workloads stay exported (default: two intervals).")
         .doc("how long terminated workloads stay exported");
     MONITOR_MAX_TERMINATED = Key::yaml("monitor.maxTerminated", Ty::Int)
@@ -88,6 +93,14 @@ keys! {
         .help("Most terminated workloads kept per level (largest energy first); negative: \
                no cap.")
         .doc("terminated workloads kept per level, largest energy first; negative: no cap");
+    MIN_TERMINATED_ENERGY = Key::yaml("monitor.minTerminatedEnergyThreshold", Ty::Int)
+        .default("0")
+        .check(|v| match v {
+            Value::Int(j) if j < 0 => Err(format!("{j} joules can't be negative")),
+            v => Ok(v),
+        })
+        .doc("terminated workloads whose energy (widest zone, joules) is below this are \
+              dropped when they end; Go Kepler's default is 10, kepler-rs keeps them all");
     RAPL_ZONES = Key::yaml("rapl.zones", Ty::Strs)
         .flag("rapl.zones", "ZONE")
         .comma()
@@ -101,9 +114,10 @@ keys! {
         .comma()
         .default("[rapl, hwmon, model]")
         .check(preferred_meters)
-        .help("CPU meters in order of preference (rapl, hwmon, model); the first that works \
-               is used.")
-        .doc("CPU meters in order of preference; the first that works is used");
+        .help("CPU meters in order of preference (rapl, hwmon, model, fake); the first that \
+               works is used.")
+        .doc("CPU meters in order of preference (rapl, hwmon, model, fake); the first that \
+              works is used");
     MODEL_IDLE_WATTS = Key::yaml("model.idleWatts", Ty::Float)
         .flag("model.idle-watts", "WATTS")
         .default("10")
@@ -138,7 +152,15 @@ keys! {
     HWMON_ENABLED = Key::yaml("experimental.hwmon.enabled", Ty::Bool)
         .default("true")
         .doc("read hwmon chips (CPU meter `hwmon`, platform chips)");
+    HWMON_FORCE_ENABLED = Key::yaml("experimental.hwmon.forceEnabled", Ty::Bool)
+        .flag("experimental.hwmon.force-enabled", "BOOL")
+        .default("false")
+        .help("Deprecated (as in Go Kepler): the same as --cpu.preferred-meters=hwmon.")
+        .doc("deprecated, as in Go Kepler: `true` means `cpu.preferredMeters: [hwmon]` (a \
+              warning says so)");
     HWMON_ZONES = Key::yaml("experimental.hwmon.zones", Ty::Strs)
+        .flag("experimental.hwmon.zones", "ZONE")
+        .help("hwmon labels or chip names to keep (repeatable).")
         .default_text("all")
         .doc("hwmon labels or chip names to keep");
     HWMON_CPU = Key::yaml("experimental.hwmon.cpu", Ty::Strs)
@@ -153,10 +175,20 @@ keys! {
         .default_text("see [hwmon](#hwmon)")
         .check(hwmon_rules)
         .doc("substrings of `chip/label` that mean the whole machine");
+    HWMON_CHIP_RULES = Key::inert(
+        "experimental.hwmon.chipRules",
+        "kepler-rs reads hwmon power and energy channels, not voltage x current pairs; \
+         classify channels with `experimental.hwmon.cpu`, `.dram` and `.platform`",
+    );
     GPU_ENABLED = Key::yaml("experimental.gpu.enabled", Ty::Bool)
+        .flag("experimental.gpu.enabled", "BOOL")
+        .help("NVIDIA GPU metering through NVML (on by default; off by itself without the \
+               library).")
         .default("true")
         .doc("NVIDIA GPUs through NVML (off by itself where the library is absent)");
     GPU_IDLE_POWER = Key::yaml("experimental.gpu.idlePower", Ty::Float)
+        .flag("experimental.gpu.idle-power", "WATTS")
+        .help("Watts per GPU counted as idle; 0 learns it.")
         .default_text("learned")
         .check(|v| match v {
             Value::Float(w) if !(w.is_finite() && (0.0..3_000.0).contains(&w)) => Err(format!(
@@ -166,6 +198,22 @@ keys! {
         })
         .doc("watts per GPU counted as idle; absent or 0: the lowest power seen with no \
               process");
+    GPU_DCGM_ENDPOINT = Key::yaml("experimental.gpu.dcgmEndpoint", Ty::Str)
+        .flag("experimental.gpu.dcgm-endpoint", "URL")
+        .default_text("none")
+        .check(|v| match v {
+            Value::Str(u)
+                if !(u.trim().is_empty()
+                    || u.starts_with("http://")
+                    || u.starts_with("https://")) =>
+            {
+                Err(format!("{u:?} must be an http:// or https:// URL"))
+            }
+            v => Ok(v),
+        })
+        .help("dcgm-exporter metrics URL for MIG attribution (accepted; see the README).")
+        .doc("dcgm-exporter's metrics URL; accepted and checked, but MIG instances are still \
+              weighed equally (a warning says so, see [NVIDIA GPUs](#nvidia-gpus-nvml))");
     METRICS_LEVEL = Key::yaml("exporter.prometheus.metricsLevel", Ty::Strs)
         .flag("metrics", "LEVEL")
         .comma()
@@ -174,9 +222,50 @@ keys! {
                vm, pod, all).")
         .doc("levels: node, process, container, vm, pod, all");
     PROMETHEUS_ENABLED = Key::yaml("exporter.prometheus.enabled", Ty::Bool)
+        .flag("exporter.prometheus", "BOOL")
         .default("true")
-        .doc("`false` is warned about and ignored: the Prometheus endpoint is the only \
-              exporter");
+        .help("Serve /metrics (false: only the stdout or JSON exporter writes).")
+        .doc("serve HTTP (`/metrics`, `/healthz`, `/readyz`); `false` starts no server: use \
+              `exporter.stdout` or `exporter.json` to see the numbers");
+    DEBUG_COLLECTORS = Key::yaml("exporter.prometheus.debugCollectors", Ty::Strs)
+        .flag("exporter.prometheus.debug-collectors", "COLLECTOR")
+        .comma()
+        .default_text("none")
+        .check(|v| one_of(v, &["go", "process"]))
+        .help("Extra collectors: process (process_* metrics of kepler itself); go is \
+               accepted with a warning.")
+        .doc("`process`: kepler's own `process_cpu_seconds_total`, \
+              `process_resident_memory_bytes`, `process_open_fds`, ... as Prometheus clients \
+              export them; `go` is accepted with a warning (no Go runtime here)");
+    COMPAT = Key::yaml("exporter.prometheus.compat", Ty::Strs)
+        .flag("exporter.prometheus.compat", "PROFILE")
+        .comma()
+        .default_text("none")
+        .check(|v| one_of(v, &["guide"]))
+        .help("Extra series for dashboards written against other names: guide (the setup \
+               guide's kepler_container_joules_total, kepler_node_power_watts, ...).")
+        .doc("`guide`: adds the series the Kepler setup guide's queries use (see \
+              [Queries](#queries))");
+    STDOUT_ENABLED = Key::yaml("exporter.stdout.enabled", Ty::Bool)
+        .flag("exporter.stdout", "BOOL")
+        .default("false")
+        .help("Print a table of node zones and top workloads to stdout every tick.")
+        .doc("print a human-readable table per tick on stdout (see [Stdout and \
+              JSON](#stdout-and-json-output))");
+    JSON_PATH = Key::yaml("exporter.json.path", Ty::Str)
+        .flag("exporter.json", "PATH")
+        .bare("-")
+        .default_text("off")
+        .help("Write one JSON document per tick (JSON lines) to PATH, or stdout when no PATH \
+               or -.")
+        .doc("write one JSON document per tick to this file (`-`: stdout; see [Stdout and \
+              JSON](#stdout-and-json-output))");
+    DEBUG_PPROF = Key::yaml("debug.pprof.enabled", Ty::Bool)
+        .flag("debug.pprof", "BOOL")
+        .default("false")
+        .help("Accepted for Go Kepler compatibility; true warns: there is no pprof endpoint.")
+        .doc("`true` is warned about: there is no pprof endpoint; profile with `perf record \
+              -g -p $(pidof kepler)`");
     WEB_CONFIG_FILE = Key::yaml("web.configFile", Ty::Str)
         .flag("web.config-file", "PATH")
         .help("Web config file (Prometheus exporter-toolkit format: TLS and basic auth).")
@@ -304,32 +393,14 @@ keys! {
         .default_text("3 x interval")
         .table(Table::Redfish)
         .doc("readings older than this are not exported (interval to 24h)");
-    MIN_TERMINATED_ENERGY = Key::inert(
-        "monitor.minTerminatedEnergyThreshold",
-        "terminated workloads are all kept for `monitor.terminatedTTL`, capped by \
-         `monitor.maxTerminated` (largest energy first), with no energy threshold",
-    );
-    STDOUT_ENABLED = Key::inert(
-        "exporter.stdout.enabled",
-        "there is no stdout exporter (yet): `/metrics` is the only output",
-    );
-    DEBUG_COLLECTORS = Key::inert(
-        "exporter.prometheus.debugCollectors",
-        "Go runtime and process collectors do not exist in a Rust binary",
-    );
-    DEBUG_PPROF = Key::inert(
-        "debug.pprof.enabled",
-        "there is no pprof endpoint; profile with `perf` or `valgrind`",
-    );
-    FAKE_CPU_METER_ENABLED = Key::inert(
-        "dev.fake-cpu-meter.enabled",
-        "fake meters are the `fakes` cargo feature of the test suites, not a runtime switch; \
-         a machine without a meter runs on the model estimate",
-    );
-    FAKE_CPU_METER_ZONES = Key::inert(
-        "dev.fake-cpu-meter.zones",
-        "see `dev.fake-cpu-meter.enabled`",
-    );
+    FAKE_CPU_METER_ENABLED = Key::yaml("dev.fake-cpu-meter.enabled", Ty::Bool)
+        .default("false")
+        .doc("deprecated, as in Go Kepler: `true` means `cpu.preferredMeters: [fake]`, the \
+              synthetic meter of [Fake meter](#fake-meter) (a warning says so)");
+    FAKE_CPU_METER_ZONES = Key::yaml("dev.fake-cpu-meter.zones", Ty::Strs)
+        .default_text("package, core, dram")
+        .check(rapl_zones)
+        .doc("zones of the `fake` meter");
 }
 
 fn rapl_zones(v: Value) -> Result<Value, String> {

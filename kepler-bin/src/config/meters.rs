@@ -19,6 +19,8 @@ pub struct MeterConfig {
     pub gpu_enabled: bool,
     /// `experimental.gpu.idlePower` in watts; `None` learns it.
     pub gpu_idle_watts: Option<f64>,
+    /// `dev.fake-cpu-meter.zones`: zones of the `fake` meter.
+    pub fake_zones: Vec<String>,
 }
 
 impl Default for MeterConfig {
@@ -29,12 +31,26 @@ impl Default for MeterConfig {
             hwmon_zones: Vec::new(),
             gpu_enabled: true,
             gpu_idle_watts: None,
+            fake_zones: Vec::new(),
         }
     }
 }
 
 /// `experimental.hwmon.*` and `experimental.gpu.*`.
-pub fn meter_config(raw: &RawConfig) -> Result<MeterConfig, ConfigError> {
+pub fn meter_config(
+    raw: &RawConfig,
+    warnings: &mut Vec<String>,
+) -> Result<MeterConfig, ConfigError> {
+    if raw
+        .get::<String>(&GPU_DCGM_ENDPOINT)?
+        .is_some_and(|u| !u.trim().is_empty())
+    {
+        warnings.push(
+            "experimental.gpu.dcgmEndpoint is accepted but not read yet: MIG instances that \
+             run processes share their GPU's active energy equally"
+                .into(),
+        );
+    }
     let mut rules = HwmonRules::default();
     for (key, slot) in [
         (&HWMON_CPU, &mut rules.cpu),
@@ -52,6 +68,7 @@ pub fn meter_config(raw: &RawConfig) -> Result<MeterConfig, ConfigError> {
         gpu_enabled: raw.value(&GPU_ENABLED)?,
         // 0 learns it, like no value.
         gpu_idle_watts: raw.get::<f64>(&GPU_IDLE_POWER)?.filter(|w| *w > 0.0),
+        fake_zones: raw.get(&FAKE_CPU_METER_ZONES)?.unwrap_or_default(),
     })
 }
 

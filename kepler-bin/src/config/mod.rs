@@ -6,11 +6,13 @@
 //! meaning); flags, `--help`, the YAML reader and the README tables are made from there.
 
 mod duration;
+mod env;
 mod flags;
 mod key;
 mod keys;
 mod kube;
 mod meters;
+mod outputs;
 mod raw;
 mod readme;
 mod redfish;
@@ -25,8 +27,10 @@ use kepler_export::MetricsLevel;
 use kepler_sources::ModelParams;
 
 pub use duration::parse_duration;
+pub use env::{env_name, ENV_ALIASES};
 pub use flags::Flags;
 pub use meters::MeterConfig;
+pub use outputs::Outputs;
 pub use raw::RawConfig;
 pub use readme::{readme_with_tables, README_UPDATE_COMMAND};
 pub use redfish::RedfishConfig;
@@ -61,6 +65,8 @@ pub struct Config {
     pub interval: Duration,
     /// `monitor.staleness`
     pub staleness: Duration,
+    /// `monitor.minTerminatedEnergyThreshold`, joules.
+    pub min_terminated_joules: u64,
     /// `monitor.maxTerminated` (`None`: no cap)
     pub max_terminated: Option<usize>,
     /// `monitor.terminatedTTL`
@@ -97,6 +103,8 @@ pub struct Config {
     pub activity_source: ActivitySourceKind,
     /// `experimental.hwmon.*` and `experimental.gpu.*`
     pub meters: MeterConfig,
+    /// `exporter.*` and `debug.*`: what is written where.
+    pub outputs: Outputs,
 }
 
 /// A configuration value that cannot be used. Maps to exit code 2.
@@ -135,6 +143,22 @@ impl Config {
         Config::from_raw(&RawConfig::new(flags, file_text)?, env_node_name, hostname)
     }
 
+    /// [`Config::build`] with the process environment `env` between the file and the flags
+    /// (`KEPLER_<PATH>` variables; see the README).
+    pub fn build_with_env(
+        flags: &Flags,
+        file_text: Option<(&str, &str)>,
+        env: &[(String, String)],
+        env_node_name: Option<String>,
+        hostname: impl FnOnce() -> String,
+    ) -> Result<Config, ConfigError> {
+        Config::from_raw(
+            &RawConfig::with_env(flags, file_text, env)?,
+            env_node_name,
+            hostname,
+        )
+    }
+
     /// The second stage: each key read through its declaration (default and check), then the
     /// rules between keys.
     pub fn from_raw(
@@ -153,19 +177,42 @@ impl Config {
 
         let interval: Duration = raw.value(&MONITOR_INTERVAL)?;
         let staleness: Duration = raw.value(&MONITOR_STALENESS)?;
+        if raw.is_set(&MONITOR_STALENESS) && !interval.is_zero() {
+            warnings.push(format!(
+                "config key \"{}\" has no effect in kepler-rs unless monitor.interval is 0: \
+                 sources are read once per interval and a scrape never reads hardware",
+                MONITOR_STALENESS.path
+            ));
+        }
         // Negative: no cap.
         let max_terminated = usize::try_from(raw.value::<i64>(&MONITOR_MAX_TERMINATED)?).ok();
-        let terminated_ttl = raw.get(&MONITOR_TERMINATED_TTL)?.unwrap_or(interval * 2);
+        // Read on scrape: scrapes come at the scrapers' pace, so a fixed minute.
+        let default_ttl = if interval.is_zero() {
+            Duration::from_secs(60)
+        } else {
+            interval * 2
+        };
+        let terminated_ttl = raw.get(&MONITOR_TERMINATED_TTL)?.unwrap_or(default_ttl);
+        let min_terminated_joules = raw.value::<i64>(&MIN_TERMINATED_ENERGY)?.max(0) as u64;
 
         let rapl_zones: Vec<String> = raw.get(&RAPL_ZONES)?.unwrap_or_default();
-        let preferred_meters: Vec<String> = raw.value(&CPU_PREFERRED_METERS)?;
+        let mut preferred_meters: Vec<String> = raw.value(&CPU_PREFERRED_METERS)?;
+        // Go Kepler's legacy selectors win over cpu.preferredMeters, fake over hwmon.
+        if raw.value::<bool>(&FAKE_CPU_METER_ENABLED)? {
+            warnings.push(
+                "dev.fake-cpu-meter.enabled is deprecated; set cpu.preferredMeters: [fake] instead"
+                    .into(),
+            );
+            preferred_meters = vec!["fake".into()];
+        } else if raw.value::<bool>(&HWMON_FORCE_ENABLED)? {
+            warnings.push(
+                "experimental.hwmon.forceEnabled is deprecated; set cpu.preferredMeters: [hwmon] instead"
+                    .into(),
+            );
+            preferred_meters = vec!["hwmon".into()];
+        }
         let model = meters::model(raw)?;
 
-        if !raw.value::<bool>(&PROMETHEUS_ENABLED)? {
-            warnings.push(
-                "exporter.prometheus.enabled=false is ignored: the Prometheus endpoint is the only exporter".into(),
-            );
-        }
         let metrics = kepler_export::parse_levels(&raw.value::<Vec<String>>(&METRICS_LEVEL)?)
             .map_err(|e| err(METRICS_LEVEL.path, e.to_string()))?;
 
@@ -198,7 +245,8 @@ impl Config {
 
         let (idle, idle_power) = attribution(raw)?;
         let redfish = redfish::redfish(raw, &node_name)?;
-        let meters = meters::meter_config(raw)?;
+        let meters = meters::meter_config(raw, &mut warnings)?;
+        let outputs = outputs::outputs(raw, &mut warnings)?;
         warnings.extend(raw.unused_warnings()?);
 
         Ok(Config {
@@ -211,6 +259,7 @@ impl Config {
             procfs: procfs.into(),
             interval,
             staleness,
+            min_terminated_joules,
             max_terminated,
             terminated_ttl,
             rapl_zones,
@@ -226,6 +275,7 @@ impl Config {
             warnings,
             activity_source,
             meters,
+            outputs,
         })
     }
 }
@@ -483,6 +533,126 @@ pub(crate) mod tests {
         );
         let e = build(&[], Some("kube:\n  enabled: 3\n")).unwrap_err();
         assert_eq!(e.key, "kube.enabled");
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn build_env(
+        args: &[&str],
+        file: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let mut argv = vec!["kepler"];
+        argv.extend_from_slice(args);
+        let flags = Flags::try_parse_from(argv).expect("flags parse");
+        Config::build_with_env(
+            &flags,
+            file.map(|t| ("test.yaml", t)),
+            &env(vars),
+            None,
+            || "host-a".into(),
+        )
+    }
+
+    /// Issue 17: `KEPLER_<PATH>` for every key, between the file and the flags.
+    #[test]
+    fn environment_sits_between_file_and_flags_issue_17() {
+        let file = "monitor:\n  interval: 2s\n  maxTerminated: 7\nrapl:\n  zones: [package]\n";
+        let vars = [
+            ("KEPLER_MONITOR_INTERVAL", "3s"),
+            ("KEPLER_RAPL_ZONES", "package, dram"),
+            ("KEPLER_KUBE_ENABLED", "false"),
+            ("KEPLER_EXPORTER_SERVICE_HOST", "10.0.0.1"),
+        ];
+        let c = build_env(&[], Some(file), &vars).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(3));
+        assert_eq!(c.rapl_zones, ["package", "dram"]);
+        assert_eq!(c.max_terminated, Some(7));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = build_env(&["--monitor.interval=4s"], Some(file), &vars).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(4));
+        // The setup guide's spelling, which the key's own variable overrides.
+        let c = build_env(&[], None, &[("KEPLER_METRICS_INTERVAL", "30s")]).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(30));
+        let c = build_env(
+            &[],
+            None,
+            &[
+                ("KEPLER_METRICS_INTERVAL", "30s"),
+                ("KEPLER_MONITOR_INTERVAL", "10s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(10));
+        let e = build_env(&[], None, &[("KEPLER_MONITOR_MAX_TERMINATED", "many")]).unwrap_err();
+        assert_eq!(e.key, "monitor.maxTerminated");
+        assert!(
+            e.message.contains("$KEPLER_MONITOR_MAX_TERMINATED"),
+            "{}",
+            e.message
+        );
+        let e = build_env(&[], None, &[("KEPLER_LOG_LEVEL", "loud")]).unwrap_err();
+        assert_eq!(e.key, "log.level");
+        let c = build_env(&[], None, &[("KEPLER_EXPERIMENTAL_HWMON_CHIP_RULES", "x")]).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("$KEPLER_EXPERIMENTAL_HWMON_CHIP_RULES"));
+    }
+
+    /// Issue 17: Go Kepler's values that kepler-rs rejected, and its legacy meter switches.
+    #[test]
+    fn upstream_values_are_accepted_issue_17() {
+        let c = build(&["--monitor.interval=0"], None).unwrap();
+        assert_eq!(c.interval, Duration::ZERO);
+        assert_eq!(c.terminated_ttl, Duration::from_secs(60));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = build(&["--monitor.interval=0", "--monitor.staleness=2s"], None).unwrap();
+        assert_eq!(c.staleness, Duration::from_secs(2));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = build(&["--monitor.staleness=2s"], None).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(build(&["--monitor.interval=50ms"], None).is_err());
+
+        let c = build(&["--cpu.preferred-meters=fake"], None).unwrap();
+        assert_eq!(c.preferred_meters, ["fake"]);
+        let c = build(
+            &[],
+            Some("dev:\n  fake-cpu-meter:\n    enabled: true\n    zones: [package, dram]\nexperimental:\n  hwmon:\n    forceEnabled: true\n"),
+        )
+        .unwrap();
+        assert_eq!(c.preferred_meters, ["fake"]);
+        assert_eq!(c.meters.fake_zones, ["package", "dram"]);
+        assert!(c.warnings[0].contains("dev.fake-cpu-meter.enabled is deprecated"));
+        let c = build(&["--experimental.hwmon.force-enabled"], None).unwrap();
+        assert_eq!(c.preferred_meters, ["hwmon"]);
+        let e = build(&[], Some("dev:\n  fake-cpu-meter:\n    zones: [gpu]\n")).unwrap_err();
+        assert_eq!(e.key, "dev.fake-cpu-meter.zones");
+
+        let c = build(&[], Some("monitor:\n  minTerminatedEnergyThreshold: 10\n")).unwrap();
+        assert_eq!(c.min_terminated_joules, 10);
+        assert_eq!(build(&[], None).unwrap().min_terminated_joules, 0);
+        let e = build(&[], Some("monitor:\n  minTerminatedEnergyThreshold: -1\n")).unwrap_err();
+        assert_eq!(e.key, "monitor.minTerminatedEnergyThreshold");
+
+        let c = build(
+            &[
+                "--experimental.gpu.enabled=false",
+                "--experimental.gpu.idle-power=30",
+                "--experimental.gpu.dcgm-endpoint=http://10.0.0.2:9400/metrics",
+                "--experimental.hwmon.zones=VDD_CPU",
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(!c.meters.gpu_enabled);
+        assert_eq!(c.meters.gpu_idle_watts, Some(30.0));
+        assert_eq!(c.meters.hwmon_zones, ["VDD_CPU"]);
+        assert!(c.warnings.iter().any(|w| w.contains("dcgmEndpoint")));
+        let e = build(&["--experimental.gpu.dcgm-endpoint=10.0.0.2:9400"], None).unwrap_err();
+        assert_eq!(e.key, "experimental.gpu.dcgmEndpoint");
     }
 
     #[test]

@@ -22,6 +22,16 @@ impl RawConfig {
     /// over it. A file that does not parse is an error naming the file; a value of the wrong
     /// type one naming its key.
     pub fn new(flags: &Flags, file_text: Option<(&str, &str)>) -> Result<RawConfig, ConfigError> {
+        RawConfig::with_env(flags, file_text, &[])
+    }
+
+    /// [`RawConfig::new`] with the environment `env` (`KEPLER_<PATH>` variables, see
+    /// [`super::env`]) between the file and the flags.
+    pub fn with_env(
+        flags: &Flags,
+        file_text: Option<(&str, &str)>,
+        env: &[(String, String)],
+    ) -> Result<RawConfig, ConfigError> {
         let mut raw = RawConfig::default();
         if let Some((path, text)) = file_text {
             let file = yaml::read(text).map_err(|e| match e.key {
@@ -32,6 +42,16 @@ impl RawConfig {
             for (key, value) in file.values {
                 raw.given.insert(key.path, value);
             }
+        }
+        for (key, value, var) in super::env::read(env).map_err(|(k, m)| err(&k, m))? {
+            if let Some(why) = key.inert {
+                raw.warnings.push(format!(
+                    "{} (from ${var})",
+                    yaml::inert_warning(key.path, why)
+                ));
+                continue;
+            }
+            raw.given.insert(key.path, value);
         }
         for (key, value) in flags.values() {
             if let Some(why) = key.inert {

@@ -343,24 +343,18 @@ mod tests {
         assert_eq!(f.values[1].1, Value::Float(7.0));
     }
 
-    /// Issue 14 (item 7): Go Kepler's keys that do nothing here are accepted, each with a
-    /// warning that names it and says so; before, `exporter.stdout`, `dev` and
-    /// `debugCollectors` were swallowed silently.
+    /// Issue 14 (item 7), issue 17: Go Kepler's keys are read (no longer swallowed);
+    /// `chipRules`, which has no counterpart here, warns and names itself.
     #[test]
-    fn go_keys_without_effect_warn_issue_14() {
+    fn go_keys_are_read_or_warn_issue_17() {
         let f = read(
             "exporter:\n  stdout:\n    enabled: false\n  prometheus:\n    debugCollectors: [go]\n\
              debug:\n  pprof:\n    enabled: true\ndev:\n  fake-cpu-meter:\n    enabled: true\n    zones: [package]\n\
-             monitor:\n  minTerminatedEnergyThreshold: 10\n",
+             monitor:\n  minTerminatedEnergyThreshold: 10\nexperimental:\n  hwmon:\n    chipRules: []\n",
         )
         .unwrap();
-        let named: Vec<&str> = f
-            .warnings
-            .iter()
-            .map(|w| w.split('"').nth(1).unwrap())
-            .collect();
         assert_eq!(
-            named,
+            paths(&f),
             [
                 "exporter.stdout.enabled",
                 "exporter.prometheus.debugCollectors",
@@ -370,22 +364,9 @@ mod tests {
                 "monitor.minTerminatedEnergyThreshold"
             ]
         );
-        assert!(f
-            .warnings
-            .iter()
-            .all(|w| w.contains("no effect in kepler-rs")));
-        assert!(f.values.is_empty());
-        // Written as one value, and a key under them that Go Kepler never had.
-        let f =
-            read("exporter:\n  stdout: false\ndev:\n  fake-cpu-meter:\n    colour: 1\n").unwrap();
-        assert_eq!(
-            f.warnings,
-            [
-                inert_warning("exporter.stdout", STDOUT_WHY),
-                unknown_warning("dev.fake-cpu-meter.colour")
-            ]
-        );
+        assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+        assert!(f.warnings[0].contains("\"experimental.hwmon.chipRules\" has no effect"));
+        let f = read("dev:\n  fake-cpu-meter:\n    colour: 1\n").unwrap();
+        assert_eq!(f.warnings, [unknown_warning("dev.fake-cpu-meter.colour")]);
     }
-
-    const STDOUT_WHY: &str = super::super::keys::STDOUT_ENABLED.inert.unwrap();
 }

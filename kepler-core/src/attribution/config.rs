@@ -2,7 +2,7 @@
 //! workloads stay.
 
 use crate::snapshot::IdlePolicy;
-use crate::units::{MicroWatts, Nanos};
+use crate::units::{MicroJoules, MicroWatts, Nanos};
 
 /// How a zone's idle energy is estimated (`attribution.idlePower`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,10 @@ pub struct AttributorConfig {
     /// Most terminated workloads kept per level (process, container, pod, VM); the largest by
     /// energy win. `None` keeps all of them for the TTL.
     pub max_terminated: Option<usize>,
+    /// Terminated workloads whose energy (in their widest zone) is below this are dropped
+    /// when they terminate (Go Kepler's `monitor.minTerminatedEnergyThreshold`). Default 0:
+    /// every terminated workload is kept for the TTL.
+    pub min_terminated_energy: MicroJoules,
     /// Bound on plausible zone power when a zone states none; bigger deltas are resets.
     pub default_max_power: MicroWatts,
     /// Who gets idle energy. Default: nobody (it stays at node level, as in Kepler).
@@ -56,6 +60,7 @@ impl Default for AttributorConfig {
         AttributorConfig {
             terminated_ttl: Nanos::from_secs(10),
             max_terminated: Some(500),
+            min_terminated_energy: MicroJoules(0),
             default_max_power: MicroWatts::from_watts(10_000.0),
             idle: IdlePolicy::None,
             idle_power: IdlePower::Usage,
@@ -83,6 +88,11 @@ impl AttributorConfigBuilder {
     /// Caps the number of retained terminated workloads per level.
     pub fn max_terminated(mut self, max: Option<usize>) -> Self {
         self.0.max_terminated = max;
+        self
+    }
+    /// Drops terminated workloads whose energy is below `min` (widest zone).
+    pub fn min_terminated_energy(mut self, min: MicroJoules) -> Self {
+        self.0.min_terminated_energy = min;
         self
     }
     /// Sets the power bound for zones that state none.

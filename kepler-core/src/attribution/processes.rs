@@ -163,6 +163,7 @@ impl Processes {
             config,
             |p| &p.entry.state,
             |p| p.entry.energy.total.sum(),
+            |p| p.entry.energy.total.max(),
         );
         if self.slots.len() != before {
             self.index.clear();

@@ -5,18 +5,23 @@ use super::config::AttributorConfig;
 use crate::snapshot::State;
 use crate::units::Timestamp;
 
-/// Drops terminated items older than the TTL, then the smallest by energy beyond the cap.
-/// Returns how many were dropped by the cap.
+/// Drops terminated items older than the TTL or below the energy threshold (`widest`: the
+/// energy of the item's widest zone), then the smallest by energy beyond the cap. Returns
+/// how many were dropped by the cap.
 pub(super) fn retain_workloads<T>(
     items: &mut Vec<T>,
     at: Timestamp,
     config: &AttributorConfig,
     state: impl Fn(&T) -> &State,
     energy: impl Fn(&T) -> u64,
+    widest: impl Fn(&T) -> u64,
 ) -> u64 {
+    let min = config.min_terminated_energy.0;
     items.retain(|it| match state(it) {
         State::Running => true,
-        State::Terminated { at: gone } => at.since(*gone) < config.terminated_ttl,
+        State::Terminated { at: gone } => {
+            at.since(*gone) < config.terminated_ttl && widest(it) >= min
+        }
     });
     let Some(max) = config.max_terminated else {
         return 0;

@@ -11,7 +11,7 @@ use super::weigher::Target;
 use crate::activity::{ActivityFrame, ContainerInfo, PodInfo, VmInfo};
 use crate::hash::FxHashMap;
 use crate::snapshot::{Energies, GroupEntry, State};
-use crate::units::Timestamp;
+use crate::units::{Nanos, Timestamp};
 
 /// Containers, pods and VMs, and the energy of container time no live process explains.
 #[derive(Debug, Default)]
@@ -33,18 +33,19 @@ impl RollUp {
                 continue;
             }
             let last = &p.entry.energy;
+            let cpu = p.own_delta;
             let slots = &mut p.group_slots;
             if let Some(c) = &p.entry.info.container {
                 self.containers
-                    .charge_cached(&mut slots[0], &c.id, c, last, tick);
+                    .charge_cached(&mut slots[0], &c.id, c, last, cpu, tick);
                 if let Some(pod) = &c.pod {
                     self.pods
-                        .charge_cached(&mut slots[1], &pod.id, pod, last, tick);
+                        .charge_cached(&mut slots[1], &pod.id, pod, last, cpu, tick);
                 }
             }
             if let Some(vm) = &p.entry.info.vm {
                 self.vms
-                    .charge_cached(&mut slots[2], &vm.id, vm, last, tick);
+                    .charge_cached(&mut slots[2], &vm.id, vm, last, cpu, tick);
             }
         }
     }
@@ -121,7 +122,7 @@ impl<I: Clone + PartialEq> Groups<I> {
     /// Marks the group live this tick and adds this tick's energy to it.
     fn charge(&mut self, id: &Arc<str>, info: &I, last: &Energies, tick: u64) {
         let slot = self.slot_of(id, info, tick);
-        self.charge_slot(slot, last, tick);
+        self.charge_slot(slot, last, 0, tick);
     }
 
     /// As [`Groups::charge`] through a slot cached by the caller: the cache holds while its
@@ -132,6 +133,7 @@ impl<I: Clone + PartialEq> Groups<I> {
         id: &Arc<str>,
         info: &I,
         last: &Energies,
+        cpu_ns: u64,
         tick: u64,
     ) {
         let slot = match *cache {
@@ -142,10 +144,10 @@ impl<I: Clone + PartialEq> Groups<I> {
                 slot
             }
         };
-        self.charge_slot(slot, last, tick);
+        self.charge_slot(slot, last, cpu_ns, tick);
     }
 
-    fn charge_slot(&mut self, slot: usize, last: &Energies, tick: u64) {
+    fn charge_slot(&mut self, slot: usize, last: &Energies, cpu_ns: u64, tick: u64) {
         let g = &mut self.slots[slot];
         if g.seen_tick != tick {
             g.seen_tick = tick;
@@ -153,6 +155,7 @@ impl<I: Clone + PartialEq> Groups<I> {
         }
         g.entry.state = State::Running;
         g.entry.energy.add_last(last);
+        g.entry.cpu_time = Nanos(g.entry.cpu_time.0.saturating_add(cpu_ns));
     }
 
     /// The slot of group `id`, created when new, its info refreshed when it differs.
@@ -166,6 +169,7 @@ impl<I: Clone + PartialEq> Groups<I> {
                         info: info.clone(),
                         state: State::Running,
                         energy: Energies::default(),
+                        cpu_time: Nanos(0),
                     },
                     seen_tick: tick,
                 });
@@ -208,6 +212,7 @@ impl<I: Clone + PartialEq> Groups<I> {
             config,
             |g| &g.entry.state,
             |g| g.entry.energy.total.sum(),
+            |g| g.entry.energy.total.max(),
         );
         if self.slots.len() != before {
             // Slots moved: callers' cached slots are stale.

@@ -95,6 +95,7 @@ pub fn context(level: MetricsLevel) -> ExportContext {
             core_id: 0,
         }],
         wall_offset_secs: 1_700_000_000.0,
+        guide_aliases: false,
     }
 }
 

@@ -100,6 +100,7 @@ fn parse_path(path: &str) -> PathMatch {
         let pod_uid = own_pod.or_else(|| pod_from_ancestors(outer));
         let runtime = hinted.unwrap_or_else(|| match outer.last() {
             Some(&"docker") => Runtime::Docker,
+            _ if outer.iter().any(|c| c.contains("kubepods")) => Runtime::Kubernetes,
             _ => Runtime::Unknown,
         });
         return PathMatch::Container(CgroupMatch {
@@ -336,7 +337,7 @@ mod tests {
             expect(
                 &format!("/kubepods{qos}/pod{UID}/{ID}"),
                 ID,
-                Runtime::Unknown,
+                Runtime::Kubernetes,
                 Some(UID),
             );
         }
@@ -418,7 +419,7 @@ mod tests {
         expect(
             &format!("/docker/{ID2}/kubepods/burstable/pod{UID}/{ID}"),
             ID,
-            Runtime::Unknown,
+            Runtime::Kubernetes,
             Some(UID),
         );
         expect(

@@ -10,9 +10,9 @@ use kepler_core::VmInfo;
 /// Recognises a QEMU/KVM hypervisor process from its `/proc/<pid>/cmdline` (NUL-separated
 /// arguments) and returns the VM it runs.
 ///
-/// A VM when the basename of argv\[0\] is `qemu-system-*` (hypervisor `qemu`), or `qemu-kvm`
-/// or `kvm` (hypervisor `kvm`: those names are the KVM-accelerated builds distributions
-/// ship). The id is the `-uuid` value, else the guest name; the name is the `-name` value
+/// A VM when the basename of argv\[0\] is `qemu-system-*`, `qemu-kvm` or `kvm`; the
+/// hypervisor label is `kvm` for all of them, as Go Kepler writes it (a QEMU guest on Linux
+/// runs on KVM; issue 17). The id is the `-uuid` value, else the guest name; the name is the `-name` value
 /// (its `guest=` key in the `guest=foo,debug-threads=on` form libvirt writes, with QEMU's
 /// `,,` escape for a literal comma), else the id. A hypervisor with neither `-uuid` nor
 /// `-name` has no usable identity and gives `None`, as does every other process.
@@ -20,9 +20,10 @@ pub fn vm_from_cmdline(cmdline: &[u8]) -> Option<VmInfo> {
     let mut args = cmdline.split(|&b| b == 0);
     let argv0 = args.next()?;
     let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
-    let hypervisor = if base.starts_with(b"qemu-system-") && base.len() > 12 {
-        "qemu"
-    } else if base == b"qemu-kvm" || base == b"kvm" {
+    let hypervisor = if (base.starts_with(b"qemu-system-") && base.len() > 12)
+        || base == b"qemu-kvm"
+        || base == b"kvm"
+    {
         "kvm"
     } else {
         return None;
@@ -132,7 +133,7 @@ mod tests {
         let vm = vm_from_cmdline(&c).expect("vm");
         assert_eq!(&*vm.id, "5f1c2b9e-3d4a-4e6f-8a7b-9c0d1e2f3a4b");
         assert_eq!(&*vm.name, "web-01");
-        assert_eq!(&*vm.hypervisor, "qemu");
+        assert_eq!(&*vm.hypervisor, "kvm");
     }
 
     #[test]

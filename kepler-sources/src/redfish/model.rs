@@ -21,6 +21,17 @@ pub enum ReadingKind {
 }
 
 impl ReadingKind {
+    /// Go Kepler's `source_type` label: `PowerControl`, `PowerSupply`, and (kepler-rs
+    /// extras) `EnvironmentMetrics`, `Sensor`.
+    pub fn upstream_type(self) -> &'static str {
+        match self {
+            ReadingKind::PowerControl => "PowerControl",
+            ReadingKind::PowerSupplyInput => "PowerSupply",
+            ReadingKind::EnvironmentMetrics => "EnvironmentMetrics",
+            ReadingKind::Sensor => "Sensor",
+        }
+    }
+
     /// A short name for logs and zone ids.
     pub fn label(self) -> &'static str {
         match self {

@@ -115,6 +115,11 @@ impl Redfish {
             ("chassis_id", r.chassis_id.clone()),
             ("power_control_id", r.id.clone()),
             ("power_control_name", r.name.clone()),
+            // The same entry as Go Kepler 0.11 labels it (issue 17): both spellings on one
+            // series, so EP-001 and upstream dashboards both work.
+            ("source_id", r.id.clone()),
+            ("source_name", r.name.clone()),
+            ("source_type", r.kind.upstream_type().into()),
         ]);
         self.zones.push(Arc::clone(&zone));
         self.entries.push(ZoneEntry {

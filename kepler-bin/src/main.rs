@@ -20,32 +20,7 @@ fn main() -> ExitCode {
 
 fn exporter() -> ExitCode {
     let flags = Flags::parse();
-    // `KEPLER_<PATH>` variables sit between the file and the flags (README: Configuration).
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("KEPLER_"))
-        .collect();
-    let config_file = flags.config_file.clone().or_else(|| {
-        env.iter()
-            .find(|(k, _)| k == "KEPLER_CONFIG_FILE")
-            .map(|(_, v)| v.clone())
-    });
-    let file_text = match &config_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some((path.clone(), text)),
-            Err(e) => {
-                eprintln!("kepler: invalid configuration: config.file: cannot read {path}: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
-    let config = match Config::build_with_env(
-        &flags,
-        file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-        &env,
-        std::env::var("NODE_NAME").ok(),
-        hostname,
-    ) {
+    let config = match Config::load(&flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kepler: {e}");
@@ -77,13 +52,4 @@ fn init_logging(config: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }

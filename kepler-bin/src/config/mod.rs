@@ -143,6 +143,34 @@ impl Config {
         Config::from_raw(&RawConfig::new(flags, file_text)?, env_node_name, hostname)
     }
 
+    /// The configuration as every `kepler` command loads it: `flags`, the file they (or
+    /// `KEPLER_CONFIG_FILE`) name, the process's `KEPLER_<PATH>` variables between the two,
+    /// `NODE_NAME`, else the hostname.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("KEPLER_"))
+            .collect();
+        let path = flags.config_file.clone().or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "KEPLER_CONFIG_FILE")
+                .map(|(_, v)| v.clone())
+        });
+        let text = match &path {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
+                key: "config.file".into(),
+                message: format!("cannot read {path}: {e}"),
+            })?),
+            None => None,
+        };
+        Config::build_with_env(
+            flags,
+            path.as_deref().zip(text.as_deref()),
+            &env,
+            std::env::var("NODE_NAME").ok(),
+            hostname,
+        )
+    }
+
     /// [`Config::build`] with the process environment `env` between the file and the flags
     /// (`KEPLER_<PATH>` variables; see the README).
     pub fn build_with_env(
@@ -309,6 +337,16 @@ fn valid_listen_address(a: &str) -> bool {
     let host_ok =
         host.is_empty() || (host.starts_with('[') && host.ends_with(']')) || !host.contains(':');
     host_ok && port.parse::<u16>().is_ok()
+}
+
+/// This machine's name, for `node_name` when neither the config nor `NODE_NAME` gives one.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]

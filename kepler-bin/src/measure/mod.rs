@@ -85,26 +85,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 }
 
 fn load_config(args: &RunArgs) -> Result<Config, ConfigError> {
-    let file_text = match &args.flags.config_file {
-        Some(path) => Some((
-            path.clone(),
-            std::fs::read_to_string(path).map_err(|e| ConfigError {
-                key: "config.file".into(),
-                message: format!("cannot read {path}: {e}"),
-            })?,
-        )),
-        None => None,
-    };
-    Config::build(
-        &args.flags,
-        file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-        std::env::var("NODE_NAME").ok(),
-        || {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into())
-        },
-    )
+    Config::load(&args.flags)
 }
 
 /// Logs go to stderr with the report: warnings only unless `--log.level` or `KEPLER_LOG`

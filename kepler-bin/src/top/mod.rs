@@ -167,27 +167,10 @@ fn mode(m: &ArgMatches, refresh: Duration) -> Result<Mode, String> {
     }))
 }
 
-/// The exporter's configuration from the same flags and file, as `kepler` itself builds it.
+/// The exporter's configuration from the same flags, file and environment, as `kepler`
+/// itself loads it.
 fn local_config(flags: &Flags) -> Result<Config, String> {
-    let file_text = match &flags.config_file {
-        Some(path) => Some((
-            path.clone(),
-            std::fs::read_to_string(path)
-                .map_err(|e| bad("config.file", format!("cannot read {path}: {e}")))?,
-        )),
-        None => None,
-    };
-    Config::build(
-        flags,
-        file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-        std::env::var("NODE_NAME").ok(),
-        || {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into())
-        },
-    )
-    .map_err(|e| e.to_string())
+    Config::load(flags).map_err(|e| e.to_string())
 }
 
 /// Runs `kepler top` with the arguments after `top`.

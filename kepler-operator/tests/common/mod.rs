@@ -97,10 +97,20 @@ pub struct Operator {
 impl Operator {
     pub fn start(cluster: &Cluster, name: &str, args: &[&str]) -> Operator {
         let kubeconfig = cluster.kubeconfig(cluster.port, &format!("{name}.kubeconfig"));
+        Operator::start_with(cluster, name, &kubeconfig, args)
+    }
+
+    /// Started with this kubeconfig (e.g. a service account's token).
+    pub fn start_with(
+        cluster: &Cluster,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> Operator {
         let log = cluster.dir.path().join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_kepler-operator"))
             .args(args)
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
             .env("RUST_LOG", "kepler_operator=debug,info")
             .stdout(Stdio::null())

@@ -15,7 +15,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 use kube::Client;
-use ring::digest;
+use sha2::{Digest, Sha256};
 
 /// Most cached answers; the cache is cleared when full.
 const CACHE_MAX: usize = 1024;
@@ -94,12 +94,7 @@ impl TokenReviewer {
 
     /// The verdict for `token`, from the cache or the API server.
     pub async fn review(&self, token: &str) -> TokenVerdict {
-        let key = {
-            let d = digest::digest(&digest::SHA256, token.as_bytes());
-            let mut k = [0u8; 32];
-            k.copy_from_slice(d.as_ref());
-            k
-        };
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some((v, at)) = self.lock().get(&key) {
             if at.elapsed() < self.ttl {
                 return *v;

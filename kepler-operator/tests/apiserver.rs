@@ -239,13 +239,12 @@ async fn powermonitor_lifecycle_on_a_real_api_server() {
     )
     .await
     .unwrap();
-    let ds = until(30, "config hash changed", || async {
+    until(30, "config hash changed", || async {
         daemonset(&client)
             .await
             .filter(|d| template_hash(d) != first_hash)
     })
     .await;
-    let second_hash = template_hash(&ds);
     assert_eq!(
         config_yaml(&client).await["exporter"]["prometheus"]["metricsLevel"],
         json!(["node", "process"])
@@ -264,6 +263,32 @@ async fn powermonitor_lifecycle_on_a_real_api_server() {
             .generation
             .unwrap()
     );
+
+    // 4b. An additional ConfigMap: missing -> ConfigMapNotFound; created -> merged under the
+    // written spec fields (its interval wins over the default, not its metricsLevel).
+    pms.patch(
+        "power-monitor",
+        &PatchParams::default(),
+        &patch(json!({"kepler": {"config": {"additionalConfigMaps": [{"name": "extra"}]}}})),
+    )
+    .await
+    .unwrap();
+    wait_condition(&client, "Reconciled", "False", "ConfigMapNotFound").await;
+    let extra: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "extra"},
+        "data": {"config.yaml": "monitor:\n  interval: 10s\nexporter:\n  prometheus:\n    metricsLevel: [pod]\n"}}))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &extra)
+        .await
+        .unwrap();
+    wait_condition(&client, "Reconciled", "True", "ReconcileSuccess").await;
+    let cfg = config_yaml(&client).await;
+    assert_eq!(cfg["monitor"]["interval"], "10s");
+    assert_eq!(
+        cfg["exporter"]["prometheus"]["metricsLevel"],
+        json!(["node", "process"])
+    );
+    let second_hash = template_hash(&daemonset(&client).await.unwrap());
 
     // 5. A missing secret: Reconciled=False/SecretNotFound; created: recovers, pods roll.
     pms.patch(

@@ -9,13 +9,16 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::KEPLER_PORT;
+use crate::config::{web_config_yaml, KEPLER_PORT, TLS_DIR};
 use crate::crd::{PowerMonitor, Resolved, SecurityMode};
 
 /// Name of every object the operator creates (DaemonSet, Service, ServiceAccount, ...).
 pub const NAME: &str = "power-monitor";
 /// ClusterRole (and binding) letting `allowedSANames` read `/metrics` in rbac mode.
 pub const METRICS_READER: &str = "power-monitor-metrics-reader";
+/// Serving certificate (`tls.crt`, `tls.key`) of kepler in rbac mode. On OpenShift the
+/// Service annotation makes service-ca create it; elsewhere cert-manager or the admin does.
+pub const TLS_SECRET: &str = "power-monitor-tls";
 /// ConfigMap holding the Grafana dashboard.
 pub const DASHBOARD: &str = "power-monitor-dashboard";
 /// Pod template annotation whose change rolls kepler's pods.
@@ -283,12 +286,16 @@ fn metrics_reader(i: &Inputs<'_>) -> Vec<Child> {
 }
 
 fn config_map(i: &Inputs<'_>) -> Child {
+    let mut data = json!({"config.yaml": i.config_yaml});
+    if i.resolved.security_mode == SecurityMode::Rbac {
+        data["web-config.yaml"] = json!(web_config_yaml());
+    }
     child(
         i,
         Kind::CONFIG_MAP,
         NAME,
         json!({}),
-        json!({"data": {"config.yaml": i.config_yaml}}),
+        json!({ "data": data }),
     )
 }
 
@@ -304,7 +311,7 @@ fn dashboard(i: &Inputs<'_>) -> Child {
 }
 
 fn service(i: &Inputs<'_>) -> Child {
-    child(
+    let mut svc = child(
         i,
         Kind::SERVICE,
         NAME,
@@ -314,7 +321,12 @@ fn service(i: &Inputs<'_>) -> Child {
             "selector": selector(),
             "ports": [{"name": "http", "port": KEPLER_PORT, "targetPort": "http", "protocol": "TCP"}],
         }}),
-    )
+    );
+    if i.resolved.security_mode == SecurityMode::Rbac {
+        svc.manifest["metadata"]["annotations"] =
+            json!({"service.beta.openshift.io/serving-cert-secret-name": TLS_SECRET});
+    }
+    svc
 }
 
 fn daemon_set(i: &Inputs<'_>) -> Child {
@@ -329,6 +341,10 @@ fn daemon_set(i: &Inputs<'_>) -> Child {
         json!({"name": "sys", "hostPath": {"path": "/sys", "type": "Directory"}}),
         json!({"name": "config", "configMap": {"name": NAME}}),
     ];
+    if r.security_mode == SecurityMode::Rbac {
+        mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+        volumes.push(json!({"name": "tls", "secret": {"secretName": TLS_SECRET}}));
+    }
     for (n, s) in r.secrets.iter().enumerate() {
         let vol = format!("secret-{n}");
         mounts.push(json!({"name": vol, "mountPath": s.mount_path,
@@ -336,6 +352,11 @@ fn daemon_set(i: &Inputs<'_>) -> Child {
         volumes.push(json!({"name": vol, "secret": {"secretName": s.name}}));
     }
     let tolerations = serde_json::to_value(&r.tolerations).expect("tolerations serialize");
+    let scheme = if r.security_mode == SecurityMode::Rbac {
+        "HTTPS"
+    } else {
+        "HTTP"
+    };
     child(
         i,
         Kind::DAEMON_SET,
@@ -363,9 +384,11 @@ fn daemon_set(i: &Inputs<'_>) -> Child {
                         "env": [{"name": "NODE_NAME",
                                  "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
                         "ports": [{"name": "http", "containerPort": KEPLER_PORT, "protocol": "TCP"}],
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http",
+                                                      "scheme": scheme},
                                           "periodSeconds": 30},
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http",
+                                                       "scheme": scheme},
                                            "periodSeconds": 10},
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"memory": "256Mi"}},
@@ -387,7 +410,7 @@ fn daemon_set(i: &Inputs<'_>) -> Child {
 }
 
 fn service_monitor(i: &Inputs<'_>) -> Child {
-    child(
+    let mut sm = child(
         i,
         Kind::SERVICE_MONITOR,
         NAME,
@@ -407,7 +430,19 @@ fn service_monitor(i: &Inputs<'_>) -> Child {
                 ],
             }],
         }}),
-    )
+    );
+    if i.resolved.security_mode == SecurityMode::Rbac {
+        // Prometheus's own service account token over TLS; its CA must trust the certificate
+        // (a `ca.crt` key, as cert-manager writes, is used when present).
+        let ep = &mut sm.manifest["spec"]["endpoints"][0];
+        ep["scheme"] = json!("https");
+        ep["bearerTokenFile"] = json!("/var/run/secrets/kubernetes.io/serviceaccount/token");
+        ep["tlsConfig"] = json!({
+            "serverName": format!("{NAME}.{}.svc", i.namespace),
+            "ca": {"secret": {"name": TLS_SECRET, "key": "ca.crt", "optional": true}},
+        });
+    }
+    sm
 }
 
 fn prometheus_rule(i: &Inputs<'_>) -> Child {
@@ -510,6 +545,18 @@ mod tests {
         assert_eq!(rules.len(), 3);
         let b = find(&rbac, Kind::CLUSTER_ROLE_BINDING, METRICS_READER);
         assert_eq!(b["subjects"][0]["namespace"], "mon");
+        // Tokens only over TLS: the certificate Secret is mounted and named in the web config.
+        let pod = &find(&rbac, Kind::DAEMON_SET, NAME)["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][3]["secret"]["secretName"], TLS_SECRET);
+        assert_eq!(
+            pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+            "HTTPS"
+        );
+        let cm = find(&rbac, Kind::CONFIG_MAP, NAME);
+        assert!(cm["data"]["web-config.yaml"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/kepler-tls/tls.crt"));
     }
 
     #[test]

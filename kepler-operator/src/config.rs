@@ -13,6 +13,15 @@ use crate::crd::{ConfigSpec, Defaults, PowerMonitorSpec, Resolved, SecurityMode}
 
 /// The port kepler listens on (Kepler's default).
 pub const KEPLER_PORT: u16 = 28282;
+/// Where the serving certificate Secret is mounted in rbac mode.
+pub const TLS_DIR: &str = "/etc/kepler-tls";
+/// kepler's `web.configFile` in rbac mode (a key of the config ConfigMap).
+pub const WEB_CONFIG_PATH: &str = "/etc/kepler/web-config.yaml";
+
+/// The exporter-toolkit web config of rbac mode: TLS from the mounted Secret.
+pub fn web_config_yaml() -> String {
+    format!("tls_server_config:\n  cert_file: {TLS_DIR}/tls.crt\n  key_file: {TLS_DIR}/tls.key\n")
+}
 
 /// A ConfigMap's `config.yaml` that is not a YAML mapping.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +90,8 @@ fn base(r: &Resolved) -> Value {
             .map(|(ns, n)| format!("{ns}:{n}"))
             .collect();
         v["web"]["auth"] = json!({"kubernetes": {"enabled": true, "allowedSANames": allowed}});
+        // Bearer tokens only over TLS.
+        v["web"]["configFile"] = json!(WEB_CONFIG_PATH);
     }
     v
 }
@@ -179,5 +190,6 @@ mod tests {
             out["web"]["auth"]["kubernetes"]["allowedSANames"],
             json!(["monitoring:prometheus-k8s"])
         );
+        assert_eq!(out["web"]["configFile"], WEB_CONFIG_PATH);
     }
 }

@@ -13,7 +13,9 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::apply::{is_not_found, Applier};
-use crate::children::{self, Inputs, Kind, DASHBOARD, MANAGED_BY, METRICS_READER, NAME};
+use crate::children::{
+    self, Inputs, Kind, DASHBOARD, MANAGED_BY, METRICS_READER, NAME, TLS_SECRET,
+};
 use crate::config::{self, BadConfigYaml};
 use crate::crd::{InvalidSpec, PowerMonitor, SINGLETON_NAME};
 use crate::status::{self, Verdict, AVAILABLE, RECONCILED};
@@ -53,8 +55,8 @@ pub enum ReconcileError {
     /// A spec value cannot be deployed.
     #[error(transparent)]
     InvalidSpec(#[from] InvalidSpec),
-    /// A Secret in `deployment.secrets` does not exist.
-    #[error("Secret {namespace}/{name} (spec.kepler.deployment.secrets) not found")]
+    /// A Secret in `deployment.secrets`, or the TLS Secret of rbac mode, does not exist.
+    #[error("Secret {namespace}/{name} not found (spec.kepler.deployment.secrets, or the serving certificate of security.mode rbac)")]
     SecretNotFound {
         /// Namespace searched.
         namespace: String,
@@ -235,14 +237,17 @@ async fn deploy(ctx: &Context, pm: &PowerMonitor) -> Result<(), ReconcileError> 
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let mut secret_digests = Vec::new();
-    for s in &resolved.secrets {
+    // rbac mode serves /metrics over TLS from this Secret: a missing one is SecretNotFound too.
+    let tls = (resolved.security_mode == crate::crd::SecurityMode::Rbac).then_some(TLS_SECRET);
+    let names = resolved.secrets.iter().map(|s| s.name.as_str()).chain(tls);
+    for name in names {
         let secret =
             secrets
-                .get_opt(&s.name)
+                .get_opt(name)
                 .await?
                 .ok_or_else(|| ReconcileError::SecretNotFound {
                     namespace: ns.into(),
-                    name: s.name.clone(),
+                    name: name.into(),
                 })?;
         let data: BTreeMap<String, Vec<u8>> = secret
             .data

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kepler_operator::{PowerMonitor, NAME};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
@@ -100,6 +101,16 @@ async fn operator_works_with_the_checked_in_rbac_and_example() {
             &kube::api::Patch::Merge(json!({"spec": {"kepler": {"deployment": {"security":
                 {"mode": "rbac", "allowedSANames": ["monitoring:prometheus"]}}}}})),
         )
+        .await
+        .unwrap();
+    // rbac mode serves over TLS: without the certificate Secret it cannot deploy.
+    wait_condition(&client, "Reconciled", "False", "SecretNotFound").await;
+    let tls: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "power-monitor-tls"}, "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": "placeholder", "tls.key": "placeholder"}}))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), "power-monitor")
+        .create(&PostParams::default(), &tls)
         .await
         .unwrap();
     let roles = Api::<ClusterRole>::all(client.clone());

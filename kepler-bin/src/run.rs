@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kepler_core::{AttributorConfig, GpuConfig, MicroJoules, MicroWatts, Nanos};
-use kepler_export::{BuildInfo, ExportContext, Exposition, MetricsHandle, ServerConfig, WebConfig};
+use kepler_export::{
+    BearerAuth, BearerVerdict, BuildInfo, ExportContext, Exposition, MetricsHandle, Server,
+    ServerConfig, WebConfig,
+};
 use kepler_runtime::{BuildError, Monitor, Options, RedfishSetup};
 
 use crate::clock::Clock;
@@ -103,6 +106,26 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // web.auth.kubernetes: the API client is built now, so a bad kubeconfig stops the start.
+    let bearer = match &config.kube_auth {
+        Some(allowed) => {
+            let path = config.kube_config.as_deref().map(std::path::Path::new);
+            let reviewer = runtime
+                .block_on(kepler_k8s::TokenReviewer::connect(
+                    path,
+                    allowed,
+                    TOKEN_CACHE_TTL,
+                ))
+                .map_err(|e| {
+                    RunError::Config(ConfigError {
+                        key: "web.auth.kubernetes.enabled".into(),
+                        message: e.to_string(),
+                    })
+                })?;
+            Some(std::sync::Arc::new(KubeBearer(reviewer)) as std::sync::Arc<dyn BearerAuth>)
+        }
+        None => None,
+    };
     // Sources are selected and started here; the pod informer runs on the server's runtime.
     // A bad Redfish BMC file or Kubernetes setting is a configuration error (exit code 2).
     let mut monitor = Monitor::builder(runtime_options(&config))
@@ -218,7 +241,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
             shutdown.await;
             return Ok(());
         }
-        kepler_export::serve(server, handle, shutdown).await
+        let mut server = Server::bind(server).await?;
+        if let Some(b) = bearer {
+            server = server.with_bearer_auth(b);
+        }
+        server.run(handle, shutdown).await
     });
     let _ = msg_tx.send(LoopMsg::Stop);
     let _ = monitor_thread.join();
@@ -234,6 +261,30 @@ enum LoopMsg {
     Refresh(mpsc::SyncSender<()>),
     /// Shut down.
     Stop,
+}
+
+/// How long a token's verdict is reused (a scraper every 15-30 s costs a review per TTL).
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// kepler-k8s's token reviewer as the server's bearer check (the two crates do not know
+/// each other).
+#[derive(Debug)]
+struct KubeBearer(kepler_k8s::TokenReviewer);
+
+impl BearerAuth for KubeBearer {
+    fn check<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = BearerVerdict> + Send + 'a>> {
+        Box::pin(async move {
+            match self.0.review(token).await {
+                kepler_k8s::TokenVerdict::Allowed => BearerVerdict::Allowed,
+                kepler_k8s::TokenVerdict::Forbidden => BearerVerdict::Forbidden,
+                kepler_k8s::TokenVerdict::Unauthenticated => BearerVerdict::Unauthenticated,
+                kepler_k8s::TokenVerdict::Unavailable => BearerVerdict::Unavailable,
+            }
+        })
+    }
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, as Go programs (and so Go Kepler) do

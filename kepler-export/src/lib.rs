@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod bearer;
 mod error;
 mod exposition;
 mod handle;
@@ -46,6 +47,7 @@ mod server;
 mod table;
 mod webconfig;
 
+pub use bearer::{BearerAuth, BearerVerdict};
 pub use error::{ErrorKind, ExportError};
 pub use exposition::{
     BpfStats, BuildInfo, ExportContext, Exposition, Format, KubeMode, KubeRequestStats, KubeStats,

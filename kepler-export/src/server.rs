@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{parse_basic, BasicAuth};
+use crate::bearer::{parse_bearer, BearerAuth, BearerVerdict};
 use crate::error::{ErrorKind, ExportError};
 use crate::exposition::Format;
 use crate::handle::MetricsHandle;
@@ -53,6 +54,7 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     tls: Option<TlsAcceptor>,
     auth: Option<Arc<BasicAuth>>,
+    bearer: Option<Arc<dyn BearerAuth>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
     drain: Duration,
 }
@@ -61,6 +63,7 @@ pub struct Server {
 struct Shared {
     handle: MetricsHandle,
     auth: Option<Arc<BasicAuth>>,
+    bearer: Option<Arc<dyn BearerAuth>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
 
@@ -70,6 +73,7 @@ impl std::fmt::Debug for Server {
             .field("addrs", &self.addrs)
             .field("tls", &self.tls.is_some())
             .field("auth", &self.auth)
+            .field("bearer", &self.bearer)
             .field("drain", &self.drain)
             .finish()
     }
@@ -108,6 +112,7 @@ impl Server {
             addrs,
             tls,
             auth,
+            bearer: None,
             headers,
             drain: DEFAULT_DRAIN,
         })
@@ -116,6 +121,13 @@ impl Server {
     /// The bound addresses, in the order of [`ServerConfig::listen`] (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Checks scrapers' bearer tokens on `/metrics` (`web.auth.kubernetes`): no token 401,
+    /// a token `auth` refuses 403. Other paths stay open for probes.
+    pub fn with_bearer_auth(mut self, auth: Arc<dyn BearerAuth>) -> Server {
+        self.bearer = Some(auth);
+        self
     }
 
     /// How long open connections get to finish after shutdown (default 10 s); connections
@@ -137,12 +149,14 @@ impl Server {
             addrs: _,
             tls,
             auth,
+            bearer,
             headers,
             drain,
         } = self;
         let shared = Arc::new(Shared {
             handle,
             auth,
+            bearer,
             headers,
         });
         let graceful = GracefulShutdown::new();
@@ -350,7 +364,12 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
         return r;
     }
     match req.uri().path() {
-        "/metrics" => metrics(&req, shared).await,
+        "/metrics" => {
+            if let Some(denied) = bearer_denied(shared, &req).await {
+                return denied;
+            }
+            metrics(&req, shared).await
+        }
         "/healthz" => simple(StatusCode::OK, "ok\n"),
         "/readyz" => {
             if shared.handle.is_ready() {
@@ -368,6 +387,35 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
             r
         }
         _ => simple(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The refusal for `/metrics` when bearer auth is on and the token does not pass.
+async fn bearer_denied(shared: &Shared, req: &Request<Incoming>) -> Option<Resp> {
+    let bearer = shared.bearer.as_ref()?;
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| parse_bearer(v.as_bytes()));
+    let verdict = match token {
+        Some(t) => bearer.check(t).await,
+        None => BearerVerdict::Unauthenticated,
+    };
+    match verdict {
+        BearerVerdict::Allowed => None,
+        BearerVerdict::Forbidden => Some(simple(StatusCode::FORBIDDEN, "forbidden\n")),
+        BearerVerdict::Unavailable => Some(simple(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "token review unavailable\n",
+        )),
+        BearerVerdict::Unauthenticated => {
+            let mut r = simple(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"kepler\""),
+            );
+            Some(r)
+        }
     }
 }
 

@@ -109,6 +109,9 @@ pub enum StartError {
         /// Why.
         message: String,
     },
+    /// A `web.auth.kubernetes.allowedSANames` entry is not `namespace:name`.
+    #[error("web.auth.kubernetes.allowedSANames: {0:?} is not namespace:serviceaccount")]
+    ServiceAccountName(String),
     /// The HTTP client could not be built (bad CA, bad client certificate...).
     #[error("cannot build the Kubernetes client: {0}")]
     Client(#[source] kube::Error),

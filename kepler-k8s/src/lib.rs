@@ -30,6 +30,7 @@ mod kubelet;
 mod meta;
 mod stats;
 mod timing;
+mod token_review;
 
 pub use apiserver::watch_config;
 pub use cache::{CacheConfig, CacheView, Lookup, PodCache};
@@ -41,3 +42,4 @@ pub use meta::{
     PodRecord,
 };
 pub use stats::{InformerStats, RequestKind, RequestStats};
+pub use token_review::{BadServiceAccountName, TokenReviewer, TokenVerdict};

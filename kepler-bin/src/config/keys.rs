@@ -276,6 +276,13 @@ keys! {
         .check(listen_addresses)
         .help("Address to listen on (repeatable), e.g. :28282 or 127.0.0.1:28282.")
         .doc("where to serve (repeatable)");
+    WEB_AUTH_KUBERNETES = Key::yaml("web.auth.kubernetes.enabled", Ty::Bool)
+        .default("false")
+        .doc("`/metrics` only for bearer tokens of `web.auth.kubernetes.allowedSANames` \
+              (TokenReview + SubjectAccessReview, cached 30 s); probes stay open");
+    WEB_AUTH_KUBERNETES_ALLOWED = Key::yaml("web.auth.kubernetes.allowedSANames", Ty::Strs)
+        .check(service_accounts)
+        .doc("service accounts (`namespace:name`) that may scrape");
     KUBE_ENABLED = Key::yaml("kube.enabled", Ty::Bool)
         .flag("kube.enable", "BOOL")
         .default("false")
@@ -430,6 +437,16 @@ fn hwmon_rules(v: Value) -> Result<Value, String> {
         }
         v => Ok(v),
     }
+}
+
+fn service_accounts(v: Value) -> Result<Value, String> {
+    if let Value::Strs(list) = &v {
+        let bad = |sa: &&String| !matches!(sa.split_once(':'), Some((n, s)) if !n.is_empty() && !s.is_empty() && !s.contains(':'));
+        if let Some(sa) = list.iter().find(bad) {
+            return Err(format!("{sa:?} is not namespace:serviceaccount"));
+        }
+    }
+    Ok(v)
 }
 
 fn listen_addresses(v: Value) -> Result<Value, String> {

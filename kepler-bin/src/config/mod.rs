@@ -83,6 +83,8 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     /// `web.listenAddresses`
     pub listen: Vec<String>,
+    /// `web.auth.kubernetes.allowedSANames` when `web.auth.kubernetes.enabled`.
+    pub kube_auth: Option<Vec<String>>,
     /// `kube.enabled`
     pub kube_enabled: bool,
     /// `kube.config`
@@ -249,6 +251,13 @@ impl Config {
             .filter(|p| !p.trim().is_empty())
             .map(PathBuf::from);
         let listen: Vec<String> = raw.value(&WEB_LISTEN_ADDRESSES)?;
+        let kube_auth = match raw.value::<bool>(&WEB_AUTH_KUBERNETES)? {
+            true => Some(
+                raw.get::<Vec<String>>(&WEB_AUTH_KUBERNETES_ALLOWED)?
+                    .unwrap_or_default(),
+            ),
+            false => None,
+        };
 
         let kube_enabled: bool = raw.value(&KUBE_ENABLED)?;
         let kube_config = raw.get::<String>(&KUBE_CONFIG)?.filter(|s| !s.is_empty());
@@ -296,6 +305,7 @@ impl Config {
             metrics,
             web_config_file,
             listen,
+            kube_auth,
             kube_enabled,
             kube_config,
             kube_informer,

@@ -186,7 +186,12 @@ fn local_view_switches_levels_and_sorts_by_keys() {
     // Filter to the two known processes.
     tmux.keys(&["/", "kburn", "Enter"]);
     let s = tmux.wait_for("the filtered processes", |s| {
-        s.contains("filter /kburn") && s.contains("kburn-hot") && s.contains("kburn-idle")
+        // Committed (no `_` cursor): while the filter is still being typed the key line
+        // reads differently.
+        s.contains("filter /kburn")
+            && !s.contains("filter /kburn_")
+            && s.contains("kburn-hot")
+            && s.contains("kburn-idle")
     });
     // Only they are listed: every table line between the heading and the key line.
     let rows: Vec<&str> = s

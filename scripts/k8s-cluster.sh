@@ -127,15 +127,16 @@ down() {
   unmount_under /run/containerd
   unmount_under /var/lib/kubelet
   remove_cgroups
-  # iptables and sysctls as they were before `up`.
-  if [ -f "$dir/state/iptables.before" ]; then
-    iptables-restore <"$dir/state/iptables.before" 2>/dev/null || log "warning: iptables-restore failed"
-    rm -f "$dir/state/iptables.before"
-  fi
-  if [ -f "$dir/state/ip6tables.before" ]; then
-    ip6tables-restore <"$dir/state/ip6tables.before" 2>/dev/null || true
-    rm -f "$dir/state/ip6tables.before"
-  fi
+  # iptables: the kubelet's and the CNI plugins' chains (KUBE-*, CNI-*) and every rule that
+  # jumps to them go; whatever else is there stays.
+  local t
+  for t in iptables ip6tables; do
+    command -v "$t-save" >/dev/null || continue
+    if "$t-save" 2>/dev/null | grep -qE '(KUBE|CNI)-'; then
+      "$t-save" | grep -vE '^:(KUBE|CNI)-|(KUBE|CNI)-' | "$t-restore" \
+        || log "warning: $t-restore failed; $t still has KUBE-/CNI- chains"
+    fi
+  done
   if [ -f "$dir/state/sysctl.before" ]; then
     while read -r key value; do
       sysctl -qw "$key=$value" 2>/dev/null || true
@@ -302,8 +303,6 @@ up() {
   printf 'NODE_NAME=%s\nNODE_IP=%s\n' "$node" "$ip" >"$dir/state/env"
 
   # What the kubelet changes, to put back at `down`.
-  iptables-save >"$dir/state/iptables.before" 2>/dev/null || true
-  ip6tables-save >"$dir/state/ip6tables.before" 2>/dev/null || true
   local key
   for key in "${sysctls[@]}"; do
     printf '%s %s\n' "$key" "$(sysctl -n "$key" 2>/dev/null || echo)" >>"$dir/state/sysctl.before"
@@ -344,7 +343,8 @@ EOF
     --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
     --service-cluster-ip-range "$service_range" --allow-privileged=true \
     --kubelet-client-certificate "$dir/pki/apiserver-kubelet-client.crt" \
-    --kubelet-client-key "$dir/pki/apiserver-kubelet-client.key"
+    --kubelet-client-key "$dir/pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP,Hostname
   wait_for kube-apiserver 90 kubectl_admin get --raw /readyz \
     || fail_start kube-apiserver "not ready in 90 s"
 
@@ -455,9 +455,11 @@ images() {
   (cd "$repo" && KEPLER_BPF_PREBUILT=1 cargo build --release --locked -q -p kepler-bin --features bpf)
   rm -rf "$build"
   mkdir -p "$build/usr/bin" "$build/tmp"
-  install -m 0755 "$target/release/kepler" "$build/usr/bin/kepler"
+  # Line tables are for profiling a local build; the image ships without them.
+  objcopy --strip-debug "$target/release/kepler" "$build/usr/bin/kepler"
+  chmod 0755 "$build/usr/bin/kepler"
   # The dynamic loader and every library ldd resolves, at the paths the binary asks for.
-  for lib in $(ldd "$target/release/kepler" | awk '/=>/ {print $3} !/=>/ && /^\s*\// {print $1}'); do
+  for lib in $(ldd "$target/release/kepler" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
     mkdir -p "$build$(dirname "$lib")"
     cp -L "$lib" "$build$lib"
   done

@@ -5,8 +5,10 @@ registries this project can reach). .ci/run installs it in a venv under
 ~/.cache/kepler-rs/helm-sdk; the deploy tests run this script with that venv's python.
 
 Usage: helm-template.py CHART RELEASE NAMESPACE [VALUES_JSON]
+       helm-template.py --lint CHART
 Prints every rendered manifest as one multi-document YAML stream; a template error (a
-`fail`, a bad value) goes to stderr with exit code 1.
+`fail`, a bad value) goes to stderr with exit code 1. --lint prints `helm lint`'s findings
+as JSON.
 """
 import json
 import sys
@@ -15,6 +17,9 @@ import helm_python as helm
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--lint":
+        print(json.dumps(helm.lint(sys.argv[2])))
+        return 0
     if len(sys.argv) not in (4, 5):
         print(__doc__, file=sys.stderr)
         return 2

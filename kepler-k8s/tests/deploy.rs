@@ -907,6 +907,25 @@ fn helm_renders_the_plain_manifests_and_its_values_issue_15() {
     let Some(python) = helm_python() else {
         return;
     };
+    // `helm lint`: no error and no warning (severity 2 and up; 1 is INFO, e.g. "icon is
+    // recommended").
+    let out = Command::new(&python)
+        .arg(repo().join("scripts/helm-template.py"))
+        .arg("--lint")
+        .arg(repo().join("deploy/helm/kepler"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lint: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(lint["total_charts_linted"], 1, "{lint}");
+    assert_eq!(lint["errors"], serde_json::json!([]), "{lint}");
+    for m in lint["messages"].as_array().unwrap() {
+        assert!(m["severity"].as_i64().unwrap() < 2, "helm lint: {m}");
+    }
     let render = |values: Value| {
         helm_template(&python, values.clone())
             .unwrap_or_else(|e| panic!("helm template with {values}: {e}"))

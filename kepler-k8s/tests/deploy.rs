@@ -1164,6 +1164,9 @@ const DASHBOARD_SERIES: &str = r#"
         values: '2x130'
       - series: 'kepler_container_cpu_watts{node_name="n1",container_id="c3",container_name="web",runtime="containerd",state="running",pod_id="u2",zone="package"}'
         values: '6x130'
+      # The pod sandbox (pause) container: no name; the container panel leaves it out.
+      - series: 'kepler_container_cpu_watts{node_name="n1",container_id="s1",container_name="",runtime="kubernetes",state="running",pod_id="u2",zone="package"}'
+        values: '1x130'
       - series: 'kepler_platform_watts{node_name="n1",source="redfish",bmc_id="bmc-1",chassis_id="1",power_control_id="0",power_control_name="Chassis"}'
         values: '200x130'
       - series: 'kepler_platform_watts{node_name="n1",source="redfish",bmc_id="bmc-1",chassis_id="1",power_control_id="1",power_control_name="CPU"}'

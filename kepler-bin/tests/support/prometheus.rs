@@ -50,11 +50,16 @@ impl Prometheus {
 
     /// Runs with `config` as its prometheus.yml.
     pub fn start_with(config_yaml: &str) -> Prometheus {
+        Prometheus::start_binary("prometheus", config_yaml)
+    }
+
+    /// Runs the Prometheus binary `program` with `config` as its prometheus.yml.
+    pub fn start_binary(program: &str, config_yaml: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         fs::write(&config, config_yaml).unwrap();
         let port = free_port();
-        let child = Command::new("prometheus")
+        let child = Command::new(program)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",

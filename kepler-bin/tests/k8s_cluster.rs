@@ -775,6 +775,10 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
             .unwrap();
         assert!(out.status.success(), "helm template: {}", output_text(&out));
         let rendered = String::from_utf8(out.stdout).unwrap();
+        // The chart's selector adds the release (`app.kubernetes.io/instance`), and a
+        // DaemonSet's selector is immutable: going from the plain manifests to the chart
+        // replaces the DaemonSet, as `helm install` after `kubectl delete` would.
+        c.kubectl(&["-n", "kepler", "delete", "daemonset", "kepler", "--wait=true"]);
         let charted_at = unix_now();
         c.try_kubectl(&["-n", "kepler", "apply", "-f", "-"], Some(&rendered))
             .unwrap_or_else(|e| panic!("applying the rendered chart: {e}"));

@@ -1156,6 +1156,11 @@ const DASHBOARD_SERIES: &str = r#"
         values: '0+240x130'
       - series: 'kepler_pod_cpu_joules_total{node_name="n1",pod_id="u2",pod_name="b",pod_namespace="web",state="running",zone="package"}'
         values: '0+180x130'
+      # A pod seen before the kubelet named it: its own bucket, never an empty label.
+      - series: 'kepler_pod_cpu_joules_total{node_name="n1",pod_id="u9",pod_name="",pod_namespace="",state="running",zone="package"}'
+        values: '0+180x130'
+      - series: 'kepler_pod_cpu_watts{node_name="n1",pod_id="u9",pod_name="",pod_namespace="",state="running",zone="package"}'
+        values: '3x130'
       - series: 'kepler_container_cpu_watts{node_name="n1",container_id="c1",container_name="app",runtime="containerd",state="running",pod_id="u1",zone="package"}'
         values: '10x130'
       - series: 'kepler_container_cpu_watts{node_name="n1",container_id="c1",container_name="app",runtime="containerd",state="running",pod_id="u1",zone="core"}'
@@ -1229,6 +1234,7 @@ fn dashboard_queries_give_the_right_watts_on_nested_zones_issue_15() {
             vec![
                 r#"{pod_namespace="shop",pod_name="a"} 12"#.into(),
                 r#"{pod_namespace="web",pod_name="b"} 6"#.into(),
+                r#"{pod_namespace="(unresolved)",pod_name="(unresolved)"} 3"#.into(),
             ],
         ),
         (
@@ -1247,6 +1253,7 @@ fn dashboard_queries_give_the_right_watts_on_nested_zones_issue_15() {
             vec![
                 r#"{pod_namespace="shop"} 0.012"#.into(),
                 r#"{pod_namespace="web"} 0.006"#.into(),
+                r#"{pod_namespace="(unresolved)"} 0.006"#.into(),
             ],
         ),
         (

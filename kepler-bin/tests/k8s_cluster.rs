@@ -14,6 +14,8 @@
 //! `scripts/kube-build.sh` builds (about 11 minutes once, then cached).
 
 mod support;
+// Shared with kepler-k8s's deploy tests; this test uses only the query list.
+#[allow(dead_code)]
 #[path = "../../kepler-k8s/tests/support/dashboard.rs"]
 mod dashboard;
 
@@ -34,7 +36,10 @@ const SCRAPE_SECS: u64 = 2;
 const SHARE_WINDOW_SECS: u64 = 90;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn required() -> bool {
@@ -80,7 +85,11 @@ fn prometheus_k8s() -> String {
     let out = Command::new(repo().join("scripts/prometheus-k8s.sh"))
         .output()
         .expect("run scripts/prometheus-k8s.sh");
-    assert!(out.status.success(), "scripts/prometheus-k8s.sh: {}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "scripts/prometheus-k8s.sh: {}",
+        output_text(&out)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -165,12 +174,23 @@ impl Cluster {
             kubeconfig: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
             dir,
         };
-        assert!(out.status.success(), "k8s-cluster.sh up failed:\n{}", output_text(&out));
+        assert!(
+            out.status.success(),
+            "k8s-cluster.sh up failed:\n{}",
+            output_text(&out)
+        );
         eprintln!("cluster up in {:.0?}", started.elapsed());
         let started = Instant::now();
         let out = Self::script(&["images", &d]);
-        assert!(out.status.success(), "k8s-cluster.sh images failed:\n{}", output_text(&out));
-        eprintln!("kepler image built and imported in {:.0?}", started.elapsed());
+        assert!(
+            out.status.success(),
+            "k8s-cluster.sh images failed:\n{}",
+            output_text(&out)
+        );
+        eprintln!(
+            "kepler image built and imported in {:.0?}",
+            started.elapsed()
+        );
         cluster
     }
 
@@ -249,8 +269,8 @@ impl Cluster {
     }
 
     fn log_tail(&self, component: &str) -> String {
-        let text = fs::read_to_string(self.path(&format!("logs/{component}.log")))
-            .unwrap_or_default();
+        let text =
+            fs::read_to_string(self.path(&format!("logs/{component}.log"))).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
@@ -270,7 +290,10 @@ fn is_ready(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running"
         && pod["status"]["conditions"]
             .as_array()
-            .map(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            .map(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
             .unwrap_or(false)
 }
 
@@ -341,7 +364,9 @@ const STORM: &str = "while :; do for i in 0 1 2 3 4 5 6 7 8 9; do md5sum /bin/bu
 fn workloads() -> String {
     let mut docs = vec![];
     for ns in ["energy-low", "energy-high", "energy-storm"] {
-        docs.push(format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"));
+        docs.push(format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+        ));
     }
     docs.push(pod("energy-low", "burn-20", &[("burner", BURN, "200m")]));
     docs.push(pod(
@@ -366,10 +391,14 @@ fn prometheus_identity(c: &Cluster) -> String {
          subjects:\n- {kind: ServiceAccount, name: prometheus, namespace: monitoring}\n",
     );
     // 1.20 issues ServiceAccount tokens as Secrets, created by the controller manager.
-    let secret = wait_until("prometheus ServiceAccount token", Duration::from_secs(60), || {
-        let sa = c.json(&["-n", "monitoring", "get", "serviceaccount", "prometheus"]);
-        sa["secrets"][0]["name"].as_str().map(str::to_string)
-    });
+    let secret = wait_until(
+        "prometheus ServiceAccount token",
+        Duration::from_secs(60),
+        || {
+            let sa = c.json(&["-n", "monitoring", "get", "serviceaccount", "prometheus"]);
+            sa["secrets"][0]["name"].as_str().map(str::to_string)
+        },
+    );
     let s = c.json(&["-n", "monitoring", "get", "secret", &secret]);
     let b64 = s["data"]["token"].as_str().expect("token in secret");
     let out = Command::new("base64")
@@ -396,10 +425,10 @@ fn prometheus_config(c: &Cluster, token_file: &Path) -> String {
          \x20   api_server: https://127.0.0.1:16443\n\
          \x20   tls_config: {{ca_file: {ca}}}\n\
          \x20   authorization: {{credentials_file: {token}}}\n\
-         \x20   namespaces: {{names: [kepler]}}\n\
+         \x20   namespaces: {{names: [kepler, power-monitor]}}\n\
          \x20 relabel_configs:\n\
          \x20 - source_labels: [__meta_kubernetes_service_name, __meta_kubernetes_endpoint_port_name]\n\
-         \x20   regex: kepler;http\n\
+         \x20   regex: (kepler|power-monitor);http\n\
          \x20   action: keep\n\
          \x20 # One series per node across pod restarts, as the ServiceMonitor does.\n\
          \x20 - source_labels: [__meta_kubernetes_pod_node_name]\n\
@@ -466,10 +495,16 @@ fn container_cpu_seconds(container_id: &str) -> f64 {
 }
 
 /// `(namespace, pod, uid, [(container, id)])` of the API's pods in the given namespaces.
-fn api_pods(c: &Cluster, namespaces: &[&str]) -> Vec<(String, String, String, Vec<(String, String)>)> {
+fn api_pods(
+    c: &Cluster,
+    namespaces: &[&str],
+) -> Vec<(String, String, String, Vec<(String, String)>)> {
     let mut out = Vec::new();
     for ns in namespaces {
-        for p in c.json(&["-n", ns, "get", "pods"])["items"].as_array().unwrap() {
+        for p in c.json(&["-n", ns, "get", "pods"])["items"]
+            .as_array()
+            .unwrap()
+        {
             let containers = p["status"]["containerStatuses"]
                 .as_array()
                 .map(|cs| {
@@ -521,7 +556,10 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     c.apply(&deploy_manifests(None));
     let kepler_pods = c.wait_ready("kepler", "app.kubernetes.io/name=kepler", 1);
     eprintln!("kepler Ready {:.0?} after apply", test_started.elapsed());
-    let kepler_ip = kepler_pods[0]["status"]["podIP"].as_str().unwrap().to_string();
+    let kepler_ip = kepler_pods[0]["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     c.apply(&workloads());
     for ns in ["energy-low", "energy-high", "energy-storm"] {
@@ -591,7 +629,11 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
         &["request"],
     );
     assert!(
-        requests.get(&vec!["kubelet_pods".to_string()]).copied().unwrap_or(0.0) > 0.0,
+        requests
+            .get(&vec!["kubelet_pods".to_string()])
+            .copied()
+            .unwrap_or(0.0)
+            > 0.0,
         "kepler polled the kubelet: {requests:?}"
     );
     for r in ["list", "watch"] {
@@ -609,16 +651,22 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     let deleted_at = Instant::now();
     c.kubectl(&["-n", "energy-low", "delete", "pod", "doomed", "--wait=true"]);
     let doomed = "kepler_pod_cpu_joules_total{pod_name=\"doomed\",pod_namespace=\"energy-low\"}";
-    let terminated_seen = wait_until("doomed pod exported as terminated", Duration::from_secs(60), || {
-        let now = unix_now();
-        prom.query_range(doomed, delete_started - 5.0, now, 1.0)
-            .into_iter()
-            .find(|s| s.labels.get("state").map(String::as_str) == Some("terminated"))
-            .map(|s| s.points[0].0 - delete_started)
-    });
-    wait_until("doomed pod gone from the exposition", Duration::from_secs(90), || {
-        prom.query(doomed, unix_now()).is_empty().then_some(())
-    });
+    let terminated_seen = wait_until(
+        "doomed pod exported as terminated",
+        Duration::from_secs(60),
+        || {
+            let now = unix_now();
+            prom.query_range(doomed, delete_started - 5.0, now, 1.0)
+                .into_iter()
+                .find(|s| s.labels.get("state").map(String::as_str) == Some("terminated"))
+                .map(|s| s.points[0].0 - delete_started)
+        },
+    );
+    wait_until(
+        "doomed pod gone from the exposition",
+        Duration::from_secs(90),
+        || prom.query(doomed, unix_now()).is_empty().then_some(()),
+    );
     let terminated_after = Duration::from_secs_f64(terminated_seen.max(0.0));
     eprintln!(
         "deleted pod: terminated after {terminated_after:.0?}, gone after {:.0?}",
@@ -628,18 +676,25 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     // Shares: each container's share of node active energy against its cgroup's share of busy
     // CPU time, over the same window.
     let zone = pick_zone(&prom);
-    let tracked: Vec<(String, String)> = api_pods(c, &["energy-low", "energy-high", "energy-storm"])
-        .into_iter()
-        .flat_map(|(ns, pod, _, cs)| {
-            cs.into_iter()
-                .map(move |(cn, id)| (format!("{ns}/{pod}/{cn}"), id))
-        })
+    let tracked: Vec<(String, String)> =
+        api_pods(c, &["energy-low", "energy-high", "energy-storm"])
+            .into_iter()
+            .flat_map(|(ns, pod, _, cs)| {
+                cs.into_iter()
+                    .map(move |(cn, id)| (format!("{ns}/{pod}/{cn}"), id))
+            })
+            .collect();
+    let cpu0: Vec<f64> = tracked
+        .iter()
+        .map(|(_, id)| container_cpu_seconds(id))
         .collect();
-    let cpu0: Vec<f64> = tracked.iter().map(|(_, id)| container_cpu_seconds(id)).collect();
     let busy0 = node_busy_seconds();
     let t0 = unix_now();
     thread::sleep(Duration::from_secs(SHARE_WINDOW_SECS));
-    let cpu1: Vec<f64> = tracked.iter().map(|(_, id)| container_cpu_seconds(id)).collect();
+    let cpu1: Vec<f64> = tracked
+        .iter()
+        .map(|(_, id)| container_cpu_seconds(id))
+        .collect();
     let busy1 = node_busy_seconds();
     let t1 = unix_now();
     // Let the last tick of the window reach Prometheus before asking.
@@ -700,19 +755,30 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     // A rollout of the DaemonSet is one counter reset, not more.
     let before_rollout = unix_now();
     c.kubectl(&["-n", "kepler", "rollout", "restart", "daemonset/kepler"]);
-    c.kubectl(&["-n", "kepler", "rollout", "status", "daemonset/kepler", "--timeout=180s"]);
-    wait_until("the new kepler pod scraped", Duration::from_secs(60), || {
-        let r = prom.query(
+    c.kubectl(&[
+        "-n",
+        "kepler",
+        "rollout",
+        "status",
+        "daemonset/kepler",
+        "--timeout=180s",
+    ]);
+    wait_until(
+        "the new kepler pod scraped",
+        Duration::from_secs(60),
+        || {
+            let r = prom.query(
             &format!("kepler_node_cpu_joules_total{{zone=\"{zone}\"}} and (time() - timestamp(kepler_node_cpu_joules_total) < 5)"),
             unix_now(),
         );
-        let started = prom.query("max(kepler_exporter_ticks_total)", unix_now());
-        let fresh = started
-            .first()
-            .map(|s| s.points[0].1 < (unix_now() - before_rollout) / 5.0 + 2.0)
-            .unwrap_or(false);
-        (!r.is_empty() && fresh).then_some(())
-    });
+            let started = prom.query("max(kepler_exporter_ticks_total)", unix_now());
+            let fresh = started
+                .first()
+                .map(|s| s.points[0].1 < (unix_now() - before_rollout) / 5.0 + 2.0)
+                .unwrap_or(false);
+            (!r.is_empty() && fresh).then_some(())
+        },
+    );
     thread::sleep(Duration::from_secs(3 * SCRAPE_SECS));
     let span = (unix_now() - before_rollout + 30.0).round() as u64;
     let resets = prom.scalar(
@@ -722,7 +788,14 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     assert_eq!(resets, 1.0, "a DaemonSet rollout is one counter reset");
 
     // The low-privilege DaemonSet: procfs source, non-root, no added capabilities, same names.
-    c.kubectl(&["-n", "kepler", "delete", "daemonset", "kepler", "--wait=true"]);
+    c.kubectl(&[
+        "-n",
+        "kepler",
+        "delete",
+        "daemonset",
+        "kepler",
+        "--wait=true",
+    ]);
     wait_until("old kepler pods gone", Duration::from_secs(90), || {
         let pods = c.json(&["-n", "kepler", "get", "pods"]);
         pods["items"].as_array()?.is_empty().then_some(())
@@ -735,16 +808,23 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     let sc = &low_pods[0]["spec"]["containers"][0]["securityContext"];
     assert_eq!(sc["runAsUser"], 65534, "{sc}");
     assert_eq!(sc["runAsNonRoot"], true, "{sc}");
-    assert!(sc["capabilities"]["add"].is_null(), "no added capabilities: {sc}");
+    assert!(
+        sc["capabilities"]["add"].is_null(),
+        "no added capabilities: {sc}"
+    );
     assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{sc}");
-    wait_until("low-privilege kepler's pod names", Duration::from_secs(90), || {
-        let fresh = format!("and (timestamp(kepler_pod_cpu_joules_total) > {switched_at:.0})");
-        let r = prom.query(
+    wait_until(
+        "low-privilege kepler's pod names",
+        Duration::from_secs(90),
+        || {
+            let fresh = format!("and (timestamp(kepler_pod_cpu_joules_total) > {switched_at:.0})");
+            let r = prom.query(
             &format!("kepler_pod_cpu_joules_total{{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}} {fresh}"),
             unix_now(),
         );
-        (!r.is_empty()).then_some(())
-    });
+            (!r.is_empty()).then_some(())
+        },
+    );
     let bpf = prom.query("kepler_exporter_bpf_programs_attached", unix_now());
     assert!(
         bpf.is_empty() || bpf.iter().all(|s| s.points[0].1 == 0.0),
@@ -770,7 +850,12 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
         let values = r#"{"image":{"repository":"kepler-rs/kepler","tag":"dev","pullPolicy":"Never"},"serviceMonitor":{"enabled":false},"prometheusRule":{"enabled":false}}"#;
         let out = Command::new(python)
             .arg(repo().join("scripts/helm-template.py"))
-            .args([repo().join("deploy/helm/kepler").to_str().unwrap(), "kepler", "kepler", values])
+            .args([
+                repo().join("deploy/helm/kepler").to_str().unwrap(),
+                "kepler",
+                "kepler",
+                values,
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "helm template: {}", output_text(&out));
@@ -778,20 +863,147 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
         // The chart's selector adds the release (`app.kubernetes.io/instance`), and a
         // DaemonSet's selector is immutable: going from the plain manifests to the chart
         // replaces the DaemonSet, as `helm install` after `kubectl delete` would.
-        c.kubectl(&["-n", "kepler", "delete", "daemonset", "kepler", "--wait=true"]);
+        c.kubectl(&[
+            "-n",
+            "kepler",
+            "delete",
+            "daemonset",
+            "kepler",
+            "--wait=true",
+        ]);
         let charted_at = unix_now();
         c.try_kubectl(&["-n", "kepler", "apply", "-f", "-"], Some(&rendered))
             .unwrap_or_else(|e| panic!("applying the rendered chart: {e}"));
-        c.kubectl(&["-n", "kepler", "rollout", "status", "daemonset/kepler", "--timeout=180s"]);
-        wait_until("the chart's kepler on eBPF, scraped", Duration::from_secs(90), || {
-            let r = prom.query(
+        c.kubectl(&[
+            "-n",
+            "kepler",
+            "rollout",
+            "status",
+            "daemonset/kepler",
+            "--timeout=180s",
+        ]);
+        wait_until(
+            "the chart's kepler on eBPF, scraped",
+            Duration::from_secs(90),
+            || {
+                let r = prom.query(
                 &format!("kepler_exporter_bpf_programs_attached == 3 and (timestamp(kepler_exporter_bpf_programs_attached) > {charted_at:.0})"),
                 unix_now(),
             );
-            (!r.is_empty()).then_some(())
-        });
+                (!r.is_empty()).then_some(())
+            },
+        );
     }
-    eprintln!("k8s cluster e2e: {:.0?} after the cluster was up", test_started.elapsed());
+    operator_installs_and_removes_kepler(c, &prom);
+    eprintln!(
+        "k8s cluster e2e: {:.0?} after the cluster was up",
+        test_started.elapsed()
+    );
+}
+
+/// The operator (issue 16), run on the host against this cluster as an administrator would run
+/// it out of cluster: one PowerMonitor -> kepler's DaemonSet in `power-monitor`, its pods Ready
+/// and scraped (pod energy in Prometheus), `Available=True`; the PowerMonitor deleted -> its
+/// objects gone. The kepler objects of the earlier phases are removed first.
+fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
+    c.kubectl(&[
+        "delete",
+        "namespace",
+        "kepler",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--locked",
+            "-q",
+            "-p",
+            "kepler-operator",
+            "--bin",
+            "kepler-operator",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo build -p kepler-operator: {}",
+        output_text(&out)
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    c.kubectl(&[
+        "apply",
+        "-f",
+        repo().join("deploy/operator/crd.yaml").to_str().unwrap(),
+    ]);
+    let log = fs::File::create(c.path("logs/kepler-operator.log")).unwrap();
+    let operator = support::KillOnDrop(
+        Command::new(target.join("debug/kepler-operator"))
+            .args(["--kepler.image", "kepler-rs/kepler:dev"])
+            .env("KUBECONFIG", &c.kubeconfig)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start kepler-operator"),
+    );
+    let created = Instant::now();
+    c.apply(&fs::read_to_string(repo().join("deploy/operator/powermonitor.yaml")).unwrap());
+    let pods = c.wait_ready("power-monitor", "", 1);
+    eprintln!(
+        "operator: PowerMonitor -> kepler pod Ready in {:.0?}",
+        created.elapsed()
+    );
+    assert_eq!(
+        pods[0]["spec"]["containers"][0]["image"], "kepler-rs/kepler:dev",
+        "the operator's --kepler.image"
+    );
+    let since = unix_now();
+    wait_until(
+        "the operator's kepler scraped with pod names",
+        Duration::from_secs(90),
+        || {
+            let r = prom.query(
+            &format!("kepler_pod_cpu_joules_total{{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}} and (timestamp(kepler_pod_cpu_joules_total) > {since:.0})"),
+            unix_now(),
+        );
+            (!r.is_empty()).then_some(())
+        },
+    );
+    wait_until(
+        "PowerMonitor Available=True",
+        Duration::from_secs(60),
+        || {
+            let pm = c.json(&["get", "powermonitor", "power-monitor"]);
+            pm["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|k| k["type"] == "Available" && k["status"] == "True")
+                .then_some(())
+        },
+    );
+    c.kubectl(&[
+        "delete",
+        "powermonitor",
+        "power-monitor",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    wait_until(
+        "the operator's objects gone",
+        Duration::from_secs(120),
+        || {
+            let gone = c
+                .try_kubectl(&["get", "namespace", "power-monitor"], None)
+                .is_err()
+                && c.try_kubectl(&["get", "clusterrole", "power-monitor"], None)
+                    .is_err();
+            gone.then_some(())
+        },
+    );
+    drop(operator);
 }
 
 /// Runs every panel query of the Grafana dashboard (its variables filled in as
@@ -813,11 +1025,18 @@ fn check_dashboard_queries(prom: &Prometheus) {
         for s in &r {
             for l in &q.legend_labels {
                 if s.labels.get(l).is_none_or(|v| v.is_empty()) {
-                    failures.push(format!("{} ({}): series without {l}: {:?}", q.panel, q.ref_id, s.labels));
+                    failures.push(format!(
+                        "{} ({}): series without {l}: {:?}",
+                        q.panel, q.ref_id, s.labels
+                    ));
                 }
             }
         }
     }
     assert!(ran >= 8, "only {ran} dashboard queries ran");
-    assert!(failures.is_empty(), "dashboard queries:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "dashboard queries:\n{}",
+        failures.join("\n")
+    );
 }

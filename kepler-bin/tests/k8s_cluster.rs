@@ -494,11 +494,11 @@ fn container_cpu_seconds(container_id: &str) -> f64 {
     ns / 1e9
 }
 
-/// `(namespace, pod, uid, [(container, id)])` of the API's pods in the given namespaces.
-fn api_pods(
-    c: &Cluster,
-    namespaces: &[&str],
-) -> Vec<(String, String, String, Vec<(String, String)>)> {
+/// A pod as the API server has it: `(namespace, name, uid, [(container name, container id)])`.
+type ApiPod = (String, String, String, Vec<(String, String)>);
+
+/// The API's pods in the given namespaces.
+fn api_pods(c: &Cluster, namespaces: &[&str]) -> Vec<ApiPod> {
     let mut out = Vec::new();
     for ns in namespaces {
         for p in c.json(&["-n", ns, "get", "pods"])["items"]

@@ -23,9 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 use support::prometheus::Prometheus;
-use support::{free_port, scrape, FakeRapl, Kepler, KillOnDrop};
+use support::{free_port, FakeRapl, Kepler};
 
 const PACKAGE_WATTS: f64 = 40.0;
 const DRAM_WATTS: f64 = 6.0;

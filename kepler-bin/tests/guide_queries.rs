@@ -14,14 +14,13 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-use support::{free_port, scrape, FakeRapl, Kepler, KillOnDrop};
+use support::prometheus::Prometheus;
+use support::{scrape, FakeRapl, Kepler};
 
 const ID_WEB: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const ID_DB: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -172,86 +171,25 @@ fn start_app(kepler_port: u16) -> (u16, Arc<AtomicBool>) {
     (port, stop)
 }
 
-struct Prometheus {
-    _child: KillOnDrop,
-    port: u16,
-    dir: tempfile::TempDir,
+/// A real Prometheus scraping kepler and the app every second.
+fn start_prometheus(kepler: u16, app: u16) -> Prometheus {
+    Prometheus::start_with(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
+         scrape_configs:\n  - job_name: kepler\n    static_configs:\n      - targets: ['127.0.0.1:{kepler}']\n\
+         \x20 - job_name: app\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{app}']\n"
+    ))
 }
 
-impl Prometheus {
-    fn start(kepler: u16, app: u16) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
-                 scrape_configs:\n  - job_name: kepler\n    static_configs:\n      - targets: ['127.0.0.1:{kepler}']\n\
-                 \x20 - job_name: app\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{app}']\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .expect("start prometheus");
-        Prometheus {
-            _child: KillOnDrop(child),
-            port,
-            dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-
-    /// An instant query now: each series' labels and value.
-    fn query(&self, q: &str) -> Vec<(HashMap<String, String>, f64)> {
-        let enc: String = q
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        let body = scrape(
-            self.port,
-            &format!("/api/v1/query?query={enc}&time={now:.3}"),
-        )
-        .unwrap_or_else(|e| panic!("{q}: {e}\n{}", self.log()));
-        let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "success", "{q}: {body}");
-        v["data"]["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let labels = r["metric"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect();
-                (labels, r["value"][1].as_str().unwrap().parse().unwrap())
-            })
-            .collect()
-    }
+/// An instant query now: each series' labels and value.
+fn query_now(prom: &Prometheus, q: &str) -> Vec<(HashMap<String, String>, f64)> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    prom.query(q, now)
+        .into_iter()
+        .map(|s| (s.labels, s.points[0].1))
+        .collect()
 }
 
 /// Lines of README.md's Queries section between the markers: `promql` code blocks.
@@ -304,7 +242,7 @@ fn setup_guide_and_readme_queries_answer_issue_17() {
         NODE,
     ]);
     let (app, app_stop) = start_app(kepler.port());
-    let prom = Prometheus::start(kepler.port(), app);
+    let prom = start_prometheus(kepler.port(), app);
     // Both targets up, then enough samples for 10 minutes' increase() to pass 1000 J.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -316,8 +254,8 @@ fn setup_guide_and_readme_queries_answer_issue_17() {
             );
             thread::sleep(Duration::from_millis(200));
         }
-        let up = prom.query("up == 1");
-        if up.len() == 2 && !prom.query("kepler_container_joules_total").is_empty() {
+        let up = query_now(&prom, "up == 1");
+        if up.len() == 2 && !query_now(&prom, "kepler_container_joules_total").is_empty() {
             break;
         }
         assert!(
@@ -330,7 +268,7 @@ fn setup_guide_and_readme_queries_answer_issue_17() {
     thread::sleep(Duration::from_secs(20));
 
     let expect = |q: &str, ok: &dyn Fn(f64) -> bool| {
-        let r = prom.query(q);
+        let r = query_now(&prom, q);
         assert!(!r.is_empty(), "{q} answered nothing:\n{}", kepler.log());
         for (labels, v) in &r {
             assert!(ok(*v), "{q}: {v} for {labels:?}");

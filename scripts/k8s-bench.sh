@@ -16,8 +16,10 @@ t0=$(date +%s.%N)
 export KUBECONFIG=$("$here/k8s-cluster.sh" up "$dir")
 t1=$(date +%s.%N)
 "$here/k8s-cluster.sh" images "$dir"
-sed 's|image: ghcr.io/kepler-rs/kepler:0.1.0|image: kepler-rs/kepler:dev\n          imagePullPolicy: Never|' \
-  "$here"/../deploy/kubernetes/[0-5]*.yaml | kubectl apply -f - >/dev/null
+# Everything but the Prometheus Operator's objects (its CRDs are not installed), one document
+# per file, the image swapped for the one built here.
+for f in "$here"/../deploy/kubernetes/[0-5]*.yaml; do cat "$f"; echo '---'; done \
+  | sed 's|image: ghcr.io/kepler-rs/kepler:0.1.0|image: kepler-rs/kepler:dev|' | kubectl apply -f - >/dev/null
 kubectl -n kepler rollout status daemonset/kepler --timeout=120s >/dev/null
 kubectl create namespace bench >/dev/null
 for i in $(seq "$pods"); do

@@ -236,6 +236,18 @@ impl Cluster {
         serde_json::from_str(&self.kubectl(&a)).unwrap()
     }
 
+    /// `kubectl rollout status` of kepler's DaemonSet, up to 3 minutes.
+    fn rollout_status(&self, namespace: &str) {
+        self.kubectl(&[
+            "-n",
+            namespace,
+            "rollout",
+            "status",
+            "daemonset/kepler",
+            "--timeout=180s",
+        ]);
+    }
+
     /// Waits until every pod of `namespace` (matching `selector`) is Running and Ready; on a
     /// timeout, says what the pods were doing.
     fn wait_ready(&self, namespace: &str, selector: &str, count: usize) -> Vec<Value> {
@@ -528,6 +540,13 @@ fn api_pods(c: &Cluster, namespaces: &[&str]) -> Vec<ApiPod> {
     out
 }
 
+/// Waits until `query` answers with at least one series.
+fn wait_for_series(prom: &Prometheus, what: &str, within: Duration, query: &str) {
+    wait_until(what, within, || {
+        (!prom.query(query, unix_now()).is_empty()).then_some(())
+    });
+}
+
 /// The zone kepler's node series report first by name (e.g. `package`), for per-zone queries.
 fn pick_zone(prom: &Prometheus) -> String {
     let zones: BTreeSet<String> = prom
@@ -579,13 +598,12 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     );
 
     // Pod metadata arrives with the kubelet's /pods (every 15 s in the deploy config).
-    wait_until("pod names in Prometheus", Duration::from_secs(90), || {
-        let r = prom.query(
-            "kepler_pod_cpu_joules_total{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}",
-            unix_now(),
-        );
-        (!r.is_empty()).then_some(())
-    });
+    wait_for_series(
+        &prom,
+        "pod names in Prometheus",
+        Duration::from_secs(90),
+        "kepler_pod_cpu_joules_total{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}",
+    );
 
     // The eBPF source, from the committed prebuilt object, in the DaemonSet's capabilities.
     let attached = prom.scalar("max(kepler_exporter_bpf_programs_attached)", unix_now());
@@ -755,28 +773,17 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     // A rollout of the DaemonSet is one counter reset, not more.
     let before_rollout = unix_now();
     c.kubectl(&["-n", "kepler", "rollout", "restart", "daemonset/kepler"]);
-    c.kubectl(&[
-        "-n",
-        "kepler",
-        "rollout",
-        "status",
-        "daemonset/kepler",
-        "--timeout=180s",
-    ]);
+    c.rollout_status("kepler");
     wait_until(
         "the new kepler pod scraped",
         Duration::from_secs(60),
         || {
-            let r = prom.query(
-            &format!("kepler_node_cpu_joules_total{{zone=\"{zone}\"}} and (time() - timestamp(kepler_node_cpu_joules_total) < 5)"),
-            unix_now(),
-        );
-            let started = prom.query("max(kepler_exporter_ticks_total)", unix_now());
-            let fresh = started
+            // The new pod's tick counter started after the rollout began.
+            let ticks = prom.query("max(kepler_exporter_ticks_total)", unix_now());
+            let fresh = ticks
                 .first()
-                .map(|s| s.points[0].1 < (unix_now() - before_rollout) / 5.0 + 2.0)
-                .unwrap_or(false);
-            (!r.is_empty() && fresh).then_some(())
+                .is_some_and(|s| s.points[0].1 < (unix_now() - before_rollout) / 5.0 + 2.0);
+            fresh.then_some(())
         },
     );
     thread::sleep(Duration::from_secs(3 * SCRAPE_SECS));
@@ -813,17 +820,14 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
         "no added capabilities: {sc}"
     );
     assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{sc}");
-    wait_until(
+    wait_for_series(
+        &prom,
         "low-privilege kepler's pod names",
         Duration::from_secs(90),
-        || {
-            let fresh = format!("and (timestamp(kepler_pod_cpu_joules_total) > {switched_at:.0})");
-            let r = prom.query(
-            &format!("kepler_pod_cpu_joules_total{{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}} {fresh}"),
-            unix_now(),
-        );
-            (!r.is_empty()).then_some(())
-        },
+        &format!(
+            "kepler_pod_cpu_joules_total{{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}} \
+             and (timestamp(kepler_pod_cpu_joules_total) > {switched_at:.0})"
+        ),
     );
     let bpf = prom.query("kepler_exporter_bpf_programs_attached", unix_now());
     assert!(
@@ -874,25 +878,8 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
         let charted_at = unix_now();
         c.try_kubectl(&["-n", "kepler", "apply", "-f", "-"], Some(&rendered))
             .unwrap_or_else(|e| panic!("applying the rendered chart: {e}"));
-        c.kubectl(&[
-            "-n",
-            "kepler",
-            "rollout",
-            "status",
-            "daemonset/kepler",
-            "--timeout=180s",
-        ]);
-        wait_until(
-            "the chart's kepler on eBPF, scraped",
-            Duration::from_secs(90),
-            || {
-                let r = prom.query(
-                &format!("kepler_exporter_bpf_programs_attached == 3 and (timestamp(kepler_exporter_bpf_programs_attached) > {charted_at:.0})"),
-                unix_now(),
-            );
-                (!r.is_empty()).then_some(())
-            },
-        );
+        c.rollout_status("kepler");
+        wait_for_series(&prom, "the chart's kepler on eBPF, scraped", Duration::from_secs(90), &format!("kepler_exporter_bpf_programs_attached == 3 and (timestamp(kepler_exporter_bpf_programs_attached) > {charted_at:.0})"));
     }
     operator_installs_and_removes_kepler(c, &prom);
     eprintln!(
@@ -961,17 +948,7 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
         "the operator's --kepler.image"
     );
     let since = unix_now();
-    wait_until(
-        "the operator's kepler scraped with pod names",
-        Duration::from_secs(90),
-        || {
-            let r = prom.query(
-            &format!("kepler_pod_cpu_joules_total{{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}} and (timestamp(kepler_pod_cpu_joules_total) > {since:.0})"),
-            unix_now(),
-        );
-            (!r.is_empty()).then_some(())
-        },
-    );
+    wait_for_series(prom, "the operator's kepler scraped with pod names", Duration::from_secs(90), &format!("kepler_pod_cpu_joules_total{{pod_name=\"burn-60\",pod_namespace=\"energy-high\"}} and (timestamp(kepler_pod_cpu_joules_total) > {since:.0})"));
     wait_until(
         "PowerMonitor Available=True",
         Duration::from_secs(60),

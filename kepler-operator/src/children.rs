@@ -381,8 +381,12 @@ fn daemon_set(i: &Inputs<'_>) -> Child {
                         // Preloaded and air-gapped images work without a registry.
                         "imagePullPolicy": "IfNotPresent",
                         "args": ["--config.file=/etc/kepler/config.yaml"],
+                        // NODE_IP: kubelet mode polls https://$NODE_IP:10250/pods; without it
+                        // kepler falls back to the node name, which pods cannot always resolve.
                         "env": [{"name": "NODE_NAME",
-                                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                                {"name": "NODE_IP",
+                                 "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}],
                         "ports": [{"name": "http", "containerPort": KEPLER_PORT, "protocol": "TCP"}],
                         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http",
                                                       "scheme": scheme},
@@ -508,6 +512,10 @@ mod tests {
         assert_eq!(pod["hostPID"], true);
         let c = &pod["containers"][0];
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+        // kubelet mode reaches the kubelet at the node's IP (found missing on the real cluster).
+        let env = c["env"].as_array().unwrap();
+        assert!(env.iter().any(|e| e["name"] == "NODE_IP"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"));
         let mounts = c["volumeMounts"].as_array().unwrap();
         assert!(mounts.iter().all(|m| m["readOnly"] == true));
         assert!(mounts.iter().any(|m| m["mountPath"] == "/etc/redfish"));

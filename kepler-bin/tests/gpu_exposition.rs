@@ -7,44 +7,26 @@
 #[path = "../../kepler-export/tests/promtool/mod.rs"]
 mod promtool;
 
-use std::sync::Arc;
+mod support;
 
-use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
-use kepler_core::{
-    ContainerInfo, GpuConfig, MicroWatts, PodInfo, ProcessInfo, Runtime, Timestamp, ZoneKind,
-};
-use kepler_export::{ExportContext, Exposition, MetricsLevel};
-use kepler_runtime::{Monitor, NamedSource, Options};
+use kepler_core::fakes::FakeActivity;
+use kepler_core::ZoneKind;
+use kepler_export::{ExportContext, MetricsLevel};
 use kepler_sources::gpu::{FakeGpu, FakeGpuDevice};
-
-fn process(pid: u32, comm: &str, container: &str, pod: &str) -> FakeProcess {
-    FakeProcess {
-        pid,
-        start_time: pid as u64,
-        start: Timestamp(0),
-        end: None,
-        permille: 500,
-        info: Arc::new(
-            ProcessInfo::new(comm, format!("/usr/bin/{comm}")).with_container(
-                ContainerInfo::new(container, format!("{container}-name"), Runtime::Containerd)
-                    .with_pod(PodInfo::new(pod, format!("{pod}-name"), "ml")),
-            ),
-        ),
-    }
-}
+use support::fake_node::{constant_meter, gpu_options, last_tick, pod_process, render};
 
 fn render_with_fake_gpus() -> String {
     let mut a = FakeGpuDevice::new(0, 300.0);
     a.run(&[(101, 25), (102, 75)]);
     let b = FakeGpuDevice::new(1, 60.0);
     let gpu = FakeGpu::new(vec![a, b]);
-    let power = FakePower::constant(&[(ZoneKind::Package, 0, 80.0)], 1 << 40);
+    let meter = constant_meter("fake", &[(ZoneKind::Package, 0, 80.0)]);
     let activity = FakeActivity {
         cpus: 4,
         background_permille: 100,
         processes: vec![
-            process(101, "train", "c1", "p1"),
-            process(102, "infer \"q\"", "c2", "p1"),
+            pod_process(101, "train", "c1", "p1", 500),
+            pod_process(102, "infer \"q\"", "c2", "p1", 500),
         ],
         failing: false,
     };
@@ -53,27 +35,15 @@ fn render_with_fake_gpus() -> String {
         level: MetricsLevel::all(),
         ..Default::default()
     };
-    let mut options = Options::new("/sys", "/proc");
-    options.gpu = Some(
-        GpuConfig::builder()
-            .idle_power(Some(MicroWatts::from_watts(50.0)))
-            .build(),
-    );
-    let mut monitor = Monitor::builder(options)
-        .power_sources(vec![NamedSource {
-            name: "fake".into(),
-            source: Box::new(power),
-        }])
-        .activity_source(Box::new(activity))
-        .gpu_backend(Box::new(gpu))
-        .build()
-        .expect("monitor");
     // Simulated time: one tick every 100 ms.
-    let mut tick = None;
-    for t in 1..=3 {
-        tick = Some(monitor.tick(Timestamp(t * 100_000_000)));
-    }
-    let tick = tick.expect("ticked");
+    let tick = last_tick(
+        gpu_options(Some(50.0)),
+        vec![meter],
+        activity,
+        gpu,
+        3,
+        100_000_000,
+    );
     let gpu = tick
         .gpu
         .as_deref()
@@ -87,8 +57,7 @@ fn render_with_fake_gpus() -> String {
         .collect();
     // The CPU meter, then the GPU backend (also named "fake").
     assert_eq!(sources, ["fake", "fake"]);
-    let exposition = Exposition::render(&tick.snapshot, Some(gpu), &context, &tick.stats);
-    String::from_utf8(exposition.text().to_vec()).unwrap()
+    render(&tick, &context)
 }
 
 fn series<'a>(text: &'a str, name: &str) -> Vec<&'a str> {

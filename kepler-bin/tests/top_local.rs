@@ -3,81 +3,50 @@
 //! exporter's exposition of the same tick by remote mode give the same frame, number for
 //! number. The view cannot tell which way its numbers came.
 
-use std::sync::Arc;
+mod support;
 
 use kepler_bin::top::exposition::frame_from_exposition;
 use kepler_bin::top::local::frame_from_tick;
 use kepler_bin::top::model::Level;
-use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
-use kepler_core::{
-    ContainerInfo, GpuConfig, MicroWatts, PodInfo, ProcessInfo, Runtime, Timestamp, ZoneKind,
-};
-use kepler_export::{ExportContext, Exposition, MetricsLevel};
-use kepler_runtime::{Monitor, NamedSource, Options};
+use kepler_core::fakes::FakeActivity;
+use kepler_core::ZoneKind;
+use kepler_export::{ExportContext, MetricsLevel};
 use kepler_sources::gpu::{FakeGpu, FakeGpuDevice};
-
-fn process(pid: u32, comm: &str, container: &str, pod: &str, permille: u64) -> FakeProcess {
-    FakeProcess {
-        pid,
-        start_time: pid as u64,
-        start: Timestamp(0),
-        end: None,
-        permille,
-        info: Arc::new(
-            ProcessInfo::new(comm, format!("/usr/bin/{comm}")).with_container(
-                ContainerInfo::new(container, format!("{container}-name"), Runtime::Containerd)
-                    .with_pod(PodInfo::new(pod, format!("{pod}-name"), "ml")),
-            ),
-        ),
-    }
-}
+use support::fake_node::{constant_meter, gpu_options, last_tick, pod_process, render};
 
 #[test]
 fn local_and_remote_frames_of_one_tick_are_equal() {
     let mut a = FakeGpuDevice::new(0, 300.0);
     a.run(&[(101, 25), (102, 75)]);
     let gpu = FakeGpu::new(vec![a, FakeGpuDevice::new(1, 60.0)]);
-    let power = FakePower::constant(
+    let meter = constant_meter(
+        "fake",
         &[(ZoneKind::Package, 0, 80.0), (ZoneKind::Dram, 0, 9.0)],
-        1 << 40,
     );
     let activity = FakeActivity {
         cpus: 4,
         background_permille: 100,
         processes: vec![
-            process(101, "train", "c1", "p1", 700),
-            process(102, "infer \"q\"", "c2", "p1", 300),
-            process(103, "web", "c3", "p2", 100),
+            pod_process(101, "train", "c1", "p1", 700),
+            pod_process(102, "infer \"q\"", "c2", "p1", 300),
+            pod_process(103, "web", "c3", "p2", 100),
         ],
         failing: false,
     };
-    let mut options = Options::new("/sys", "/proc");
-    options.gpu = Some(
-        GpuConfig::builder()
-            .idle_power(Some(MicroWatts::from_watts(50.0)))
-            .build(),
+    let tick = last_tick(
+        gpu_options(Some(50.0)),
+        vec![meter],
+        activity,
+        gpu,
+        4,
+        1_000_000_000,
     );
-    let mut monitor = Monitor::builder(options)
-        .power_sources(vec![NamedSource {
-            name: "fake".into(),
-            source: Box::new(power),
-        }])
-        .activity_source(Box::new(activity))
-        .gpu_backend(Box::new(gpu))
-        .build()
-        .expect("monitor");
-    let mut tick = None;
-    for t in 1..=4 {
-        tick = Some(monitor.tick(Timestamp(t * 1_000_000_000)));
-    }
-    let tick = tick.unwrap();
     let context = ExportContext {
         node_name: "gpu-node".into(),
         level: MetricsLevel::all(),
         ..Default::default()
     };
-    let text = Exposition::render(&tick.snapshot, tick.gpu.as_deref(), &context, &tick.stats);
-    let text = String::from_utf8(text.text().to_vec()).unwrap();
+    let text = render(&tick, &context);
 
     let local = frame_from_tick(&tick, "gpu-node");
     let mut remote = frame_from_exposition(&text, 0.0).unwrap();

@@ -10,15 +10,15 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kepler_core::fakes::{FakeActivity, FakePower, FakeProcess};
+use kepler_core::fakes::{FakeActivity, FakeProcess};
 use kepler_core::{
-    ContainerInfo, CpuInfo, GpuConfig, Metering, MicroWatts, PodInfo, PowerFrame, PowerSource,
-    ProcessInfo, Reading, Runtime, SourceKind, SourceReport, Timestamp, VmInfo, ZoneInfo, ZoneKind,
-    ZoneLabels,
+    ContainerInfo, CpuInfo, Metering, MicroWatts, PodInfo, PowerFrame, PowerSource, ProcessInfo,
+    Reading, Runtime, SourceKind, SourceReport, Timestamp, VmInfo, ZoneInfo, ZoneKind, ZoneLabels,
 };
-use kepler_export::{BuildInfo, ExportContext, Exposition, MetricsLevel};
-use kepler_runtime::{Monitor, NamedSource, Options};
+use kepler_export::{BuildInfo, ExportContext, MetricsLevel};
+use kepler_runtime::NamedSource;
 use kepler_sources::gpu::{FakeGpu, FakeGpuDevice};
+use support::fake_node::{constant_meter, gpu_options, last_tick, render};
 
 const DATA: &str = include_str!("fixtures/upstream-metrics.txt");
 
@@ -103,31 +103,18 @@ fn exposition() -> String {
                 .build(),
         )],
     };
-    let mut options = Options::new("/sys", "/proc");
-    options.gpu = Some(GpuConfig::builder().build());
-    let mut monitor = Monitor::builder(options)
-        .power_sources(vec![
-            NamedSource {
-                name: "rapl".into(),
-                source: Box::new(FakePower::constant(
-                    &[(ZoneKind::Package, 0, 80.0), (ZoneKind::Dram, 0, 8.0)],
-                    1 << 40,
-                )),
-            },
-            NamedSource {
-                name: "redfish".into(),
-                source: Box::new(bmc),
-            },
-        ])
-        .activity_source(Box::new(activity))
-        .gpu_backend(Box::new(FakeGpu::new(vec![gpu0])))
-        .build()
-        .expect("monitor");
-    let mut tick = None;
-    for t in 1..=3 {
-        tick = Some(monitor.tick(Timestamp(t * 1_000_000_000)));
-    }
-    let tick = tick.unwrap();
+    let meters = vec![
+        constant_meter(
+            "rapl",
+            &[(ZoneKind::Package, 0, 80.0), (ZoneKind::Dram, 0, 8.0)],
+        ),
+        NamedSource {
+            name: "redfish".into(),
+            source: Box::new(bmc),
+        },
+    ];
+    let gpu = FakeGpu::new(vec![gpu0]);
+    let tick = last_tick(gpu_options(None), meters, activity, gpu, 3, 1_000_000_000);
     let context = ExportContext {
         node_name: "worker-1".into(),
         level: MetricsLevel::all(),
@@ -144,8 +131,7 @@ fn exposition() -> String {
         }],
         ..Default::default()
     };
-    let e = Exposition::render(&tick.snapshot, tick.gpu.as_deref(), &context, &tick.stats);
-    String::from_utf8(e.text().to_vec()).unwrap()
+    render(&tick, &context)
 }
 
 /// Upstream label sets by metric, and the documented differences.

@@ -375,17 +375,7 @@ async fn powermonitor_lifecycle_on_a_real_api_server() {
 
     // 8. Deleted: every child goes, cluster-scoped ones included, though the namespace stays
     // Terminating (no namespace controller runs here): the finalizer must not wait for it.
-    pms.delete("power-monitor", &DeleteParams::default())
-        .await
-        .unwrap();
-    until(30, "PowerMonitor gone", || async {
-        pms.get_opt("power-monitor")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_power_monitor(&client).await;
     assert!(daemonset(&client).await.is_none());
     assert!(Api::<ClusterRole>::all(client.clone())
         .get_opt(NAME)

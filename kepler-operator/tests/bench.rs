@@ -10,7 +10,7 @@ use common::*;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kepler_operator::{PowerMonitor, NAME};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const NS: &str = "power-monitor";
@@ -69,17 +69,7 @@ async fn operator_numbers() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         latencies.push(t.elapsed());
-        pms.delete("power-monitor", &DeleteParams::default())
-            .await
-            .unwrap();
-        until(30, "cleanup", || async {
-            pms.get_opt("power-monitor")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        delete_power_monitor(&client).await;
         // The namespace stays Terminating here (no namespace controller): drop it from etcd's
         // view by finalizing it, as the namespace controller would.
         let req = http::Request::put(format!("/api/v1/namespaces/{NS}/finalize"))

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kepler_operator::{PowerMonitor, NAME};
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::{json, Value};
@@ -119,19 +119,7 @@ async fn operator_works_with_the_checked_in_rbac_and_example() {
     })
     .await;
     wait_condition(&client, "Reconciled", "True", "ReconcileSuccess").await;
-    pm_api(&client)
-        .delete("power-monitor", &DeleteParams::default())
-        .await
-        .unwrap();
-    until(30, "PowerMonitor gone", || async {
-        pm_api(&client)
-            .get_opt("power-monitor")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_power_monitor(&client).await;
     assert!(ds.get_opt(NAME).await.unwrap().is_none());
     assert!(roles.get_opt(NAME).await.unwrap().is_none());
     assert!(!op.log().contains("forbidden"), "{}", op.log());

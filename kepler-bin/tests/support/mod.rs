@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_node;
 pub mod prometheus;
 
 use std::fs::{self, File, OpenOptions};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kepler_operator::PowerMonitor;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 pub use support::Cluster;
 
@@ -161,6 +161,23 @@ impl Drop for Operator {
 
 pub fn pm_api(client: &Client) -> Api<PowerMonitor> {
     Api::all(client.clone())
+}
+
+/// Deletes the PowerMonitor and waits (30 s at most) until it is gone, which takes the
+/// operator's finalizer: it must clean up the children first.
+pub async fn delete_power_monitor(client: &Client) {
+    let pms = pm_api(client);
+    pms.delete("power-monitor", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(30, "PowerMonitor gone", || async {
+        pms.get_opt("power-monitor")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
 }
 
 /// `(status, reason)` of a condition of the PowerMonitor.

@@ -143,9 +143,13 @@ down() {
     done <"$dir/state/sysctl.before"
     rm -f "$dir/state/sysctl.before"
   fi
-  # Paths containerd and the kubelet use whatever they are configured with.
-  rm -rf "$run_dir" /run/containerd/io.containerd.runtime.v2.task/k8s.io /run/containerd/runc/k8s.io \
-    /run/containerd/fifo /var/lib/cni/results/kepler-rs-* 2>/dev/null || true
+  # Paths containerd and the kubelet use whatever they are configured with; those under
+  # /run/containerd only when no other containerd (a system one) is running.
+  rm -rf "$run_dir" /var/lib/cni/results/kepler-rs-* 2>/dev/null || true
+  if ! pgrep -x containerd >/dev/null; then
+    rm -rf /run/containerd/io.containerd.runtime.v2.task/k8s.io /run/containerd/runc/k8s.io \
+      /run/containerd/fifo 2>/dev/null || true
+  fi
   if [ -f "$dir/state/created-var-lib-kubelet" ]; then
     rm -rf /var/lib/kubelet
   fi

@@ -21,7 +21,10 @@ if ! command -v etcd >/dev/null; then
 fi
 
 dir=$("$(dirname "$0")/kube-build.sh")
-ln -f "$dir/kube-apiserver" "$bin.tmp" 2>/dev/null || cp "$dir/kube-apiserver" "$bin.tmp"
-mv -f "$bin.tmp" "$bin"
+if [ ! "$bin" -ef "$dir/kube-apiserver" ]; then
+  rm -f "$bin.tmp"
+  ln "$dir/kube-apiserver" "$bin.tmp" 2>/dev/null || cp "$dir/kube-apiserver" "$bin.tmp"
+  mv -f "$bin.tmp" "$bin"
+fi
 printf 'kube-apiserver.sh: %s (%s)\n' "$bin" "$("$bin" --version)" >&2
 echo "$bin"

@@ -155,8 +155,9 @@ impl Child {
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
             tracing::warn!(error = %e, "cannot become a child subreaper; orphaned processes of the command are not waited for");
         }
-        let exe = std::env::current_exe()?;
-        let child = Command::new(exe)
+        // kepler itself, through /proc: its path may not be walkable by the user kepler runs
+        // as (a build under /root run as nobody), and the file may have been replaced since.
+        let child = Command::new("/proc/self/exe")
             .arg(EXEC_CHILD)
             .arg(procs.map_or_else(|| OsString::from("-"), |p| p.as_os_str().to_owned()))
             .arg("--")

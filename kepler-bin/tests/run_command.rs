@@ -445,18 +445,8 @@ fn a_signal_sent_to_kepler_reaches_the_command() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(kepler.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    let killed = Command::new("kill")
-        .args(["-TERM", &kepler.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = kepler.wait_with_output().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut stdout = read_until_ready(&mut kepler);
+    let (out, rest) = terminate(kepler, &mut stdout);
     assert_eq!(
         rest,
         "got-term\n",
@@ -466,6 +456,34 @@ fn a_signal_sent_to_kepler_reaches_the_command() {
     assert_eq!(out.status.code(), Some(42));
     let report: Value = serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(report["exit"]["code"], 42);
+}
+
+/// Reads `kepler run`'s stdout up to the command's `ready` line; the rest is left to read.
+fn read_until_ready(
+    kepler: &mut std::process::Child,
+) -> std::io::BufReader<std::process::ChildStdout> {
+    let mut stdout = std::io::BufReader::new(kepler.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    stdout
+}
+
+/// Sends SIGTERM to kepler (as `kill` would), waits for it, and returns its output and what
+/// the command wrote to stdout after `ready`.
+fn terminate(
+    kepler: std::process::Child,
+    stdout: &mut std::io::BufReader<std::process::ChildStdout>,
+) -> (std::process::Output, String) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &kepler.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = kepler.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(stdout, &mut rest).unwrap();
+    (out, rest)
 }
 
 /// After CMD exits, kepler waits for what it left running; a signal then reaches those.
@@ -481,23 +499,13 @@ fn a_signal_after_the_command_exited_reaches_its_orphans() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(kepler.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let mut stdout = read_until_ready(&mut kepler);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         kepler.try_wait().unwrap().is_none(),
         "kepler must wait for the orphan"
     );
-    let killed = Command::new("kill")
-        .args(["-TERM", &kepler.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = kepler.wait_with_output().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let (out, rest) = terminate(kepler, &mut stdout);
     assert_eq!(
         rest,
         "orphan-term\n",

@@ -236,6 +236,18 @@ impl Cluster {
         serde_json::from_str(&self.kubectl(&a)).unwrap()
     }
 
+    /// Deletes kepler's DaemonSet in `kepler` and waits for the object to go.
+    fn delete_kepler_daemonset(&self) {
+        self.kubectl(&[
+            "-n",
+            "kepler",
+            "delete",
+            "daemonset",
+            "kepler",
+            "--wait=true",
+        ]);
+    }
+
     /// `kubectl rollout status` of kepler's DaemonSet, up to 3 minutes.
     fn rollout_status(&self, namespace: &str) {
         self.kubectl(&[
@@ -795,14 +807,7 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     assert_eq!(resets, 1.0, "a DaemonSet rollout is one counter reset");
 
     // The low-privilege DaemonSet: procfs source, non-root, no added capabilities, same names.
-    c.kubectl(&[
-        "-n",
-        "kepler",
-        "delete",
-        "daemonset",
-        "kepler",
-        "--wait=true",
-    ]);
+    c.delete_kepler_daemonset();
     wait_until("old kepler pods gone", Duration::from_secs(90), || {
         let pods = c.json(&["-n", "kepler", "get", "pods"]);
         pods["items"].as_array()?.is_empty().then_some(())
@@ -867,14 +872,7 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
         // The chart's selector adds the release (`app.kubernetes.io/instance`), and a
         // DaemonSet's selector is immutable: going from the plain manifests to the chart
         // replaces the DaemonSet, as `helm install` after `kubectl delete` would.
-        c.kubectl(&[
-            "-n",
-            "kepler",
-            "delete",
-            "daemonset",
-            "kepler",
-            "--wait=true",
-        ]);
+        c.delete_kepler_daemonset();
         let charted_at = unix_now();
         c.try_kubectl(&["-n", "kepler", "apply", "-f", "-"], Some(&rendered))
             .unwrap_or_else(|e| panic!("applying the rendered chart: {e}"));

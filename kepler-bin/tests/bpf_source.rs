@@ -75,10 +75,7 @@ fn run_with(prefix: &[&str], source: &str, done: impl Fn(&str) -> bool) -> (Stri
 
 #[test]
 fn auto_uses_ebpf_as_root_and_falls_back_to_procfs_unprivileged() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let root = is_root();
     if !root {
         assert!(
             std::env::var("REQUIRE_BPF").as_deref() != Ok("1"),

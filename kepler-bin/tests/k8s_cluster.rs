@@ -57,7 +57,7 @@ fn should_run() -> bool {
         return false;
     }
     let mut missing = Vec::new();
-    if !nix_is_root() {
+    if !support::is_root() {
         missing.push("root".to_string());
     }
     for tool in ["kubectl", "ctr"] {
@@ -104,17 +104,6 @@ fn helm_python() -> Option<String> {
             None
         }
     }
-}
-
-fn nix_is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 fn unix_now() -> f64 {

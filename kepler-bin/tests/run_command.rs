@@ -663,10 +663,7 @@ fn without_rapl_the_model_estimates_and_says_so() {
 fn unprivileged_falls_back_to_the_model_and_says_why() {
     let required = std::env::var("REQUIRE_SETPRIV").as_deref() == Ok("1");
     let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
-    let root = fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    });
+    let root = support::is_root();
     if !(setpriv && root) {
         assert!(
             !required,

@@ -530,3 +530,11 @@ fn the_real_procfs_is_scanned_issue_19() {
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     }
 }
+
+proptest::proptest! {
+    /// fdinfo is outside input: any text of `drm-` lines parses or is refused, never a panic.
+    #[test]
+    fn any_fdinfo_text_is_parsed_without_panic(text in "(drm-[a-z-]{0,20}:[ \t]{0,2}[0-9a-zA-Z .:-]{0,24}\n){0,12}") {
+        let _ = kepler_sources::gpu::DrmFdinfo::parse(&text);
+    }
+}

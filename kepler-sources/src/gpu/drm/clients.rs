@@ -6,8 +6,9 @@
 //!
 //! - when it is new (a pid not seen before, or seen with another start time);
 //! - again after it ran (its CPU time moved: a process that did not run cannot have opened a
-//!   device), at most after 1, 2, 4 ... 64 scans, so a busy process costs one listing in 64
-//!   scans and an idle one none;
+//!   device), after waits that double up to 64 scans (plus up to as much again, spread by pid
+//!   so that processes first seen together do not come due together), so a busy process
+//!   costs one listing in 64 to 127 scans and an idle one none;
 //! - every scan while it holds a DRM descriptor (it may open or close more).
 //!
 //! The processes come from the CPU snapshot ([`DrmClients::observe`]), which already knows
@@ -194,7 +195,9 @@ impl DrmClients {
             t.ran = false;
             t.drm = !infos.is_empty();
             if !t.drm {
-                t.due = scan + t.backoff;
+                // Spread by pid, so that processes first seen together (all of them at start)
+                // do not come due together.
+                t.due = scan + t.backoff + u64::from(pid) % t.backoff;
                 t.backoff = (t.backoff * 2).min(MAX_BACKOFF);
             }
             for info in infos {

@@ -80,7 +80,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     for all_running in [false, true] {
         let mut clients = DrmClients::new("/proc");
-        let mut tick = |clients: &mut DrmClients, n: u64| {
+        let tick = |clients: &mut DrmClients, n: u64| {
             let bump = if all_running { n } else { 0 };
             clients.observe(
                 processes

@@ -81,6 +81,9 @@ pub struct GpuProcessSample {
     pub sm_util: u32,
     /// The MIG GPU instance it runs on, when the driver says.
     pub instance: Option<u32>,
+    /// Engine busy time since the previous read, in nanoseconds (DRM fdinfo backends; 0 from
+    /// NVML). When any process of a device has some, shares follow it instead of `sm_util`.
+    pub busy_ns: u64,
 }
 
 impl GpuProcessSample {
@@ -90,6 +93,18 @@ impl GpuProcessSample {
             pid,
             sm_util,
             instance,
+            busy_ns: 0,
+        }
+    }
+
+    /// Process `pid` that kept the device's engines busy for `busy_ns` since the previous
+    /// read (summed over engines), as DRM fdinfo reports it.
+    pub fn with_busy_time(pid: u32, busy_ns: u64) -> GpuProcessSample {
+        GpuProcessSample {
+            pid,
+            sm_util: 0,
+            instance: None,
+            busy_ns,
         }
     }
 }
@@ -183,6 +198,11 @@ pub trait GpuBackend: Send {
     /// before each tick. A device that fails gets an error entry; a device that is gone gets
     /// no entry.
     fn read(&mut self, at: Timestamp, out: &mut GpuFrame);
+
+    /// Shown each tick's CPU snapshot after the GPU step: the live processes with their start
+    /// times and CPU times. Backends that find GPU users by scanning processes (DRM fdinfo)
+    /// use it to look only at new processes and those that ran; the default ignores it.
+    fn observe(&mut self, _snapshot: &Snapshot) {}
 }
 
 impl<T: GpuBackend + ?Sized> GpuBackend for Box<T> {
@@ -194,6 +214,9 @@ impl<T: GpuBackend + ?Sized> GpuBackend for Box<T> {
     }
     fn read(&mut self, at: Timestamp, out: &mut GpuFrame) {
         (**self).read(at, out)
+    }
+    fn observe(&mut self, snapshot: &Snapshot) {
+        (**self).observe(snapshot)
     }
 }
 
@@ -664,8 +687,20 @@ fn split(ap: &mut Apportioner, sample: &GpuSample, active: u64) -> Vec<u64> {
     if procs.is_empty() {
         return out;
     }
+    // Engine busy time when the backend measures it (DRM), else SM samples (NVML); all zero
+    // means an equal split.
+    let by_time = procs.iter().any(|p| p.busy_ns > 0);
     let by_sm = |ap: &mut Apportioner, idx: &[usize], total: u64, out: &mut Vec<u64>| {
-        let mut w: Vec<u64> = idx.iter().map(|&i| procs[i].sm_util as u64).collect();
+        let mut w: Vec<u64> = idx
+            .iter()
+            .map(|&i| {
+                if by_time {
+                    procs[i].busy_ns
+                } else {
+                    procs[i].sm_util as u64
+                }
+            })
+            .collect();
         if w.iter().all(|&x| x == 0) {
             w.iter_mut().for_each(|x| *x = 1);
         }
@@ -730,11 +765,7 @@ mod tests {
             mode,
             processes: procs
                 .iter()
-                .map(|&(pid, sm_util, instance)| GpuProcessSample {
-                    pid,
-                    sm_util,
-                    instance,
-                })
+                .map(|&(pid, sm_util, instance)| GpuProcessSample::new(pid, sm_util, instance))
                 .collect(),
             instances: vec![
                 GpuInstance { id: 1, weight: 3 },
@@ -753,6 +784,19 @@ mod tests {
         assert_eq!(split(&mut ap, &s, 1_000), vec![100, 300, 600]);
         let s = sample(GpuMode::Shared, &[(1, 0, None), (2, 0, None)]);
         assert_eq!(split(&mut ap, &s, 11), vec![6, 5]);
+    }
+
+    #[test]
+    fn shared_split_follows_engine_time_when_measured() {
+        let mut ap = Apportioner::default();
+        let mut s = sample(GpuMode::Shared, &[]);
+        // Engine nanoseconds beyond u32 (several engines busy for seconds) weigh exactly.
+        s.processes = vec![
+            GpuProcessSample::with_busy_time(1, 6_000_000_000),
+            GpuProcessSample::with_busy_time(2, 2_000_000_000),
+            GpuProcessSample::with_busy_time(3, 0),
+        ];
+        assert_eq!(split(&mut ap, &s, 1_000), vec![750, 250, 0]);
     }
 
     #[test]
@@ -823,7 +867,7 @@ mod properties {
                         at: Timestamp(t),
                         reading: Ok(Reading::Energy(MicroJoules(energy))),
                         mode: mode(m),
-                        processes: procs.iter().map(|&(pid, sm_util, instance)| GpuProcessSample { pid, sm_util, instance }).collect(),
+                        processes: procs.iter().map(|&(pid, sm_util, instance)| GpuProcessSample::new(pid, sm_util, instance)).collect(),
                         instances: vec![GpuInstance { id: 1, weight: 2 }],
                     });
                 }

@@ -6,33 +6,50 @@ use kepler_core::{
     GpuAttributor, GpuBackend, GpuConfig, GpuFrame, GpuSnapshot, Snapshot, Timestamp,
 };
 use kepler_export::SourceSelf;
-use kepler_sources::ErrorKind;
+use kepler_sources::gpu::{DrmGpu, DrmOptions};
+use kepler_sources::{ErrorKind, MeterContext};
 
 /// One row of the GPU backend table.
 #[derive(Debug)]
 pub struct GpuBackendEntry {
     /// The backend's name, e.g. `nvml`.
     pub name: &'static str,
-    /// Opens the backend; the error says why it cannot run here (library or device absent).
-    pub open: fn() -> Result<Box<dyn GpuBackend>, kepler_sources::Error>,
+    /// Opens the backend over the host's sysfs and procfs roots; the error says why it cannot
+    /// run here (library or device absent).
+    pub open: fn(&MeterContext) -> Result<Box<dyn GpuBackend>, kepler_sources::Error>,
 }
 
 /// Every GPU backend this build knows, tried in order; the first that opens is used.
-pub static GPU_BACKENDS: &[GpuBackendEntry] = &[GpuBackendEntry {
-    name: "nvml",
-    open: open_nvml,
-}];
+/// NVML comes first: on NVIDIA machines it knows the processes, and the DRM backend would
+/// find no hwmon power channel for them anyway.
+pub static GPU_BACKENDS: &[GpuBackendEntry] = &[
+    GpuBackendEntry {
+        name: "nvml",
+        open: open_nvml,
+    },
+    GpuBackendEntry {
+        name: "drm",
+        open: open_drm,
+    },
+];
 
 /// NVML loads `libnvidia-ml.so.1` here, at run time, not at link time.
-fn open_nvml() -> Result<Box<dyn GpuBackend>, kepler_sources::Error> {
+fn open_nvml(_: &MeterContext) -> Result<Box<dyn GpuBackend>, kepler_sources::Error> {
     Ok(Box::new(kepler_sources::gpu::NvmlGpu::open()?))
+}
+
+/// Any DRM driver (amdgpu, i915, xe, ...): per-process engine time from `/proc/<pid>/fdinfo`,
+/// device power from the card's hwmon.
+fn open_drm(roots: &MeterContext) -> Result<Box<dyn GpuBackend>, kepler_sources::Error> {
+    let options = DrmOptions::new(&roots.sysfs, &roots.procfs);
+    Ok(Box::new(DrmGpu::open(options)?))
 }
 
 /// The first backend of [`GPU_BACKENDS`] that opens; `None` after one log line per backend
 /// saying why not ("not found" is the normal state on machines without GPUs).
-pub(crate) fn open_backend() -> Option<Box<dyn GpuBackend>> {
+pub(crate) fn open_backend(roots: &MeterContext) -> Option<Box<dyn GpuBackend>> {
     for entry in GPU_BACKENDS {
-        match (entry.open)() {
+        match (entry.open)(roots) {
             Ok(backend) => {
                 let names: Vec<String> = backend
                     .devices()
@@ -83,6 +100,9 @@ impl GpuMonitor {
     /// Accounts the GPUs read at `at` against `snapshot`, this tick's CPU snapshot (which
     /// names the processes).
     pub(crate) fn step(&mut self, snapshot: &Snapshot, at: Timestamp) -> GpuSnapshot {
-        self.engine.step(&self.frame, snapshot, at)
+        let gpu = self.engine.step(&self.frame, snapshot, at);
+        // Process-scanning backends (DRM fdinfo) learn this tick's processes for the next read.
+        self.backend.observe(snapshot);
+        gpu
     }
 }

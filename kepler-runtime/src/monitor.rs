@@ -137,7 +137,9 @@ impl MonitorBuilder {
                 tracing::info!("GPU metering off (experimental.gpu.enabled=false)");
                 None
             }
-            (None, Some(cfg)) => crate::gpu::open_backend().map(|b| GpuMonitor::new(b, cfg)),
+            (None, Some(cfg)) => {
+                crate::gpu::open_backend(&o.meters).map(|b| GpuMonitor::new(b, cfg))
+            }
         };
         Ok(Monitor {
             sources,

@@ -30,7 +30,7 @@ use crate::sysfs_value::{self, excerpt};
 use crate::{Error, ErrorKind};
 
 /// Longest value a channel file may hold (a 64-bit decimal and a newline fit easily).
-const READ_BUF: usize = 32;
+pub(crate) const READ_BUF: usize = 32;
 
 /// Longest label kept; the rest is cut (labels become `path` parts and log fields).
 const MAX_LABEL: usize = 64;

@@ -35,8 +35,9 @@ fn corpus_seeds_read_as_expected() {
         r.iter().map(|r| r.watts).collect::<Vec<_>>(),
         [416.0, 111.0, 12.0]
     );
-    // Delta shelf: the expanded Sensors collection has four chassis-context power sensors.
-    assert_eq!(check(&read("delta-sensors-expanded.json")), Some(4));
+    // Delta shelf: the expanded Sensors collection has four chassis-context power sensors
+    // and six PSU input sensors (ranked below them; outputs are not candidates).
+    assert_eq!(check(&read("delta-sensors-expanded.json")), Some(10));
     // A numeric string is read; a boolean, a negative number, "NaN" and a null are not.
     let r = readings_in(&read("odd-values.json"), "c").unwrap();
     assert_eq!(r.iter().map(|r| r.watts).collect::<Vec<_>>(), [12.0]);

@@ -346,3 +346,111 @@ fn issue_6_sushy_emulator_basic_auth_when_login_is_refused() {
     let e = block_on(walk(&client)).unwrap_err();
     assert_eq!(e.kind, FetchErrorKind::Auth, "{e}");
 }
+
+#[test]
+fn issue_19_sushy_power_shelf_with_null_context_reads_its_total() {
+    if !sushy_or_skip("powershelf-null-context") {
+        return;
+    }
+    // Chassis_Input_Power (2874 W, PhysicalContext null, named as the chassis input) stands
+    // for the shelf; the six PSU inputs (summing to the same 2874 W) are its parts and are
+    // not added; outputs and the fans' power are not inputs.
+    check(
+        "powershelf-null-context",
+        &[(
+            "PowerShelf_1",
+            Sensor,
+            "Chassis_Input_Power",
+            "Chassis Input Power",
+            2874.0,
+        )],
+        &[("PowerShelf_1", Some(2874.0))],
+    );
+}
+
+#[test]
+fn issue_19_sushy_power_shelf_with_psu_inputs_only_reads_the_largest() {
+    if !sushy_or_skip("powershelf-psu-inputs-expand") {
+        return;
+    }
+    // No total: the largest PSU input (612.5 W), never the sum (1815.75 W). The ServiceRoot
+    // promises $expand; sushy-static answers the query with the plain collection, so each
+    // sensor is fetched, and the walk still reads right.
+    let w = walk_case("powershelf-psu-inputs-expand");
+    assert_eq!(w.node_watts(), [("PowerShelf_0".to_string(), Some(612.5))]);
+    assert_eq!(w.readings.len(), 1);
+    assert_eq!(w.readings[0].id, "PSU1_Input_Power");
+    assert_eq!(w.sensors_expanded, 0);
+}
+
+/// A BMC that serves a fixture tree and answers `Sensors?$expand=.($levels=1)` with every
+/// member inline, as services that support `$expand` do.
+fn expanding_bmc(case: &'static str) -> TestBmc {
+    TestBmc::start(move |req| {
+        let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+        let file = |p: &str| {
+            let rel = p.trim_start_matches("/redfish/v1").trim_matches('/');
+            std::fs::read_to_string(fixture(case).join(rel).join("index.json")).ok()
+        };
+        let Some(body) = file(path) else {
+            return Reply::json(404, "{}");
+        };
+        if query.is_empty() {
+            return Reply::json(200, &body);
+        }
+        if query != "$expand=.($levels=1)" || !path.ends_with("/Sensors") {
+            return Reply::json(400, "{}");
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let members: Vec<serde_json::Value> = v["Members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                serde_json::from_str(&file(m["@odata.id"].as_str().unwrap()).unwrap()).unwrap()
+            })
+            .collect();
+        v["Members"] = serde_json::Value::Array(members);
+        Reply::json(200, &v.to_string())
+    })
+}
+
+#[test]
+fn issue_19_sensors_are_read_expanded_where_the_service_can() {
+    let server = expanding_bmc("powershelf-psu-inputs-expand");
+    let client = Client::new(
+        &bmc("b", &server.endpoint()),
+        Duration::from_secs(5),
+        8 << 20,
+    )
+    .unwrap();
+    let w = block_on(walk(&client)).unwrap();
+    assert_eq!(w.node_watts(), [("PowerShelf_0".to_string(), Some(612.5))]);
+    assert_eq!(w.sensors_expanded, 1);
+    let gets: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        gets.iter()
+            .any(|p| p.ends_with("/Sensors?$expand=.($levels=1)")),
+        "{gets:?}"
+    );
+    assert!(
+        !gets.iter().any(|p| p.contains("/Sensors/")),
+        "no sensor fetched one by one: {gets:?}"
+    );
+    // A service that does not promise $expand is never sent the query.
+    let server = expanding_bmc("powershelf-null-context");
+    let client = Client::new(
+        &bmc("b", &server.endpoint()),
+        Duration::from_secs(5),
+        8 << 20,
+    )
+    .unwrap();
+    let w = block_on(walk(&client)).unwrap();
+    assert_eq!(w.node_watts(), [("PowerShelf_1".to_string(), Some(2874.0))]);
+    assert!(server.requests().iter().all(|r| !r.path.contains('?')));
+}

@@ -26,7 +26,10 @@ pub use config::{
     Secret,
 };
 pub use error::{FetchError, FetchErrorKind};
-pub use model::{node_watts, parse_resource, readings_in, PowerReading, ReadingKind};
+pub use model::{
+    best_sensor, node_watts, parse_resource, readings_in, sensor_rank, PowerReading, ReadingKind,
+    SensorRank,
+};
 pub use poller::{backoff, jitter};
 pub use source::Redfish;
 pub use walk::{walk, Walk, SERVICE_ROOT};

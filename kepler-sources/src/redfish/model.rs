@@ -16,7 +16,7 @@ pub enum ReadingKind {
     EnvironmentMetrics,
     /// `PowerSubsystem/PowerSupplies/<psu>/Metrics.InputPowerWatts.Reading` (AC input side).
     PowerSupplyInput,
-    /// A `Sensor` with `ReadingType: Power` and `PhysicalContext: Chassis`.
+    /// A `Sensor` with `ReadingType: Power` that stands for the chassis (see [`SensorRank`]).
     Sensor,
 }
 
@@ -253,19 +253,12 @@ pub fn power_supply_input(
     })
 }
 
-/// A `Sensor` that measures the power of the whole chassis: `ReadingType` `Power`,
-/// `PhysicalContext` `Chassis`, units W (or kW, converted), and a reading present.
-pub fn chassis_power_sensor(
-    sensor: &Value,
-    chassis_id: &str,
-    resource: &str,
-) -> Option<PowerReading> {
+/// A `Sensor` that measures power: `ReadingType` `Power`, units W (or kW, converted), a
+/// reading present, not absent. Whether it stands for the whole chassis is
+/// [`sensor_rank`]'s question; its `PhysicalContext` (null on some power shelves) is kept.
+pub fn power_sensor(sensor: &Value, chassis_id: &str, resource: &str) -> Option<PowerReading> {
     let kind = string(sensor, "ReadingType")?;
     if !kind.eq_ignore_ascii_case("Power") || is_absent(sensor) {
-        return None;
-    }
-    let context = string(sensor, "PhysicalContext")?;
-    if !context.eq_ignore_ascii_case("Chassis") {
         return None;
     }
     let scale = match string(sensor, "ReadingUnits") {
@@ -282,15 +275,141 @@ pub fn chassis_power_sensor(
             .map(str::to_string)
             .unwrap_or_else(|| last_segment(resource).to_string()),
         name: string(sensor, "Name").unwrap_or("").to_string(),
-        physical_context: Some(context.to_string()),
+        physical_context: string(sensor, "PhysicalContext").map(str::to_string),
         watts,
         resource: resource.to_string(),
     })
 }
 
+/// How surely a power sensor is the chassis's input total; the walk takes the largest
+/// reading of the best rank present, so one chassis is one sensor, never a sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SensorRank {
+    /// `PhysicalContext: Chassis`.
+    Chassis,
+    /// No `PhysicalContext`, and an `Id` or `Name` that names the whole (`total`, `chassis`,
+    /// `system`, `shelf`...) and no part (a PSU, CPU, fan, output...): power shelves that
+    /// leave the context null.
+    NamedTotal,
+    /// No context or `PowerSupply`, named as an input and not an output (`PSU0 Input
+    /// Power`): the largest is a floor of the chassis input, used when nothing better exists.
+    InputSide,
+}
+
+/// The rank of a power sensor reading, `None` when it measures a part (CPU, memory, an
+/// output, a fan...) or nothing says what it measures.
+pub fn sensor_rank(r: &PowerReading) -> Option<SensorRank> {
+    const WHOLE: &[&str] = &[
+        "total",
+        "chassis",
+        "system",
+        "shelf",
+        "node",
+        "platform",
+        "server",
+        "enclosure",
+    ];
+    const PART: &[&str] = &[
+        "cpu",
+        "gpu",
+        "mem",
+        "memory",
+        "dimm",
+        "dram",
+        "fan",
+        "fans",
+        "psu",
+        "ps",
+        "pdu",
+        "supply",
+        "pcie",
+        "vr",
+        "hsc",
+        "hotswap",
+        "swap",
+        "storage",
+        "disk",
+        "drive",
+        "nic",
+        "subsystem",
+        "sub",
+        "out",
+        "output",
+        "soc",
+        "board",
+        "slot",
+        "rail",
+        "battery",
+    ];
+    const INPUT: &[&str] = &["in", "input", "ac"];
+    const OUTPUT: &[&str] = &["out", "output", "dc"];
+    let context = r.physical_context.as_deref();
+    if context.is_some_and(|c| c.eq_ignore_ascii_case("Chassis")) {
+        return Some(SensorRank::Chassis);
+    }
+    let mut words = name_words(&r.id);
+    words.extend(name_words(&r.name));
+    let has = |set: &[&str]| words.iter().any(|w| set.contains(&w.as_str()));
+    match context {
+        None if has(WHOLE) && !has(PART) => Some(SensorRank::NamedTotal),
+        None | Some("PowerSupply") if has(INPUT) && !has(OUTPUT) => Some(SensorRank::InputSide),
+        _ => None,
+    }
+}
+
+/// The lower-case words of an `Id` or `Name`: split at anything not alphanumeric and at
+/// camel-case humps (`ChassisInputPower`, `PSU0InputPower`), trailing digits dropped
+/// (`psu0` -> `psu`).
+fn name_words(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            words.push(std::mem::take(&mut word));
+            continue;
+        }
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        let next = chars.get(i + 1);
+        let hump = c.is_ascii_uppercase()
+            && prev.is_some_and(|p| {
+                p.is_ascii_lowercase()
+                    || p.is_ascii_digit()
+                    || (p.is_ascii_uppercase() && next.is_some_and(char::is_ascii_lowercase))
+            });
+        if hump {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push(c.to_ascii_lowercase());
+    }
+    words.push(word);
+    words
+        .into_iter()
+        .map(|w| w.trim_end_matches(|c: char| c.is_ascii_digit()).to_string())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// The one sensor that gives a chassis's power: the best [`sensor_rank`] present, and the
+/// largest reading of that rank (an input total is never below any of its parts; the first
+/// wins a tie).
+pub fn best_sensor<'a>(
+    readings: impl IntoIterator<Item = &'a PowerReading>,
+) -> Option<&'a PowerReading> {
+    let mut best: Option<(SensorRank, &PowerReading)> = None;
+    for r in readings {
+        let Some(rank) = sensor_rank(r) else { continue };
+        let better = best.is_none_or(|(br, b)| rank < br || (rank == br && r.watts > b.watts));
+        if better {
+            best = Some((rank, r));
+        }
+    }
+    best.map(|(_, r)| r)
+}
+
 /// The node power of one chassis's readings: the PowerControl entry whose context is
 /// `Chassis` (else the first entry), else the EnvironmentMetrics value, else the sum of PSU
-/// inputs, else the largest chassis power sensor (input totals exceed outputs). `None` when
+/// inputs, else the power sensor [`best_sensor`] picks. `None` when
 /// the chassis reports no power at all, which is not the same as 0 W.
 pub fn node_watts(readings: &[PowerReading]) -> Option<f64> {
     let of = |k: ReadingKind| readings.iter().filter(move |r| r.kind == k);
@@ -310,7 +429,25 @@ pub fn node_watts(readings: &[PowerReading]) -> Option<f64> {
     if !psu.is_empty() {
         return Some(psu.iter().sum());
     }
-    of(ReadingKind::Sensor).map(|r| r.watts).reduce(f64::max)
+    best_sensor(of(ReadingKind::Sensor)).map(|r| r.watts)
+}
+
+/// The `$expand` query that expands a collection's members one level, from the ServiceRoot's
+/// `ProtocolFeaturesSupported.ExpandQuery`; `None` when the service does not say it can.
+/// `NoLinks` (`.`: every hyperlink outside `Links`, which includes `Members`) is preferred
+/// to `ExpandAll` (`*`), which also expands `Links`.
+pub fn expand_query(root: &Value) -> Option<String> {
+    let q = root.get("ProtocolFeaturesSupported")?.get("ExpandQuery")?;
+    let yes = |k: &str| q.get(k).and_then(Value::as_bool) == Some(true);
+    let what = if yes("NoLinks") {
+        "."
+    } else if yes("ExpandAll") {
+        "*"
+    } else {
+        return None;
+    };
+    let levels = if yes("Levels") { "($levels=1)" } else { "" };
+    Some(format!("$expand={what}{levels}"))
 }
 
 /// Parses a response body as a JSON object. Redfish resources are objects; anything else
@@ -329,7 +466,8 @@ pub fn parse_resource(body: &[u8]) -> Result<Value, String> {
 }
 
 /// Every reading this crate would take from one resource body, whatever its type:
-/// PowerControl entries, an EnvironmentMetrics value, a chassis power sensor, and the same for
+/// PowerControl entries, an EnvironmentMetrics value, power sensors that may stand for the
+/// chassis (any [`SensorRank`]), and the same for
 /// each expanded member of a collection. The walk uses the parts; this is the whole parser
 /// in one call, for the fuzz target and the benchmark.
 pub fn readings_in(body: &[u8], chassis_id: &str) -> Result<Vec<PowerReading>, String> {
@@ -337,11 +475,12 @@ pub fn readings_in(body: &[u8], chassis_id: &str) -> Result<Vec<PowerReading>, S
     let path = link(&v).and_then(fetch_path).unwrap_or_default();
     let mut out = power_controls(&v, chassis_id, &path);
     out.extend(environment_power(&v, chassis_id, &path));
-    out.extend(chassis_power_sensor(&v, chassis_id, &path));
+    let ranked = |r: &PowerReading| sensor_rank(r).is_some();
+    out.extend(power_sensor(&v, chassis_id, &path).filter(ranked));
     for m in members(&v) {
         if let Member::Inline(item) = m {
             let p = link(item).and_then(fetch_path).unwrap_or_default();
-            out.extend(chassis_power_sensor(item, chassis_id, &p));
+            out.extend(power_sensor(item, chassis_id, &p).filter(ranked));
             out.extend(power_controls(item, chassis_id, &p));
         }
     }
@@ -424,17 +563,99 @@ mod tests {
         assert_eq!(m[2], Member::Link("/c".into()));
     }
 
+    /// The rank of a sensor as the walk would see it.
+    fn rank(v: Value) -> Option<SensorRank> {
+        sensor_rank(&power_sensor(&v, "c", "/s")?)
+    }
+
     #[test]
-    fn sensors_need_power_chassis_and_watts() {
+    fn sensors_need_power_and_watts() {
         let ok = json!({"Id": "total", "ReadingType": "Power", "PhysicalContext": "Chassis", "Reading": 2.5, "ReadingUnits": "kW"});
-        assert_eq!(chassis_power_sensor(&ok, "c", "/s").unwrap().watts, 2500.0);
+        assert_eq!(power_sensor(&ok, "c", "/s").unwrap().watts, 2500.0);
+        assert_eq!(rank(ok), Some(SensorRank::Chassis));
         let cpu = json!({"ReadingType": "Power", "PhysicalContext": "CPU", "Reading": 30});
-        assert!(chassis_power_sensor(&cpu, "c", "/s").is_none());
+        assert_eq!(rank(cpu), None);
         let energy =
             json!({"ReadingType": "EnergyJoules", "PhysicalContext": "Chassis", "Reading": 30});
-        assert!(chassis_power_sensor(&energy, "c", "/s").is_none());
+        assert!(power_sensor(&energy, "c", "/s").is_none());
         let absent = json!({"ReadingType": "Power", "PhysicalContext": "Chassis", "Status": {"State": "Absent"}});
-        assert!(chassis_power_sensor(&absent, "c", "/s").is_none());
+        assert!(power_sensor(&absent, "c", "/s").is_none());
+        let amps = json!({"ReadingType": "Power", "ReadingUnits": "A", "Reading": 3});
+        assert!(power_sensor(&amps, "c", "/s").is_none());
+    }
+
+    #[test]
+    fn sensors_without_context_are_ranked_by_their_names_issue_19() {
+        let s = |id: &str, name: &str, ctx: Value| {
+            json!({"Id": id, "Name": name, "ReadingType": "Power", "ReadingUnits": "W",
+                   "PhysicalContext": ctx, "Reading": 100})
+        };
+        let total = Some(SensorRank::NamedTotal);
+        let input = Some(SensorRank::InputSide);
+        assert_eq!(
+            rank(s("ChassisInputPower", "Chassis Input Power", Value::Null)),
+            total
+        );
+        assert_eq!(rank(s("total_power_in", "", Value::Null)), total);
+        assert_eq!(rank(s("SysPwr", "System Power", Value::Null)), total);
+        assert_eq!(
+            rank(s("PSU0InputPower", "PSU0 Input Power", Value::Null)),
+            input
+        );
+        assert_eq!(rank(s("PS1_Input", "", json!("PowerSupply"))), input);
+        // Parts and outputs never stand for the chassis.
+        assert_eq!(
+            rank(s("total_power_out", "Total Output Power", Value::Null)),
+            None
+        );
+        assert_eq!(rank(s("PSU0OutputPower", "", Value::Null)), None);
+        assert_eq!(
+            rank(s("CPU_Power", "CPU Sub-system Power", Value::Null)),
+            None
+        );
+        assert_eq!(rank(s("FanPower", "Fans Total", Value::Null)), None);
+        assert_eq!(rank(s("Power1", "Power 1", Value::Null)), None);
+        assert_eq!(rank(s("TotalPower", "Total", json!("CPU"))), None);
+        // A missing context is the same as null.
+        let v = json!({"Id": "ShelfPower", "ReadingType": "Power", "Reading": 5});
+        assert_eq!(rank(v), total);
+    }
+
+    #[test]
+    fn one_sensor_per_chassis_never_a_sum_issue_19() {
+        let r = |id: &str, ctx: Option<&str>, watts: f64| PowerReading {
+            chassis_id: "c".into(),
+            kind: ReadingKind::Sensor,
+            id: id.into(),
+            name: String::new(),
+            physical_context: ctx.map(str::to_string),
+            watts,
+            resource: String::new(),
+        };
+        let psus = [r("PSU0_Input", None, 900.0), r("PSU1_Input", None, 880.0)];
+        // Input sides alone: the largest, not 1780.
+        assert_eq!(node_watts(&psus), Some(900.0));
+        // A named total beats larger parts; a chassis context beats a named total.
+        let mut all = psus.to_vec();
+        all.push(r("Total_Input_Power", None, 1750.0));
+        assert_eq!(node_watts(&all), Some(1750.0));
+        all.push(r("hsc", Some("Chassis"), 20.0));
+        assert_eq!(node_watts(&all), Some(20.0));
+        assert_eq!(node_watts(&[r("CPU0", Some("CPU"), 100.0)]), None);
+    }
+
+    #[test]
+    fn expand_query_from_the_service_root_issue_19() {
+        let root = |q: Value| json!({"ProtocolFeaturesSupported": {"ExpandQuery": q}});
+        let all = json!({"ExpandAll": true, "Levels": true, "Links": true, "NoLinks": true, "MaxLevels": 6});
+        assert_eq!(
+            expand_query(&root(all)).as_deref(),
+            Some("$expand=.($levels=1)")
+        );
+        let star = json!({"ExpandAll": true, "Levels": false});
+        assert_eq!(expand_query(&root(star)).as_deref(), Some("$expand=*"));
+        assert_eq!(expand_query(&root(json!({"ExpandAll": false}))), None);
+        assert_eq!(expand_query(&json!({"Chassis": {}})), None);
     }
 
     #[test]

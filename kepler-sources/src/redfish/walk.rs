@@ -8,8 +8,13 @@
 //! 2. `EnvironmentMetrics.PowerWatts`;
 //! 3. `PowerSubsystem` -> `PowerSupplies` -> each supply's `Metrics.InputPowerWatts` (AC
 //!    input; output watts are the DC side, after losses, and are never used);
-//! 4. `Sensors` with `ReadingType: Power` and `PhysicalContext: Chassis`: the largest one
-//!    (the chassis input total), not every part.
+//! 4. `Sensors` with `ReadingType: Power`: one sensor, never a sum. `PhysicalContext:
+//!    Chassis` first; where no sensor has it (power shelves that leave it null), one whose
+//!    `Id`/`Name` names the chassis or total input; else the largest input-side sensor (see
+//!    [`model::sensor_rank`]). The largest of the best rank is the chassis input total.
+//!    Where the ServiceRoot's `ProtocolFeaturesSupported.ExpandQuery` says `$expand` works,
+//!    the collection is asked for expanded (one request instead of one per sensor); a
+//!    service that refuses the query is asked again without it.
 //!
 //! A failing resource (404, timeout, garbage) costs only its own chassis or step: it is
 //! recorded, and the walk goes on with the next step and the next chassis.
@@ -36,6 +41,8 @@ pub struct Walk {
     pub chassis: usize,
     /// Requests made.
     pub requests: usize,
+    /// `Sensors` collections that came back with their members inline (`$expand`).
+    pub sensors_expanded: usize,
 }
 
 impl Walk {
@@ -60,6 +67,8 @@ impl Walk {
 struct Walker<'a, F: Fetch> {
     fetch: &'a F,
     out: Walk,
+    /// The `$expand` query the service supports, if any.
+    expand: Option<String>,
 }
 
 impl<F: Fetch> Walker<'_, F> {
@@ -123,22 +132,39 @@ impl<F: Fetch> Walker<'_, F> {
         if self.power_supplies(chassis, &id).await {
             return;
         }
-        if let Some((sensors, _)) = self.follow(chassis, "Sensors").await {
-            // A chassis lists many power sensors (PSU outputs, hot-swap controllers...);
-            // only its total is exported: the largest chassis-context reading, since an
-            // input total is never below any of its parts (the first one wins a tie).
-            let mut best: Option<PowerReading> = None;
-            for m in &model::members(&sensors) {
+        if let Some(sensors) = self.sensors(chassis).await {
+            // A chassis lists many power sensors (PSU inputs and outputs, hot-swap
+            // controllers...); only its total is exported, one sensor (model::best_sensor).
+            let members = model::members(&sensors);
+            if !members.is_empty() && members.iter().all(|m| matches!(m, Member::Inline(_))) {
+                self.out.sensors_expanded += 1;
+            }
+            let mut found: Vec<PowerReading> = Vec::new();
+            for m in &members {
                 if let Some((s, p)) = self.member(m).await {
-                    if let Some(r) = model::chassis_power_sensor(&s, &id, &p) {
-                        if best.as_ref().is_none_or(|b| r.watts > b.watts) {
-                            best = Some(r);
-                        }
-                    }
+                    found.extend(model::power_sensor(&s, &id, &p));
                 }
             }
+            let best = model::best_sensor(&found).cloned();
             self.out.readings.extend(best);
         }
+    }
+
+    /// The chassis's `Sensors` collection, expanded when the service says it can.
+    async fn sensors(&mut self, chassis: &Value) -> Option<Value> {
+        if let Some(query) = self.expand.clone() {
+            let path = chassis
+                .get("Sensors")
+                .and_then(model::link)
+                .and_then(model::fetch_path)?;
+            match self.get(&format!("{path}?{query}")).await {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    tracing::debug!(error = %e, "Sensors with $expand refused; listing instead");
+                }
+            }
+        }
+        self.follow(chassis, "Sensors").await.map(|(v, _)| v)
     }
 
     /// Reads the AC input of every present supply; true when at least one gave a number.
@@ -175,8 +201,10 @@ pub async fn walk<F: Fetch>(fetch: &F) -> Result<Walk, FetchError> {
     let mut w = Walker {
         fetch,
         out: Walk::default(),
+        expand: None,
     };
     let root = w.get(SERVICE_ROOT).await?;
+    w.expand = model::expand_query(&root);
     let chassis_path = root
         .get("Chassis")
         .and_then(model::link)

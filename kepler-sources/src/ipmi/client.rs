@@ -219,8 +219,8 @@ impl Bmc {
 
     /// Opens an RMCP+ session at administrator privilege (the crate falls back to operator
     /// or user when the account is limited) and raises the session to it: a session starts
-    /// at user level, and some BMCs (pyghmi's) refuse commands until Set Session Privilege
-    /// Level is sent.
+    /// at user level, and some BMCs refuse commands until Set Session Privilege
+    /// Level is sent (ipmi_sim answers DCMI with 0xD4, insufficient privilege, without it).
     async fn open(&self) -> Result<ipmi::Client, IpmiError> {
         let target = self.resolve().await?;
         let client = ipmi::Client::builder(target)

@@ -11,7 +11,8 @@
 //! Cipher suite 3 only (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128, through the `ipmi`
 //! crate); suite 17 (SHA-256) is refused at configuration time. After the session opens,
 //! Set Session Privilege Level (App 0x3B) raises it to administrator (user where the account
-//! is limited): sessions start at user level and some BMCs refuse commands until it is sent.
+//! is limited): sessions start at user level, and OpenIPMI's ipmi_sim answers DCMI with
+//! 0xD4 (insufficient privilege) until it is sent; pyghmi's Bmc works either way.
 //! Only the reading's `current` watts is exported: some BMCs put junk in min/max. A reading
 //! whose state says measurement inactive is not exported (the zone reads `Missing`).
 //! In-band `/dev/ipmi0` is not implemented: this crate forbids `unsafe`, which the ioctls

@@ -225,6 +225,29 @@ impl WattsSensor {
     }
 }
 
+/// The fuzz target's body (and the corpus replay test's): the first byte picks the parser,
+/// even for DCMI, odd for an SDR record followed by a 2-byte sensor reading. Panics only
+/// when a parser breaks its own promises.
+pub fn check_response(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    if pick % 2 == 0 {
+        if let Ok(p) = parse_dcmi_power(rest) {
+            assert!(rest.len() >= 18 && rest[0] == DCMI_GROUP, "{p:?}");
+        }
+        return;
+    }
+    let (record, reading) = rest.split_at(rest.len().saturating_sub(2));
+    if let Ok(Some(s)) = parse_watts_sdr(record) {
+        assert_eq!(record[3], 0x01);
+        for raw in 0..=255u8 {
+            assert!(s.watts(raw).is_finite(), "{s:?} at {raw}");
+        }
+        let _ = s.reading(reading);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

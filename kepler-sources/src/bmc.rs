@@ -200,9 +200,7 @@ mod tests {
     #[test]
     fn backoff_doubles_from_a_short_first_retry_to_the_cap() {
         let d: Vec<u64> = (1..=8)
-            .map(|n| {
-                backoff_delay(Duration::from_secs(30), Duration::from_secs(240), n).as_secs()
-            })
+            .map(|n| backoff_delay(Duration::from_secs(30), Duration::from_secs(240), n).as_secs())
             .collect();
         assert_eq!(d, [5, 10, 20, 40, 80, 160, 240, 240]);
         let (i, m) = (Duration::from_millis(200), Duration::from_secs(1));

@@ -27,7 +27,10 @@ fn fast() -> IpmiOptions {
     }
 }
 
-fn poll(rt: &tokio::runtime::Runtime, bmc: &mut Bmc) -> Result<Sample, kepler_sources::ipmi::IpmiError> {
+fn poll(
+    rt: &tokio::runtime::Runtime,
+    bmc: &mut Bmc,
+) -> Result<Sample, kepler_sources::ipmi::IpmiError> {
     let local = tokio::task::LocalSet::new();
     local.block_on(rt, bmc.poll(Duration::from_secs(5)))
 }
@@ -60,12 +63,19 @@ fn dcmi_readings_follow_the_bmc(kind: Kind) {
         let s = poll(&rt, &mut bmc).unwrap();
         assert_eq!(s.method, Method::Dcmi);
         assert_eq!(s.watts, Some(f64::from(w)), "{kind:?} at {w} W");
-        assert_eq!(sim.ipmitool_dcmi(), (u32::from(w), true), "ipmitool at {w} W");
+        assert_eq!(
+            sim.ipmitool_dcmi(),
+            (u32::from(w), true),
+            "ipmitool at {w} W"
+        );
     }
     // Inactive: the BMC answers, but the reading is not a measurement.
     sim.set_state("300 0");
     let s = poll(&rt, &mut bmc).unwrap();
-    assert_eq!(s.watts, None, "{kind:?}: inactive reading must not be exported");
+    assert_eq!(
+        s.watts, None,
+        "{kind:?}: inactive reading must not be exported"
+    );
     assert_eq!(sim.ipmitool_dcmi(), (300, false));
     sim.set_state("301 1");
     assert_eq!(poll(&rt, &mut bmc).unwrap().watts, Some(301.0));
@@ -121,7 +131,11 @@ fn no_dcmi_falls_back_to_the_sdr_watts_sensor() {
             if s.watts == Some(want) {
                 break;
             }
-            assert!(Instant::now() < deadline, "raw {raw}: read {:?}, want {want}", s.watts);
+            assert!(
+                Instant::now() < deadline,
+                "raw {raw}: read {:?}, want {want}",
+                s.watts
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(sim.ipmitool_sensor_watts(), want, "ipmitool at raw {raw}");
@@ -219,7 +233,14 @@ fn source_polls_in_the_background_and_goes_stale_when_the_bmc_is_gone() {
     assert!(!sim.up);
     let failed: u64 = sim.errors.iter().map(|(_, n)| n).sum();
     assert!(failed > 0, "{:?}", sim.errors);
-    assert!(report.endpoints.iter().find(|e| e.id == "pyghmi").unwrap().up);
+    assert!(
+        report
+            .endpoints
+            .iter()
+            .find(|e| e.id == "pyghmi")
+            .unwrap()
+            .up
+    );
     let labels: Vec<_> = report.zones[1].labels.iter().cloned().collect();
     assert_eq!(
         labels,

@@ -82,7 +82,9 @@ mod tests {
         assert_eq!(e.key, "experimental.platform.ipmi.configFile");
         let e = build(
             &[],
-            Some(&format!("{yaml}      interval: 30s\n      staleness: 10s\n")),
+            Some(&format!(
+                "{yaml}      interval: 30s\n      staleness: 10s\n"
+            )),
         )
         .unwrap_err();
         assert_eq!(e.key, "experimental.platform.ipmi.staleness");

@@ -8,6 +8,7 @@
 mod duration;
 mod env;
 mod flags;
+mod ipmi;
 mod key;
 mod keys;
 mod kube;
@@ -15,7 +16,6 @@ mod meters;
 mod outputs;
 mod raw;
 mod readme;
-mod ipmi;
 mod redfish;
 mod yaml;
 
@@ -30,11 +30,11 @@ use kepler_sources::ModelParams;
 pub use duration::parse_duration;
 pub use env::{env_name, ENV_ALIASES};
 pub use flags::Flags;
+pub use ipmi::IpmiConfig;
 pub use meters::MeterConfig;
 pub use outputs::Outputs;
 pub use raw::RawConfig;
 pub use readme::{readme_with_tables, README_UPDATE_COMMAND};
-pub use ipmi::IpmiConfig;
 pub use redfish::RedfishConfig;
 
 use keys::*;

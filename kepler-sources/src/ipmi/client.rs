@@ -286,8 +286,8 @@ impl Bmc {
             return sample;
         }
         check("DCMI Get Power Reading", &r)?;
-        let p = parse_dcmi_power(&r.data)
-            .map_err(|e| IpmiError::parse("DCMI Get Power Reading", e))?;
+        let p =
+            parse_dcmi_power(&r.data).map_err(|e| IpmiError::parse("DCMI Get Power Reading", e))?;
         Ok(Sample {
             watts: p.active.then_some(f64::from(p.current)),
             method: Method::Dcmi,
@@ -336,9 +336,7 @@ async fn find_watts_sensor(client: &ipmi::Client) -> Result<WattsSensor, IpmiErr
     let mut record_id: u16 = 0;
     for _ in 0..MAX_SDR_RECORDS {
         let (next, record) = get_sdr(client, reservation, record_id).await?;
-        if let Some(s) =
-            parse_watts_sdr(&record).map_err(|e| IpmiError::parse("Get SDR", e))?
-        {
+        if let Some(s) = parse_watts_sdr(&record).map_err(|e| IpmiError::parse("Get SDR", e))? {
             if s.owner == BMC_ADDRESS && s.lun == 0 {
                 return Ok(s);
             }
@@ -380,12 +378,20 @@ async fn get_sdr(
             .map_err(|e| IpmiError::from_ipmi(step, e))?;
         check(step, &r)?;
         if r.data.len() < 3 {
-            return Err(IpmiError::new(IpmiErrorKind::Parse, step, "short Get SDR answer"));
+            return Err(IpmiError::new(
+                IpmiErrorKind::Parse,
+                step,
+                "short Get SDR answer",
+            ));
         }
         next = u16::from_le_bytes([r.data[0], r.data[1]]);
         let chunk = &r.data[2..];
         if chunk.is_empty() {
-            return Err(IpmiError::new(IpmiErrorKind::Parse, step, "empty SDR chunk"));
+            return Err(IpmiError::new(
+                IpmiErrorKind::Parse,
+                step,
+                "empty SDR chunk",
+            ));
         }
         record.extend_from_slice(&chunk[..chunk.len().min(total - record.len())]);
         if record.len() >= 5 && total == 5 {

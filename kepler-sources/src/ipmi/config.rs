@@ -254,7 +254,15 @@ mod tests {
         let f = "nodes: {n: b}\nbmcs: {b: {endpoint: h, cipherSuite: 17}}";
         let e = parse_ipmi_bmcs(p(), f, 0o600, "n").unwrap_err().to_string();
         assert!(e.contains("bmcs.b.cipherSuite") && e.contains("17"), "{e}");
-        for bad in ["https://h", "h:0", "h:x", "fd00::1", "[fd00::1", "u@h:623", ""] {
+        for bad in [
+            "https://h",
+            "h:0",
+            "h:x",
+            "fd00::1",
+            "[fd00::1",
+            "u@h:623",
+            "",
+        ] {
             assert!(normalize_ipmi_endpoint(bad).is_err(), "{bad}");
         }
         assert_eq!(normalize_ipmi_endpoint(" h:6230 ").unwrap(), "h:6230");
@@ -265,9 +273,14 @@ mod tests {
     fn passwords_never_show() {
         let n = parse_ipmi_bmcs(p(), FILE, 0o600, "worker-2").unwrap();
         let debug = format!("{n:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("s3cr3t"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
         let bad = "bmcs:\n  b:\n    password: [unclosed-hunter2\n";
-        let e = parse_ipmi_bmcs(p(), bad, 0o600, "x").unwrap_err().to_string();
+        let e = parse_ipmi_bmcs(p(), bad, 0o600, "x")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
     }
 }

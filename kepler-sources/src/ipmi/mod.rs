@@ -30,8 +30,8 @@ pub use config::{
     IpmiOptions, IPMI_PORT, SUPPORTED_CIPHER_SUITES,
 };
 pub use parse::{
-    check_response, parse_dcmi_power, parse_watts_sdr, AnalogFormat, DcmiPower, ParseError, WattsSensor,
-    CC_INVALID_COMMAND, DCMI_POWER_REQUEST, UNIT_WATTS,
+    check_response, parse_dcmi_power, parse_watts_sdr, AnalogFormat, DcmiPower, ParseError,
+    WattsSensor, CC_INVALID_COMMAND, DCMI_POWER_REQUEST, UNIT_WATTS,
 };
 pub use poller::{IpmiPoller, IpmiShared, IpmiState};
 pub use source::Ipmi;

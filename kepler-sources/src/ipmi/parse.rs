@@ -163,8 +163,14 @@ pub fn parse_watts_sdr(record: &[u8]) -> Result<Option<WattsSensor>, ParseError>
     {
         return Ok(None);
     }
-    let m = sign_extend(u16::from(record[24]) | (u16::from(record[25] >> 6) << 8), 10);
-    let b = sign_extend(u16::from(record[26]) | (u16::from(record[27] >> 6) << 8), 10);
+    let m = sign_extend(
+        u16::from(record[24]) | (u16::from(record[25] >> 6) << 8),
+        10,
+    );
+    let b = sign_extend(
+        u16::from(record[26]) | (u16::from(record[27] >> 6) << 8),
+        10,
+    );
     let r_exp = sign_extend(u16::from(record[29] >> 4), 4) as i8;
     let b_exp = sign_extend(u16::from(record[29] & 0x0f), 4) as i8;
     let id = record[47];
@@ -173,7 +179,13 @@ pub fn parse_watts_sdr(record: &[u8]) -> Result<Option<WattsSensor>, ParseError>
     // 8-bit ASCII+Latin-1 (type 3) is the usual case; others are shown as-is when printable.
     let name: String = name_bytes
         .iter()
-        .map(|&c| if (0x20..0x7f).contains(&c) { c as char } else { '?' })
+        .map(|&c| {
+            if (0x20..0x7f).contains(&c) {
+                c as char
+            } else {
+                '?'
+            }
+        })
         .collect();
     Ok(Some(WattsSensor {
         owner: record[5],
@@ -290,7 +302,9 @@ mod tests {
     /// A full sensor record as ipmi_sim's test BMC publishes it (M=2, B=10).
     pub(crate) fn sdr(m: u16, b: u16, rb_exp: u8, units1: u8, unit: u8) -> Vec<u8> {
         let name = b"Pwr Consumption";
-        let mut r = vec![0, 0, 0x51, 0x01, 0, 0x20, 0, 1, 0x15, 1, 0x7f, 0x68, 0x0b, 0x01];
+        let mut r = vec![
+            0, 0, 0x51, 0x01, 0, 0x20, 0, 1, 0x15, 1, 0x7f, 0x68, 0x0b, 0x01,
+        ];
         r.extend([0; 6]);
         r.extend([units1, unit, 0, 0]);
         r.extend([(m & 0xff) as u8, ((m >> 8) as u8) << 6]);

@@ -64,7 +64,9 @@ pub struct IpmiPoller {
 /// The longest one poll may take: session setup plus an SDR walk, each request with its
 /// resends.
 fn poll_deadline(opts: &IpmiOptions) -> Duration {
-    opts.timeout.saturating_mul(opts.attempts.max(1)).saturating_mul(8)
+    opts.timeout
+        .saturating_mul(opts.attempts.max(1))
+        .saturating_mul(8)
 }
 
 impl IpmiPoller {
@@ -149,7 +151,10 @@ fn outcome(result: &Result<Sample, IpmiError>) -> String {
             watts: Some(_),
             method,
         }) => format!("reading via {}", method.label()),
-        Ok(Sample { watts: None, method }) => format!("inactive via {}", method.label()),
+        Ok(Sample {
+            watts: None,
+            method,
+        }) => format!("inactive via {}", method.label()),
         Err(e) => format!("{} {}", e.kind.label(), e.step),
     }
 }

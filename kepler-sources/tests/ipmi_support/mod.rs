@@ -25,7 +25,8 @@ pub fn sdr_watts(raw: u8) -> f64 {
 }
 
 fn support() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ipmi_support")
+    // Through the workspace, so kepler-bin's tests can include this module too.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kepler-sources/tests/ipmi_support")
 }
 
 fn runs(cmd: &str, args: &[&str]) -> bool {

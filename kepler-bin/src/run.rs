@@ -11,7 +11,7 @@ use kepler_export::{
     BearerAuth, BearerVerdict, BuildInfo, ExportContext, Exposition, MetricsHandle, Server,
     ServerConfig, WebConfig,
 };
-use kepler_runtime::{BuildError, Monitor, Options, RedfishSetup};
+use kepler_runtime::{BuildError, IpmiSetup, Monitor, Options, RedfishSetup};
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
@@ -45,6 +45,11 @@ pub fn runtime_options(config: &Config) -> Options {
         node_name: rf.node_name.clone(),
         config_file: rf.config_file.clone(),
         options: rf.options.clone(),
+    });
+    o.ipmi = config.ipmi.as_ref().map(|ip| IpmiSetup {
+        node_name: ip.node_name.clone(),
+        config_file: ip.config_file.clone(),
+        options: ip.options.clone(),
     });
     let ttl = Nanos(config.terminated_ttl.as_nanos() as u64);
     o.gpu = config.meters.gpu_enabled.then(|| {

@@ -92,6 +92,8 @@ pub enum SourceKind {
     Nvml,
     /// A BMC over Redfish.
     Redfish,
+    /// A BMC over IPMI (DCMI power reading or an SDR Watts sensor).
+    Ipmi,
     /// An estimate from CPU utilisation: not a measurement.
     Model,
     /// A fake source in tests.
@@ -107,6 +109,7 @@ impl SourceKind {
             SourceKind::Acpi => "acpi",
             SourceKind::Nvml => "nvml",
             SourceKind::Redfish => "redfish",
+            SourceKind::Ipmi => "ipmi",
             SourceKind::Model => "model",
             SourceKind::Fake => "fake",
         }

@@ -68,6 +68,6 @@ pub use activity::{ActivityEntry, SelectedActivity, ACTIVITY_SOURCES};
 pub use error::BuildError;
 pub use gpu::{GpuBackendEntry, GPU_BACKENDS};
 pub use monitor::{Monitor, MonitorBuilder, NamedSource, Tick};
-pub use options::{ActivityChoice, Options, RedfishSetup};
+pub use options::{ActivityChoice, IpmiSetup, Options, RedfishSetup};
 pub use own_process::read_own_process;
-pub use select::{platform_sources, redfish_source, select_meter, MeterChoice};
+pub use select::{ipmi_source, platform_sources, redfish_source, select_meter, MeterChoice};

@@ -14,7 +14,7 @@ use crate::error::BuildError;
 use crate::gpu::GpuMonitor;
 use crate::kube::Kube;
 use crate::options::Options;
-use crate::select::{platform_sources, redfish_source, select_meter};
+use crate::select::{ipmi_source, platform_sources, redfish_source, select_meter};
 
 /// One power source with the name it is reported under (the `source` label of the
 /// read-duration self-metric).
@@ -159,12 +159,16 @@ impl MonitorBuilder {
     }
 }
 
-/// The power sources from the tables: the CPU meter first, then this node's Redfish BMCs,
-/// then every platform meter that builds. The Redfish BMC file is checked before any meter
-/// is built, so that a bad one fails first.
+/// The power sources from the tables: the CPU meter first, then this node's Redfish and
+/// IPMI BMCs, then every platform meter that builds. The BMC files are checked before any
+/// meter is built, so that a bad one fails first.
 fn power_sources(o: &Options) -> Result<Vec<NamedSource>, BuildError> {
     let redfish = match &o.redfish {
         Some(rf) => redfish_source(rf)?,
+        None => None,
+    };
+    let ipmi = match &o.ipmi {
+        Some(ip) => ipmi_source(ip)?,
         None => None,
     };
     let choice = select_meter(&o.meters, &o.preferred_meters);
@@ -178,6 +182,7 @@ fn power_sources(o: &Options) -> Result<Vec<NamedSource>, BuildError> {
     };
     Ok(std::iter::once(meter)
         .chain(redfish)
+        .chain(ipmi)
         .chain(platform_sources(&o.meters))
         .collect())
 }

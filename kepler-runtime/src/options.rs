@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use kepler_core::{AttributorConfig, GpuConfig};
 use kepler_k8s::InformerConfig;
+use kepler_sources::ipmi::IpmiOptions;
 use kepler_sources::redfish::RedfishOptions;
 use kepler_sources::{MeterContext, METERS};
 
@@ -32,6 +33,17 @@ pub struct RedfishSetup {
     pub options: RedfishOptions,
 }
 
+/// The IPMI platform source of this node (`experimental.platform.ipmi.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpmiSetup {
+    /// The key into the BMC file's `nodes`.
+    pub node_name: String,
+    /// The BMC file.
+    pub config_file: PathBuf,
+    /// How the background poller behaves.
+    pub options: IpmiOptions,
+}
+
 /// Everything a [`crate::Monitor`] is built from.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -43,6 +55,8 @@ pub struct Options {
     pub preferred_meters: Vec<String>,
     /// Platform power from BMCs; `None` when Redfish is off.
     pub redfish: Option<RedfishSetup>,
+    /// Platform power from BMCs over IPMI; `None` when IPMI is off.
+    pub ipmi: Option<IpmiSetup>,
     /// GPU accounting settings; `None` turns GPU metering off.
     pub gpu: Option<GpuConfig>,
     /// The activity source.
@@ -65,6 +79,7 @@ impl Options {
                 .map(|m| m.name.to_owned())
                 .collect(),
             redfish: None,
+            ipmi: None,
             gpu: Some(GpuConfig::default()),
             activity: ActivityChoice::Auto,
             kube: None,

@@ -1,12 +1,13 @@
 //! Power source selection from `kepler-sources`' tables: the CPU meter, the platform meters
 //! and the Redfish BMCs of this node.
 
+use kepler_sources::ipmi::{load_ipmi_bmcs, Ipmi};
 use kepler_sources::redfish::{load_node_bmcs, Redfish};
 use kepler_sources::{meter, MeterContext, PLATFORM_METERS};
 
 use crate::error::BuildError;
 use crate::monitor::NamedSource;
-use crate::options::RedfishSetup;
+use crate::options::{IpmiSetup, RedfishSetup};
 
 /// The outcome of CPU meter selection.
 pub struct MeterChoice {
@@ -99,6 +100,40 @@ pub fn redfish_source(rf: &RedfishSetup) -> Result<Option<NamedSource>, BuildErr
     let source = Redfish::start(node.bmcs, rf.options.clone()).map_err(|e| bad(e.to_string()))?;
     Ok(Some(NamedSource {
         name: "redfish".into(),
+        source: Box::new(source),
+    }))
+}
+
+const IPMI_KEY: &str = "experimental.platform.ipmi.configFile";
+
+/// The IPMI source of this node (issue 19), `None` when the node has no BMC. Like
+/// [`redfish_source`]: the BMC file is checked first (a bad one stops the exporter), then
+/// the BMCs are polled in the background. Endpoints are logged, credentials never.
+pub fn ipmi_source(ip: &IpmiSetup) -> Result<Option<NamedSource>, BuildError> {
+    let bad = |message: String| BuildError::Setting {
+        key: IPMI_KEY,
+        message,
+    };
+    let node = load_ipmi_bmcs(&ip.config_file, &ip.node_name).map_err(|e| bad(e.to_string()))?;
+    for w in &node.warnings {
+        tracing::warn!("{w}");
+    }
+    if node.bmcs.is_empty() {
+        tracing::info!(node = %ip.node_name, file = %ip.config_file.display(), "IPMI: no BMC mapped to this node; IPMI platform power off");
+        return Ok(None);
+    }
+    for b in &node.bmcs {
+        tracing::info!(
+            bmc = %b.id,
+            endpoint = %b.endpoint,
+            cipher_suite = b.cipher_suite,
+            interval = ?ip.options.interval,
+            "IPMI: polling BMC in the background"
+        );
+    }
+    let source = Ipmi::start(node.bmcs, ip.options.clone()).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(NamedSource {
+        name: "ipmi".into(),
         source: Box::new(source),
     }))
 }

@@ -6,7 +6,7 @@
 //! (NVML, loaded at run time) sit behind the small [`kepler_core::GpuBackend`] trait. Every reader
 //! takes a sysfs or procfs root, never a literal `/sys` or `/proc`, so the whole program runs on a
 //! fake tree (`--host.sysfs`, `--host.procfs`). This crate does I/O but no networking and no
-//! async, except behind the `redfish` feature (an HTTP client polling BMCs on its own thread);
+//! async, except behind the `redfish` and `ipmi` features (clients polling BMCs on their own threads);
 //! it must not depend on `kepler-export`, `kepler-bin` or any Kubernetes crate.
 
 #![forbid(unsafe_code)]
@@ -14,12 +14,16 @@
 
 #[cfg(feature = "acpi")]
 mod acpi;
+#[cfg(any(feature = "redfish", feature = "ipmi"))]
+pub mod bmc;
 mod error;
 mod fake_meter;
 pub mod gpu;
 pub mod host;
 #[cfg(feature = "hwmon")]
 mod hwmon;
+#[cfg(feature = "ipmi")]
+pub mod ipmi;
 mod meters;
 #[cfg(feature = "model")]
 mod model;

@@ -85,6 +85,8 @@ pub enum Table {
     Main,
     /// The table of the Redfish section.
     Redfish,
+    /// The table of the IPMI section.
+    Ipmi,
     /// The Go Kepler keys kepler-rs accepts without effect.
     Inert,
 }

@@ -400,6 +400,34 @@ keys! {
         .default_text("3 x interval")
         .table(Table::Redfish)
         .doc("readings older than this are not exported (interval to 24h)");
+    IPMI_ENABLED = Key::yaml("experimental.platform.ipmi.enabled", Ty::Bool)
+        .flag("experimental.platform.ipmi.enabled", "BOOL")
+        .default("false")
+        .table(Table::Ipmi)
+        .help("Enable platform power from this node's BMC over IPMI/DCMI (experimental).")
+        .doc("turn it on");
+    IPMI_CONFIG_FILE = Key::yaml("experimental.platform.ipmi.configFile", Ty::Str)
+        .flag("experimental.platform.ipmi.config", "PATH")
+        .alias("experimental.platform.ipmi.config-file")
+        .default_text("none, required")
+        .table(Table::Ipmi)
+        .help("The IPMI BMC file: nodes -> BMC id, bmcs -> endpoint host:port, credentials \
+               and cipherSuite (mode 0600).")
+        .doc("the BMC file; its node key is the node name (`kube.nodeName`, `$NODE_NAME`, the \
+              hostname)");
+    IPMI_INTERVAL = Key::yaml("experimental.platform.ipmi.interval", Ty::Duration)
+        .flag("experimental.platform.ipmi.interval", "DURATION")
+        .default("10s")
+        .check(|v| within(v, secs(1), secs(3600)))
+        .table(Table::Ipmi)
+        .help("Time between IPMI polls of a BMC.")
+        .doc("time between polls of a BMC, jittered by ±10% (1s to 1h)");
+    IPMI_STALENESS = Key::yaml("experimental.platform.ipmi.staleness", Ty::Duration)
+        .flag("experimental.platform.ipmi.staleness", "DURATION")
+        .default_text("3 x interval")
+        .table(Table::Ipmi)
+        .help("IPMI readings older than this are not exported.")
+        .doc("readings older than this are not exported (interval to 24h)");
     FAKE_CPU_METER_ENABLED = Key::yaml("dev.fake-cpu-meter.enabled", Ty::Bool)
         .default("false")
         .doc("deprecated, as in Go Kepler: `true` means `cpu.preferredMeters: [fake]`, the \

@@ -8,6 +8,7 @@
 mod duration;
 mod env;
 mod flags;
+mod ipmi;
 mod key;
 mod keys;
 mod kube;
@@ -29,6 +30,7 @@ use kepler_sources::ModelParams;
 pub use duration::parse_duration;
 pub use env::{env_name, ENV_ALIASES};
 pub use flags::Flags;
+pub use ipmi::IpmiConfig;
 pub use meters::MeterConfig;
 pub use outputs::Outputs;
 pub use raw::RawConfig;
@@ -99,6 +101,8 @@ pub struct Config {
     pub idle_power: IdlePower,
     /// `experimental.platform.redfish.*`; `None` when disabled.
     pub redfish: Option<RedfishConfig>,
+    /// `experimental.platform.ipmi.*`; `None` when disabled.
+    pub ipmi: Option<IpmiConfig>,
     /// Warnings to log once logging is set up (unknown keys...).
     pub warnings: Vec<String>,
     /// `activity.source`
@@ -282,12 +286,14 @@ impl Config {
 
         let (idle, idle_power) = attribution(raw)?;
         let redfish = redfish::redfish(raw, &node_name)?;
+        let ipmi = ipmi::ipmi(raw, &node_name)?;
         let meters = meters::meter_config(raw, &mut warnings)?;
         let outputs = outputs::outputs(raw, &mut warnings)?;
         warnings.extend(raw.unused_warnings()?);
 
         Ok(Config {
             redfish,
+            ipmi,
             idle,
             idle_power,
             log_level,

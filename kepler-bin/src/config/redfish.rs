@@ -60,7 +60,11 @@ pub fn redfish(raw: &RawConfig, node_name: &str) -> Result<Option<RedfishConfig>
 }
 
 /// Three intervals by default; at least one interval, at most a day.
-fn staleness(raw: &RawConfig, key: &Key, interval: Duration) -> Result<Duration, ConfigError> {
+pub(super) fn staleness(
+    raw: &RawConfig,
+    key: &Key,
+    interval: Duration,
+) -> Result<Duration, ConfigError> {
     let max = Duration::from_secs(24 * 3600);
     let d = raw.get(key)?.unwrap_or(interval * 3);
     if d < interval || d > max {

@@ -14,43 +14,14 @@
 //! The file holds passwords, so it must not be readable by group or others (mode 0600 or
 //! stricter); with `insecure: true` on the chosen BMC a wider mode is only warned about.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Error, ErrorKind};
-
-/// A password: never shown by `Debug` or `Display`, never logged.
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::bmc::Secret;
+use crate::bmc::{invalid, BmcFile};
+use crate::Error;
 
 /// One BMC, ready to poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,21 +66,6 @@ impl Default for RedfishOptions {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct RawFile {
-    #[serde(default)]
-    nodes: BTreeMap<String, OneOrMany>,
-    #[serde(default)]
-    bmcs: BTreeMap<String, RawBmc>,
-}
-
-#[derive(Deserialize)]
 struct RawBmc {
     endpoint: Option<String>,
     #[serde(default)]
@@ -127,10 +83,6 @@ pub struct NodeBmcs {
     pub bmcs: Vec<BmcConfig>,
     /// Things to log once (a readable file in insecure mode).
     pub warnings: Vec<String>,
-}
-
-fn invalid(path: &Path, detail: impl Into<String>) -> Error {
-    Error::new(ErrorKind::InvalidConfig, Some(path), detail)
 }
 
 /// Checks that `endpoint` is `http(s)://host[:port]` and returns it without a trailing slash.
@@ -158,54 +110,20 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
 /// Reads the BMC file at `path` and returns the BMCs `node` maps to. `Ok` with no BMCs when
 /// the node is not listed (the platform source is then simply absent).
 pub fn load_node_bmcs(path: &Path, node: &str) -> Result<NodeBmcs, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, &e))?;
-    let mode = file_mode(path)?;
-    parse_node_bmcs(path, &text, mode, node)
-}
-
-#[cfg(unix)]
-fn file_mode(path: &Path) -> Result<u32, Error> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(std::fs::metadata(path)
-        .map_err(|e| Error::io(path, &e))?
-        .mode()
-        & 0o777)
-}
-
-#[cfg(not(unix))]
-fn file_mode(_path: &Path) -> Result<u32, Error> {
-    Ok(0o600)
+    node_bmcs(path, &BmcFile::load(path)?, node)
 }
 
 /// Like [`load_node_bmcs`] on text already read, with the file's permission bits `mode`.
 pub fn parse_node_bmcs(path: &Path, text: &str, mode: u32, node: &str) -> Result<NodeBmcs, Error> {
-    let raw: RawFile = if text.trim().is_empty() {
-        RawFile {
-            nodes: BTreeMap::new(),
-            bmcs: BTreeMap::new(),
-        }
-    } else {
-        // serde-saphyr's messages quote the offending line; a password on a bad line would be
-        // echoed, so only the position is kept.
-        serde_saphyr::from_str(text)
-            .map_err(|e| invalid(path, redact_yaml_error(&e.to_string())))?
-    };
-    let ids = match raw.nodes.get(node) {
-        None => Vec::new(),
-        Some(OneOrMany::One(id)) => vec![id.clone()],
-        Some(OneOrMany::Many(ids)) => ids.clone(),
-    };
+    node_bmcs(path, &BmcFile::parse(path, text, mode)?, node)
+}
+
+fn node_bmcs(path: &Path, file: &BmcFile<RawBmc>, node: &str) -> Result<NodeBmcs, Error> {
     let mut out = NodeBmcs {
         bmcs: Vec::new(),
         warnings: Vec::new(),
     };
-    for id in ids {
-        let Some(b) = raw.bmcs.get(&id) else {
-            return Err(invalid(
-                path,
-                format!("node {node:?} maps to BMC {id:?}, which has no entry under bmcs"),
-            ));
-        };
+    for (id, b) in file.node_bmcs(path, node)? {
         let endpoint = b
             .endpoint
             .as_deref()
@@ -213,24 +131,9 @@ pub fn parse_node_bmcs(path: &Path, text: &str, mode: u32, node: &str) -> Result
             .and_then(|e| {
                 normalize_endpoint(e).map_err(|m| invalid(path, format!("bmcs.{id}.endpoint: {m}")))
             })?;
-        if mode & 0o077 != 0 {
-            let msg = format!(
-                "holds BMC passwords but is readable by group or others (mode {mode:04o}); run chmod 600 on it"
-            );
-            if b.insecure {
-                out.warnings.push(format!(
-                    "{}: {msg} (allowed because bmcs.{id}.insecure is set)",
-                    path.display()
-                ));
-            } else {
-                return Err(Error::new(ErrorKind::PermissionDenied, Some(path), msg));
-            }
-        }
-        if out.bmcs.iter().any(|x: &BmcConfig| x.id == id) {
-            continue;
-        }
+        file.check_mode(path, id, b.insecure, &mut out.warnings)?;
         out.bmcs.push(BmcConfig {
-            id: id.clone(),
+            id: id.to_string(),
             endpoint,
             username: b.username.clone(),
             password: b.password.clone(),
@@ -240,15 +143,10 @@ pub fn parse_node_bmcs(path: &Path, text: &str, mode: u32, node: &str) -> Result
     Ok(out)
 }
 
-/// Keeps the first line of a YAML error (kind and position), dropping the quoted snippet.
-fn redact_yaml_error(msg: &str) -> String {
-    let first = msg.lines().next().unwrap_or("invalid YAML");
-    format!("invalid BMC file: {first}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     const FILE: &str = concat!(
         "nodes:\n",

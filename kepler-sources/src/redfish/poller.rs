@@ -14,6 +14,8 @@ use super::config::{BmcConfig, RedfishOptions};
 use super::error::{FetchError, FetchErrorKind};
 use super::model::PowerReading;
 use super::walk::{walk, Walk};
+pub use crate::bmc::jitter;
+use crate::bmc::{backoff_delay, jitter_seed};
 use crate::{Error, ErrorKind};
 
 /// What the poller knows about one BMC.
@@ -63,23 +65,9 @@ pub struct Poller {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The delay after `failures` consecutive failed walks: starts at min(interval, 5 s) so a
-/// passing glitch is retried soon, doubles each time, and stops at `max_backoff`.
+/// The delay after `failures` consecutive failed walks (see [`crate::bmc::backoff_delay`]).
 pub fn backoff(opts: &RedfishOptions, failures: u32) -> Duration {
-    let base = opts.interval.min(Duration::from_secs(5));
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    base.saturating_mul(factor).min(opts.max_backoff.max(base))
-}
-
-/// `d` scaled by a factor in [0.9, 1.1): BMCs of many nodes then drift apart instead of
-/// being polled in lockstep.
-pub fn jitter(d: Duration, rng: &mut u64) -> Duration {
-    // xorshift64: plenty for spreading timers.
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    let unit = (*rng >> 11) as f64 / (1u64 << 53) as f64;
-    d.mul_f64(0.9 + 0.2 * unit)
+    backoff_delay(opts.interval, opts.max_backoff, failures)
 }
 
 impl Poller {
@@ -115,10 +103,7 @@ impl Poller {
             .name("redfish".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let seed = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(1, |d| d.as_nanos() as u64)
-                        ^ 0x9E37_79B9_7F4A_7C15;
+                    let seed = jitter_seed();
                     let mut tasks = Vec::new();
                     for (i, (client, shared)) in clients.into_iter().enumerate() {
                         let rng = seed.wrapping_mul(i as u64 + 1) | 1;
@@ -276,18 +261,5 @@ mod tests {
         };
         assert_eq!(backoff(&fast, 1), Duration::from_millis(200));
         assert_eq!(backoff(&fast, 30), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn jitter_stays_within_ten_percent_and_varies() {
-        let mut rng = 0x1234_5678_9abc_def1;
-        let d = Duration::from_secs(30);
-        let xs: Vec<Duration> = (0..1000).map(|_| jitter(d, &mut rng)).collect();
-        assert!(xs
-            .iter()
-            .all(|x| *x >= d.mul_f64(0.9) && *x < d.mul_f64(1.1)));
-        let min = xs.iter().min().unwrap();
-        let max = xs.iter().max().unwrap();
-        assert!(*max - *min > Duration::from_secs(4), "{min:?}..{max:?}");
     }
 }

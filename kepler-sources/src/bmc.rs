@@ -1,0 +1,223 @@
+//! What the BMC-polling sources (Redfish, IPMI) share: the credentials file's shape and
+//! checks, passwords that never print, and the poll schedule (backoff and jitter).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::{Error, ErrorKind};
+
+/// A password: never shown by `Debug` or `Display`, never logged.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The delay after `failures` consecutive failed polls: starts at min(interval, 5 s) so a
+/// passing glitch is retried soon, doubles each time, and stops at `max_backoff`.
+pub fn backoff_delay(interval: Duration, max_backoff: Duration, failures: u32) -> Duration {
+    let base = interval.min(Duration::from_secs(5));
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(max_backoff.max(base))
+}
+
+/// `d` scaled by a factor in [0.9, 1.1): BMCs of many nodes then drift apart instead of
+/// being polled in lockstep.
+pub fn jitter(d: Duration, rng: &mut u64) -> Duration {
+    // xorshift64: plenty for spreading timers.
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let unit = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(0.9 + 0.2 * unit)
+}
+
+/// A seed for [`jitter`] that differs between processes.
+pub(crate) fn jitter_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ 0x9E37_79B9_7F4A_7C15
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A BMC file, `nodes: {<node>: <bmc id> | [ids]}` and `bmcs: {<id>: B}`, with its mode.
+pub(crate) struct BmcFile<B> {
+    nodes: BTreeMap<String, OneOrMany>,
+    bmcs: BTreeMap<String, B>,
+    mode: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "B: DeserializeOwned")]
+struct RawFile<B> {
+    #[serde(default)]
+    nodes: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    bmcs: BTreeMap<String, B>,
+}
+
+pub(crate) fn invalid(path: &Path, detail: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidConfig, Some(path), detail)
+}
+
+impl<B: DeserializeOwned> BmcFile<B> {
+    /// Reads the file at `path` and its permission bits.
+    pub(crate) fn load(path: &Path) -> Result<BmcFile<B>, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, &e))?;
+        let mode = file_mode(path)?;
+        BmcFile::parse(path, &text, mode)
+    }
+
+    /// Parses `text`, read from `path` with permission bits `mode`.
+    pub(crate) fn parse(path: &Path, text: &str, mode: u32) -> Result<BmcFile<B>, Error> {
+        let raw: RawFile<B> = if text.trim().is_empty() {
+            RawFile {
+                nodes: BTreeMap::new(),
+                bmcs: BTreeMap::new(),
+            }
+        } else {
+            // serde-saphyr's messages quote the offending line; a password on a bad line
+            // would be echoed, so only the position is kept.
+            serde_saphyr::from_str(text)
+                .map_err(|e| invalid(path, redact_yaml_error(&e.to_string())))?
+        };
+        Ok(BmcFile {
+            nodes: raw.nodes,
+            bmcs: raw.bmcs,
+            mode,
+        })
+    }
+
+    /// The BMCs `node` maps to, in file order without repeats; an id with no entry under
+    /// `bmcs` is an error naming both.
+    pub(crate) fn node_bmcs(&self, path: &Path, node: &str) -> Result<Vec<(&str, &B)>, Error> {
+        let ids: Vec<&str> = match self.nodes.get(node) {
+            None => Vec::new(),
+            Some(OneOrMany::One(id)) => vec![id.as_str()],
+            Some(OneOrMany::Many(ids)) => ids.iter().map(String::as_str).collect(),
+        };
+        let mut out: Vec<(&str, &B)> = Vec::new();
+        for id in ids {
+            let Some(b) = self.bmcs.get(id) else {
+                return Err(invalid(
+                    path,
+                    format!("node {node:?} maps to BMC {id:?}, which has no entry under bmcs"),
+                ));
+            };
+            if !out.iter().any(|(x, _)| *x == id) {
+                out.push((id, b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses a file readable by group or others (it holds passwords) unless the BMC `id`
+    /// is marked `insecure`, in which case a warning is added instead.
+    pub(crate) fn check_mode(
+        &self,
+        path: &Path,
+        id: &str,
+        insecure: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        let mode = self.mode;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        let msg = format!(
+            "holds BMC passwords but is readable by group or others (mode {mode:04o}); run chmod 600 on it"
+        );
+        if insecure {
+            warnings.push(format!(
+                "{}: {msg} (allowed because bmcs.{id}.insecure is set)",
+                path.display()
+            ));
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::PermissionDenied, Some(path), msg))
+        }
+    }
+}
+
+#[cfg(unix)]
+fn file_mode(path: &Path) -> Result<u32, Error> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io(path, &e))?
+        .mode()
+        & 0o777)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_path: &Path) -> Result<u32, Error> {
+    Ok(0o600)
+}
+
+/// Keeps the first line of a YAML error (kind and position), dropping the quoted snippet.
+fn redact_yaml_error(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or("invalid YAML");
+    format!("invalid BMC file: {first}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_short_first_retry_to_the_cap() {
+        let d: Vec<u64> = (1..=8)
+            .map(|n| backoff_delay(Duration::from_secs(30), Duration::from_secs(240), n).as_secs())
+            .collect();
+        assert_eq!(d, [5, 10, 20, 40, 80, 160, 240, 240]);
+        let (i, m) = (Duration::from_millis(200), Duration::from_secs(1));
+        assert_eq!(backoff_delay(i, m, 1), Duration::from_millis(200));
+        assert_eq!(backoff_delay(i, m, 30), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent_and_varies() {
+        let mut rng = 0x1234_5678_9abc_def1;
+        let d = Duration::from_secs(30);
+        let xs: Vec<Duration> = (0..1000).map(|_| jitter(d, &mut rng)).collect();
+        assert!(xs
+            .iter()
+            .all(|x| *x >= d.mul_f64(0.9) && *x < d.mul_f64(1.1)));
+        let min = xs.iter().min().unwrap();
+        let max = xs.iter().max().unwrap();
+        assert!(*max - *min > Duration::from_secs(4), "{min:?}..{max:?}");
+    }
+}

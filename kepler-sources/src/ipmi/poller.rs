@@ -1,0 +1,237 @@
+//! Background polling: one thread with a small async runtime, one task per BMC. Each task
+//! polls its BMC, stores the last answer with the instant it was taken, and sleeps: the
+//! interval ±10% on success, an exponential backoff on failure (shared with Redfish). Readers
+//! only lock the shared state for a copy; nothing they do waits on the network.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::client::{Bmc, IpmiError, IpmiErrorKind, Sample};
+use super::config::{IpmiBmcConfig, IpmiOptions};
+use crate::bmc::{backoff_delay, jitter, jitter_seed};
+use crate::{Error, ErrorKind};
+
+/// What the poller knows about one BMC.
+#[derive(Debug, Default, Clone)]
+pub struct IpmiState {
+    /// The last successful poll's sample.
+    pub sample: Option<Sample>,
+    /// When the last successful poll finished; `None` before the first.
+    pub polled_at: Option<Instant>,
+    /// True when the latest poll succeeded.
+    pub up: bool,
+    /// How long the latest poll took.
+    pub last_duration: Duration,
+    /// Polls since start.
+    pub polls: u64,
+    /// Failed polls since start, by [`IpmiErrorKind::index`].
+    pub errors: [u64; IpmiErrorKind::ALL.len()],
+}
+
+/// One BMC's state, shared between its polling task and the readers.
+#[derive(Debug)]
+pub struct IpmiShared {
+    /// The BMC id.
+    pub id: String,
+    state: Mutex<IpmiState>,
+}
+
+impl IpmiShared {
+    /// A BMC not polled yet.
+    pub fn new(id: &str) -> IpmiShared {
+        IpmiShared {
+            id: id.to_string(),
+            state: Mutex::new(IpmiState::default()),
+        }
+    }
+
+    /// The state, for a short look.
+    pub fn lock(&self) -> MutexGuard<'_, IpmiState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The polling thread; stopping it (or dropping it) ends every task and closes sessions.
+#[derive(Debug)]
+pub struct IpmiPoller {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The longest one poll may take: session setup plus an SDR walk, each request with its
+/// resends.
+fn poll_deadline(opts: &IpmiOptions) -> Duration {
+    opts.timeout
+        .saturating_mul(opts.attempts.max(1))
+        .saturating_mul(8)
+}
+
+impl IpmiPoller {
+    /// Starts polling every BMC in `bmcs`.
+    pub fn start(
+        bmcs: Vec<(IpmiBmcConfig, Arc<IpmiShared>)>,
+        opts: IpmiOptions,
+    ) -> Result<IpmiPoller, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    None,
+                    format!("cannot start the IPMI runtime: {e}"),
+                )
+            })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let grace = opts.timeout + Duration::from_secs(1);
+        let thread = std::thread::Builder::new()
+            .name("ipmi".into())
+            .spawn(move || {
+                // The `ipmi` crate's futures are not `Send`: the tasks run on a LocalSet.
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    let seed = jitter_seed();
+                    let mut tasks = Vec::new();
+                    for (i, (cfg, shared)) in bmcs.into_iter().enumerate() {
+                        let rng = seed.wrapping_mul(i as u64 + 1) | 1;
+                        tasks.push(tokio::task::spawn_local(poll_loop(
+                            Bmc::new(cfg, opts.clone()),
+                            shared,
+                            opts.clone(),
+                            stop_rx.clone(),
+                            rng,
+                        )));
+                    }
+                    let mut stop_rx = stop_rx;
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                    // Tasks close their sessions (bounded by the timeout); wait no longer.
+                    let _ = tokio::time::timeout(grace, async {
+                        for t in tasks {
+                            let _ = t.await;
+                        }
+                    })
+                    .await;
+                });
+            })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    None,
+                    format!("cannot start the IPMI thread: {e}"),
+                )
+            })?;
+        Ok(IpmiPoller {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops every task, closes sessions, and waits for the thread.
+    pub fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for IpmiPoller {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A short, stable description of the poll's outcome, logged only when it changes.
+fn outcome(result: &Result<Sample, IpmiError>) -> String {
+    match result {
+        Ok(Sample {
+            watts: Some(_),
+            method,
+        }) => format!("reading via {}", method.label()),
+        Ok(Sample {
+            watts: None,
+            method,
+        }) => format!("inactive via {}", method.label()),
+        Err(e) => format!("{} {}", e.kind.label(), e.step),
+    }
+}
+
+async fn poll_loop(
+    mut bmc: Bmc,
+    shared: Arc<IpmiShared>,
+    opts: IpmiOptions,
+    mut stop: watch::Receiver<bool>,
+    mut rng: u64,
+) {
+    let mut failures = 0u32;
+    let mut last: Option<String> = None;
+    let deadline = poll_deadline(&opts);
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = bmc.poll(deadline) => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let took = started.elapsed();
+        {
+            let mut st = shared.lock();
+            st.polls += 1;
+            st.last_duration = took;
+            match &result {
+                Ok(s) => {
+                    st.sample = Some(s.clone());
+                    st.polled_at = Some(Instant::now());
+                    st.up = true;
+                }
+                Err(e) => {
+                    st.up = false;
+                    st.errors[e.kind.index()] += 1;
+                }
+            }
+        }
+        // One log line per change of state, never one per poll. Errors carry no credentials.
+        let now = outcome(&result);
+        if last.as_deref() != Some(now.as_str()) {
+            match &result {
+                Err(e) => {
+                    tracing::warn!(bmc = %shared.id, error = %e, "IPMI BMC poll failed; its platform power is not exported until it recovers")
+                }
+                Ok(Sample {
+                    watts: None,
+                    method,
+                }) => {
+                    tracing::info!(bmc = %shared.id, method = method.label(), "IPMI BMC says power measurement is inactive; no reading exported")
+                }
+                Ok(Sample {
+                    watts: Some(_),
+                    method,
+                }) => {
+                    let sensor = match method {
+                        super::client::Method::Sdr(name) => name.as_str(),
+                        super::client::Method::Dcmi => "",
+                    };
+                    tracing::info!(bmc = %shared.id, method = method.label(), sensor, "IPMI BMC power reading OK")
+                }
+            }
+            last = Some(now);
+        }
+        let delay = if result.is_ok() {
+            failures = 0;
+            jitter(opts.interval, &mut rng)
+        } else {
+            failures += 1;
+            jitter(
+                backoff_delay(opts.interval, opts.max_backoff, failures),
+                &mut rng,
+            )
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    bmc.close().await;
+}

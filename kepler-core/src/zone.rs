@@ -94,6 +94,8 @@ pub enum SourceKind {
     Redfish,
     /// An estimate from CPU utilisation: not a measurement.
     Model,
+    /// A VM's share of its host's measurement, handed over by the host's kepler (issue 22).
+    Passthrough,
     /// A fake source in tests.
     Fake,
 }
@@ -108,6 +110,7 @@ impl SourceKind {
             SourceKind::Nvml => "nvml",
             SourceKind::Redfish => "redfish",
             SourceKind::Model => "model",
+            SourceKind::Passthrough => "passthrough",
             SourceKind::Fake => "fake",
         }
     }

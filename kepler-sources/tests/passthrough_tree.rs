@@ -129,6 +129,11 @@ fn guest_node_energy_equals_host_vm_energy_across_wraps_and_restart() {
         fs::read_to_string(vm_dir.join("idle_policy")).unwrap(),
         "cpu-share\n"
     );
+    // The host's FakePower zones are measured, so the guest's are too.
+    assert_eq!(
+        fs::read_to_string(vm_dir.join("estimated")).unwrap(),
+        "false\n"
+    );
 
     let mut meter = Passthrough::discover(&guest_opts(&vm_dir, 30)).unwrap();
     let kinds: Vec<ZoneKind> = meter.zones().iter().map(|z| z.kind).collect();

@@ -417,7 +417,7 @@ keys! {
               [VM passthrough](#vm-passthrough))");
     VM_PASSTHROUGH_DIR = Key::yaml("vm.passthrough.dir", Ty::Str)
         .flag("vm.passthrough.dir", "PATH")
-        .default("/var/lib/kepler/vm-passthrough")
+        .default("/run/kepler/vm-passthrough")
         .check(not_empty)
         .help("Directory holding one powercap-shaped tree per VM (<dir>/<vm uuid or name>/).")
         .doc("one tree per VM, `<dir>/<vm uuid or name>/`, to share read-only into the guest");

@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! <vm id>/idle_policy                          host's attribution.idle (none, cpu-share, equal)
+//! <vm id>/estimated                            true when the host's meter is the model
 //! <vm id>/intel-rapl:0/{name, max_energy_range_uj, energy_uj}        name: package-0
 //! <vm id>/intel-rapl:0/intel-rapl:0:M/{...}                          core, uncore, dram
 //! <vm id>/intel-rapl:1/{...}                                         psys
@@ -51,6 +52,9 @@ use kepler_core::ZoneKind;
 
 /// The file that holds the host's idle policy, at the top of a VM's tree.
 pub const IDLE_POLICY_FILE: &str = "idle_policy";
+/// `true` when the host's own CPU meter is an estimate (the model), at the top of a VM's
+/// tree: the guest's zones then say `estimated="true"` too.
+pub const ESTIMATED_FILE: &str = "estimated";
 
 /// The counter file of a zone.
 const ENERGY_FILE: &str = "energy_uj";

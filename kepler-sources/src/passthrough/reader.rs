@@ -27,7 +27,10 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
 
-use super::{parse_written, parse_zone_dir, ENERGY_FILE, IDLE_POLICY_FILE, NAME_FILE, RANGE_FILE};
+use super::{
+    parse_written, parse_zone_dir, ENERGY_FILE, ESTIMATED_FILE, IDLE_POLICY_FILE, NAME_FILE,
+    RANGE_FILE,
+};
 use crate::{Error, ErrorKind};
 
 /// Bytes read from a file; anything the writer writes is shorter.
@@ -225,10 +228,12 @@ impl Passthrough {
             }
         }
         dirs.sort();
+        // A host whose own meter is the model hands over an estimate, and says so.
+        let estimated = read_text(&root, &opts.path, &[ESTIMATED_FILE]).is_ok_and(|v| v == "true");
         let mut zones = Vec::new();
         let mut state = Vec::new();
         for (_, _, comps) in dirs {
-            match Self::zone(&root, &opts.path, &comps) {
+            match Self::zone(&root, &opts.path, &comps, estimated) {
                 Ok((info, z)) => {
                     zones.push(Arc::new(info));
                     state.push(z);
@@ -265,6 +270,7 @@ impl Passthrough {
         root: &OwnedFd,
         root_path: &Path,
         comps: &[String],
+        estimated: bool,
     ) -> Result<(ZoneInfo, Zone), ReadError> {
         let with = |file: &'static str| -> Vec<&str> {
             comps.iter().map(String::as_str).chain([file]).collect()
@@ -293,7 +299,7 @@ impl Passthrough {
         let info = ZoneInfo::builder(format!("passthrough:{path}"), kind, SourceKind::Passthrough)
             .path(path)
             .energy_counter(Some(MicroJoules(range)))
-            .estimated(false)
+            .estimated(estimated)
             .build();
         let zone = Zone {
             components: with(ENERGY_FILE).into_iter().map(str::to_owned).collect(),

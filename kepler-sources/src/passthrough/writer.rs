@@ -10,8 +10,8 @@ use std::sync::Arc;
 use kepler_core::{MicroJoules, Snapshot, ZoneKind};
 
 use super::{
-    dir_name, layout, parse_written, DEFAULT_MAX_ENERGY_RANGE_UJ, ENERGY_FILE, IDLE_POLICY_FILE,
-    NAME_FILE, RANGE_FILE,
+    dir_name, layout, parse_written, DEFAULT_MAX_ENERGY_RANGE_UJ, ENERGY_FILE, ESTIMATED_FILE,
+    IDLE_POLICY_FILE, NAME_FILE, RANGE_FILE,
 };
 use crate::{Error, ErrorKind};
 
@@ -69,6 +69,8 @@ struct VmTree {
     zones: Vec<ZoneFile>,
     /// True while writes fail, so the failure is logged once.
     failing: bool,
+    /// The writer's tick in which the VM was last in the snapshot.
+    seen_at: u64,
 }
 
 /// Writes every VM's tree each tick; see the [module docs](super) for the layout and why the
@@ -80,6 +82,8 @@ pub struct PassthroughWriter {
     stats: WriterStats,
     /// Ids that cannot name a directory, logged once each.
     unnamable: Vec<Arc<str>>,
+    /// Calls to [`PassthroughWriter::write`] so far.
+    ticks: u64,
 }
 
 impl PassthroughWriter {
@@ -106,6 +110,7 @@ impl PassthroughWriter {
             vms: HashMap::new(),
             stats: WriterStats::default(),
             unnamable: Vec::new(),
+            ticks: 0,
         })
     }
 
@@ -121,10 +126,10 @@ impl PassthroughWriter {
         if snap.kinds.is_empty() {
             return;
         }
-        let mut seen: Vec<Arc<str>> = Vec::with_capacity(snap.vms.len());
+        self.ticks += 1;
+        let tick = self.ticks;
         for vm in &snap.vms {
             let id = &vm.info.id;
-            seen.push(Arc::clone(id));
             if !self.vms.contains_key(id) || self.vms[id].kinds != snap.kinds {
                 let Some(tree) = self.open_tree(id, &snap.kinds, snap) else {
                     continue;
@@ -134,6 +139,7 @@ impl PassthroughWriter {
             let Some(tree) = self.vms.get_mut(id) else {
                 continue;
             };
+            tree.seen_at = tick;
             let range = self.opts.max_energy_range.0;
             let mut failure: Option<(PathBuf, io::Error)> = None;
             for z in &mut tree.zones {
@@ -164,7 +170,7 @@ impl PassthroughWriter {
                 _ => {}
             }
         }
-        self.vms.retain(|id, _| seen.iter().any(|s| s == id));
+        self.vms.retain(|_, tree| tree.seen_at == tick);
     }
 
     /// Creates (or finds) a VM's tree for `kinds`, continuing each counter from the value
@@ -186,6 +192,16 @@ impl PassthroughWriter {
             replace_counted(
                 &dir.join(IDLE_POLICY_FILE),
                 policy.as_bytes(),
+                &mut self.stats,
+            )?;
+            let estimated = snap
+                .zones
+                .iter()
+                .any(|z| z.info.kind.is_cpu() && z.info.estimated);
+            let estimated = if estimated { "true\n" } else { "false\n" };
+            replace_counted(
+                &dir.join(ESTIMATED_FILE),
+                estimated.as_bytes(),
                 &mut self.stats,
             )?;
             for z in layout(kinds) {
@@ -225,6 +241,7 @@ impl PassthroughWriter {
             kinds: kinds.to_vec(),
             zones,
             failing: false,
+            seen_at: 0,
         })
     }
 }

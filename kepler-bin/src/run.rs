@@ -12,6 +12,7 @@ use kepler_export::{
     ServerConfig, WebConfig,
 };
 use kepler_runtime::{BuildError, IpmiSetup, Monitor, Options, RedfishSetup};
+use kepler_sources::passthrough::{PassthroughOptions, PassthroughWriterOptions};
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
@@ -40,6 +41,19 @@ pub fn runtime_options(config: &Config) -> Options {
     o.meters.hwmon_rules = config.meters.hwmon_rules.clone();
     o.meters.hwmon_zones = config.meters.hwmon_zones.clone();
     o.meters.fake_zones = config.meters.fake_zones.clone();
+    o.meters.passthrough = PassthroughOptions {
+        path: config.meters.passthrough_path.clone(),
+        stale_after: config.meters.passthrough_stale_after,
+    };
+    o.vm_passthrough =
+        config
+            .meters
+            .vm_passthrough_dir
+            .as_ref()
+            .map(|dir| PassthroughWriterOptions {
+                max_energy_range: MicroJoules(config.meters.vm_passthrough_max_range_uj),
+                ..PassthroughWriterOptions::new(dir)
+            });
     o.preferred_meters = config.preferred_meters.clone();
     o.redfish = config.redfish.as_ref().map(|rf| RedfishSetup {
         node_name: rf.node_name.clone(),

@@ -96,6 +96,8 @@ pub enum SourceKind {
     Ipmi,
     /// An estimate from CPU utilisation: not a measurement.
     Model,
+    /// A VM's share of its host's measurement, handed over by the host's kepler (issue 22).
+    Passthrough,
     /// A fake source in tests.
     Fake,
 }
@@ -111,6 +113,7 @@ impl SourceKind {
             SourceKind::Redfish => "redfish",
             SourceKind::Ipmi => "ipmi",
             SourceKind::Model => "model",
+            SourceKind::Passthrough => "passthrough",
             SourceKind::Fake => "fake",
         }
     }

@@ -27,7 +27,8 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use kepler_core::{
-    CpuInfo, GpuSnapshot, NodeZone, Snapshot, SourceReport, State, Timestamp, ZoneKind,
+    CpuInfo, GpuSnapshot, NodeZone, ReadError, Snapshot, SourceKind, SourceReport, State,
+    Timestamp, ZoneKind,
 };
 
 use crate::level::MetricsLevel;
@@ -170,7 +171,7 @@ impl Exposition {
     ) -> Exposition {
         let started = Instant::now();
         let mut r = Renderer::new(snap, ctx);
-        r.node(snap, gpu, ctx);
+        r.node(snap, gpu, ctx, stats);
         platform::render(&mut r.out, snap, ctx, stats);
         if let Some(g) = gpu {
             gpu::render(&mut r.out, g, ctx);
@@ -550,17 +551,25 @@ impl Renderer {
         }
     }
 
-    fn node(&mut self, snap: &Snapshot, gpu: Option<&GpuSnapshot>, ctx: &ExportContext) {
+    fn node(
+        &mut self,
+        snap: &Snapshot,
+        gpu: Option<&GpuSnapshot>,
+        ctx: &ExportContext,
+        stats: &SelfStats,
+    ) {
         if !ctx.level.node {
             return;
         }
         let o = &mut self.out;
         let cpu_zones: Vec<&NodeZone> =
             snap.zones.iter().filter(|z| z.info.kind.is_cpu()).collect();
+        // A zone whose source says its latest value is stale (a passthrough tree its host no
+        // longer writes) is left out rather than exported flat.
         let read: Vec<&NodeZone> = cpu_zones
             .iter()
             .copied()
-            .filter(|z| z.has_reading)
+            .filter(|z| z.has_reading && !matches!(z.last_error, Some(ReadError::Stale { .. })))
             .collect();
         let zone_labels = Arena::build(&read, |b, z| {
             push_label(b, "zone", z.info.kind.label());
@@ -657,6 +666,13 @@ impl Renderer {
                 o.label("path", &z.info.path);
                 o.label_raw("source", z.info.source.label());
                 o.label_raw("estimated", if z.info.estimated { "true" } else { "false" });
+                // A passthrough zone records its host's idle policy (issue 22).
+                if z.info.source == SourceKind::Passthrough {
+                    let reported = stats.sources.iter().find_map(|s| s.report.zone(&z.info.id));
+                    for (k, v) in reported.iter().flat_map(|r| r.labels.iter()) {
+                        o.label(k, v);
+                    }
+                }
                 o.close_u64(1);
             }
             for g in gpus {

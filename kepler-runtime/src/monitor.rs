@@ -8,6 +8,7 @@ use kepler_core::{
     PowerSource, Snapshot, SourceReport, Timestamp,
 };
 use kepler_export::{SelfStats, SourceSelf};
+use kepler_sources::passthrough::PassthroughWriter;
 
 use crate::activity::BpfStatsReader;
 use crate::error::BuildError;
@@ -141,7 +142,19 @@ impl MonitorBuilder {
                 crate::gpu::open_backend(&o.meters).map(|b| GpuMonitor::new(b, cfg))
             }
         };
+        let passthrough = match &o.vm_passthrough {
+            None => None,
+            Some(p) => {
+                Some(
+                    PassthroughWriter::new(p.clone()).map_err(|e| BuildError::Setting {
+                        key: "vm.passthrough.dir",
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+        };
         Ok(Monitor {
+            passthrough,
             sources,
             activity,
             activity_name,
@@ -201,6 +214,8 @@ pub struct Monitor {
     logged_activity_error: bool,
     bpf_stats: Option<BpfStatsReader>,
     cpu_info: Vec<CpuInfo>,
+    /// Writes each VM's energy for its guest after every step (`vm.passthrough.*`).
+    passthrough: Option<PassthroughWriter>,
     // The informer before the runtime its task runs on: fields drop in order.
     kube: Option<Kube>,
     _tokio: Option<tokio::runtime::Runtime>,
@@ -286,6 +301,9 @@ impl Monitor {
             }
         };
         let snapshot = self.engine.step(&self.power_frame, activity, at);
+        if let Some(w) = self.passthrough.as_mut() {
+            w.write(&snapshot);
+        }
         let gpu = self.gpu.as_mut().map(|g| Arc::new(g.step(&snapshot, at)));
         let stats = SelfStats {
             tick_duration_secs: started.elapsed().as_secs_f64(),

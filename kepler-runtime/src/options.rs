@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use kepler_core::{AttributorConfig, GpuConfig};
 use kepler_k8s::InformerConfig;
 use kepler_sources::ipmi::IpmiOptions;
+use kepler_sources::passthrough::PassthroughWriterOptions;
 use kepler_sources::redfish::RedfishOptions;
 use kepler_sources::{MeterContext, METERS};
 
@@ -65,6 +66,8 @@ pub struct Options {
     pub kube: Option<InformerConfig>,
     /// The CPU engine's settings.
     pub engine: AttributorConfig,
+    /// Each VM's energy written for its guest (`vm.passthrough.*`); `None` when off.
+    pub vm_passthrough: Option<PassthroughWriterOptions>,
 }
 
 impl Options {
@@ -84,6 +87,7 @@ impl Options {
             activity: ActivityChoice::Auto,
             kube: None,
             engine: AttributorConfig::default(),
+            vm_passthrough: None,
         }
     }
 }

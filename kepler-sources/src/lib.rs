@@ -27,12 +27,14 @@ pub mod ipmi;
 mod meters;
 #[cfg(feature = "model")]
 mod model;
+#[cfg(feature = "passthrough")]
+pub mod passthrough;
 mod procfs;
 #[cfg(feature = "rapl")]
 mod rapl;
 #[cfg(feature = "redfish")]
 pub mod redfish;
-#[cfg(any(feature = "rapl", feature = "hwmon"))]
+#[cfg(any(feature = "rapl", feature = "hwmon", feature = "passthrough"))]
 mod sysfs_value;
 
 #[cfg(feature = "acpi")]

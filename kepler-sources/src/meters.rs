@@ -48,6 +48,9 @@ pub struct MeterContext {
     pub hwmon_zones: Vec<String>,
     /// Zones of the synthetic `fake` meter (`dev.fake-cpu-meter.zones`); empty: its defaults.
     pub fake_zones: Vec<String>,
+    /// Where the `passthrough` meter finds its host's tree (`passthrough.path`).
+    #[cfg(feature = "passthrough")]
+    pub passthrough: crate::passthrough::PassthroughOptions,
 }
 
 impl MeterContext {
@@ -66,6 +69,11 @@ impl MeterContext {
             #[cfg(feature = "hwmon")]
             hwmon_zones: Vec::new(),
             fake_zones: Vec::new(),
+            #[cfg(feature = "passthrough")]
+            passthrough: crate::passthrough::PassthroughOptions {
+                path: PathBuf::from("/var/lib/kepler/passthrough"),
+                stale_after: std::time::Duration::from_secs(20),
+            },
         }
     }
 }
@@ -105,6 +113,15 @@ pub static METERS: &[MeterEntry] = &[
         enabled_by_default: true,
         estimated: true,
         build: build_model,
+    },
+    // A VM's share of its host's measurement (issue 22); only when named: the tree exists
+    // only inside a VM whose host shares it.
+    #[cfg(feature = "passthrough")]
+    MeterEntry {
+        name: "passthrough",
+        enabled_by_default: false,
+        estimated: false,
+        build: build_passthrough,
     },
     // Synthetic numbers for demos and tests (Go Kepler's `fake`); only when named.
     MeterEntry {
@@ -185,6 +202,13 @@ fn build_model(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
     Ok(Box::new(Model::new(&ctx.procfs, &ctx.sysfs, ctx.model)?))
 }
 
+#[cfg(feature = "passthrough")]
+fn build_passthrough(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
+    Ok(Box::new(crate::passthrough::Passthrough::discover(
+        &ctx.passthrough,
+    )?))
+}
+
 fn build_fake(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
     Ok(Box::new(crate::fake_meter::FakeCpuMeter::new(
         &ctx.fake_zones,
@@ -204,11 +228,16 @@ mod tests {
         assert!(meter("nonesuch").is_none());
     }
 
-    #[cfg(all(feature = "rapl", feature = "model", feature = "hwmon"))]
+    #[cfg(all(
+        feature = "rapl",
+        feature = "model",
+        feature = "hwmon",
+        feature = "passthrough"
+    ))]
     #[test]
     fn measured_before_estimated() {
         let names: Vec<_> = METERS.iter().map(|m| m.name).collect();
-        assert_eq!(names, ["rapl", "hwmon", "model", "fake"]);
+        assert_eq!(names, ["rapl", "hwmon", "model", "passthrough", "fake"]);
         assert!(!meter("fake").unwrap().enabled_by_default);
         assert!(!meter("rapl").unwrap().estimated);
         assert!(meter("model").unwrap().estimated);

@@ -114,10 +114,10 @@ keys! {
         .comma()
         .default("[rapl, hwmon, model]")
         .check(preferred_meters)
-        .help("CPU meters in order of preference (rapl, hwmon, model, fake); the first that \
-               works is used.")
-        .doc("CPU meters in order of preference (rapl, hwmon, model, fake); the first that \
-              works is used");
+        .help("CPU meters in order of preference (rapl, hwmon, model, passthrough, fake); the \
+               first that works is used.")
+        .doc("CPU meters in order of preference (rapl, hwmon, model, passthrough, fake); the \
+              first that works is used");
     MODEL_IDLE_WATTS = Key::yaml("model.idleWatts", Ty::Float)
         .flag("model.idle-watts", "WATTS")
         .default("10")
@@ -436,6 +436,41 @@ keys! {
         .default_text("package, core, dram")
         .check(rapl_zones)
         .doc("zones of the `fake` meter");
+    VM_PASSTHROUGH_ENABLED = Key::yaml("vm.passthrough.enabled", Ty::Bool)
+        .flag("vm.passthrough.enabled", "BOOL")
+        .default("false")
+        .help("Write each VM's attributed energy into a powercap-shaped tree under \
+               vm.passthrough.dir, for the guest's kepler (meter passthrough).")
+        .doc("write each VM's attributed energy for its guest (see \
+              [VM passthrough](#vm-passthrough))");
+    VM_PASSTHROUGH_DIR = Key::yaml("vm.passthrough.dir", Ty::Str)
+        .flag("vm.passthrough.dir", "PATH")
+        .default("/run/kepler/vm-passthrough")
+        .check(not_empty)
+        .help("Directory holding one powercap-shaped tree per VM (<dir>/<vm uuid or name>/).")
+        .doc("one tree per VM, `<dir>/<vm uuid or name>/`, to share read-only into the guest");
+    VM_PASSTHROUGH_MAX_ENERGY_RANGE = Key::yaml("vm.passthrough.maxEnergyRangeUJ", Ty::Int)
+        .default("262143328850")
+        .check(|v| match v {
+            Value::Int(j) if j < 1_000_000 => Err(format!("{j} µJ is below 1 J")),
+            v => Ok(v),
+        })
+        .doc("`max_energy_range_uj` of the VM trees: counters wrap to 0 there, as RAPL's do");
+    PASSTHROUGH_PATH = Key::yaml("passthrough.path", Ty::Str)
+        .flag("passthrough.path", "PATH")
+        .default("/var/lib/kepler/passthrough")
+        .check(not_empty)
+        .help("In a VM: where the host's tree of this VM is mounted (meter passthrough).")
+        .doc("in a VM: mount point of the host's tree for this VM, read by the `passthrough` \
+              CPU meter");
+    PASSTHROUGH_STALE_AFTER = Key::yaml("passthrough.staleAfter", Ty::Duration)
+        .flag("passthrough.stale-after", "DURATION")
+        .default("20s")
+        .check(|v| within(v, ms(100), secs(3600)))
+        .help("In a VM: a passthrough zone the host has not rewritten for this long is stale \
+               and not exported.")
+        .doc("in a VM: a `passthrough` zone its host has not rewritten for this long is stale \
+              and not exported until it moves again");
 }
 
 fn rapl_zones(v: Value) -> Result<Value, String> {

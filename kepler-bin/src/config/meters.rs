@@ -1,5 +1,8 @@
 //! Config of the meters of issue 7: `experimental.hwmon.*`, `experimental.gpu.*`, and the
-//! model estimate's `model.*`.
+//! model estimate's `model.*`; issue 22's `passthrough.*` (guest) and `vm.passthrough.*` (host).
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use kepler_sources::{DramParams, HwmonRules, ModelParams};
 
@@ -21,6 +24,14 @@ pub struct MeterConfig {
     pub gpu_idle_watts: Option<f64>,
     /// `dev.fake-cpu-meter.zones`: zones of the `fake` meter.
     pub fake_zones: Vec<String>,
+    /// `passthrough.path`: the guest's mount of its host's tree.
+    pub passthrough_path: PathBuf,
+    /// `passthrough.staleAfter`
+    pub passthrough_stale_after: Duration,
+    /// `vm.passthrough.dir` when `vm.passthrough.enabled`.
+    pub vm_passthrough_dir: Option<PathBuf>,
+    /// `vm.passthrough.maxEnergyRangeUJ`
+    pub vm_passthrough_max_range_uj: u64,
 }
 
 impl Default for MeterConfig {
@@ -32,6 +43,10 @@ impl Default for MeterConfig {
             gpu_enabled: true,
             gpu_idle_watts: None,
             fake_zones: Vec::new(),
+            passthrough_path: PathBuf::from("/var/lib/kepler/passthrough"),
+            passthrough_stale_after: Duration::from_secs(20),
+            vm_passthrough_dir: None,
+            vm_passthrough_max_range_uj: kepler_sources::passthrough::DEFAULT_MAX_ENERGY_RANGE_UJ,
         }
     }
 }
@@ -69,6 +84,13 @@ pub fn meter_config(
         // 0 learns it, like no value.
         gpu_idle_watts: raw.get::<f64>(&GPU_IDLE_POWER)?.filter(|w| *w > 0.0),
         fake_zones: raw.get(&FAKE_CPU_METER_ZONES)?.unwrap_or_default(),
+        passthrough_path: PathBuf::from(raw.value::<String>(&PASSTHROUGH_PATH)?),
+        passthrough_stale_after: raw.value(&PASSTHROUGH_STALE_AFTER)?,
+        vm_passthrough_dir: match raw.value::<bool>(&VM_PASSTHROUGH_ENABLED)? {
+            true => Some(PathBuf::from(raw.value::<String>(&VM_PASSTHROUGH_DIR)?)),
+            false => None,
+        },
+        vm_passthrough_max_range_uj: raw.value::<i64>(&VM_PASSTHROUGH_MAX_ENERGY_RANGE)? as u64,
     })
 }
 

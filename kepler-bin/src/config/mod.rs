@@ -288,6 +288,13 @@ impl Config {
         let redfish = redfish::redfish(raw, &node_name)?;
         let ipmi = ipmi::ipmi(raw, &node_name)?;
         let meters = meters::meter_config(raw, &mut warnings)?;
+        if meters.vm_passthrough_dir.is_some() && interval.is_zero() {
+            warnings.push(
+                "vm.passthrough.enabled with monitor.interval 0: VM trees are written only when \
+                 /metrics is scraped, so guests may mark them stale between scrapes"
+                    .into(),
+            );
+        }
         let outputs = outputs::outputs(raw, &mut warnings)?;
         warnings.extend(raw.unused_warnings()?);
 

@@ -304,11 +304,11 @@ impl FrameBuilder {
         if self.cache.len() > from_records {
             self.cache.retain(|_, c| c.seen == generation);
         }
-        if generation % GONE_READS == 0 {
+        if generation.is_multiple_of(GONE_READS) {
             self.gone
                 .retain(|_, g| generation.wrapping_sub(g.generation) < GONE_READS);
         }
-        if generation % 64 == 0 {
+        if generation.is_multiple_of(64) {
             self.containers
                 .retain(|_, c| generation.wrapping_sub(c.seen) < 64);
         }
@@ -617,7 +617,7 @@ impl FrameBuilder {
             self.listed = true;
             self.list_procfs(out);
         }
-        if self.generation % DORMANT_SWEEP == 0 && !self.dormant.is_empty() {
+        if self.generation.is_multiple_of(DORMANT_SWEEP) && !self.dormant.is_empty() {
             let procfs = &self.procfs;
             self.dormant
                 .retain(|pid, _| procfs.join(pid.to_string()).exists());

@@ -376,7 +376,7 @@ impl BpfActivity {
         let started = Instant::now();
         self.read_records().map_err(|e| io_error(&e))?;
         self.reads = self.reads.wrapping_add(1);
-        if self.reads % SWEEP_EVERY == 0 {
+        if self.reads.is_multiple_of(SWEEP_EVERY) {
             self.sweep_orphans();
         }
         self.running.clear();

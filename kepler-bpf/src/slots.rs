@@ -50,7 +50,7 @@ impl SlotTable {
     }
 
     fn word(&self, slot: u32, offset: usize) -> Option<&AtomicU64> {
-        if slot >= self.slots || offset % 8 != 0 || offset >= PROC_ACCT_SIZE {
+        if slot >= self.slots || !offset.is_multiple_of(8) || offset >= PROC_ACCT_SIZE {
             return None;
         }
         let at = slot as usize * PROC_ACCT_SIZE + offset;
@@ -60,7 +60,7 @@ impl SlotTable {
     }
 
     fn half(&self, slot: u32, offset: usize) -> Option<&AtomicU32> {
-        if slot >= self.slots || offset % 4 != 0 || offset >= PROC_ACCT_SIZE {
+        if slot >= self.slots || !offset.is_multiple_of(4) || offset >= PROC_ACCT_SIZE {
             return None;
         }
         let at = slot as usize * PROC_ACCT_SIZE + offset;

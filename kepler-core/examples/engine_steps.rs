@@ -134,7 +134,7 @@ impl Node {
         }
         let (tick, a) = (self.tick, &mut self.activity);
         for (i, p) in a.processes.iter_mut().enumerate() {
-            if (i as u64 + tick) % 100 == 0 {
+            if (i as u64 + tick).is_multiple_of(100) {
                 p.start_time = 42 + tick;
             }
         }

@@ -8,6 +8,11 @@ use kepler_bin::config::{Config, Flags, LogFormat};
 use kepler_bin::run::{run, RunError};
 
 fn main() -> ExitCode {
+    // Issue 16: a `fips` build whose crypto module is not in FIPS mode does nothing at all.
+    if let Err(e) = kepler_crypto::check_fips_mode() {
+        eprintln!("kepler: {e}");
+        return ExitCode::FAILURE;
+    }
     // Subcommands by their first argument; anything else is the exporter, exactly as before.
     let mut args = std::env::args_os().skip(1);
     match args.next().as_ref().and_then(|a| a.to_str()) {
@@ -28,6 +33,9 @@ fn exporter() -> ExitCode {
         }
     };
     init_logging(&config);
+    if kepler_crypto::FIPS_BUILD {
+        tracing::info!("FIPS mode: TLS, hashes and random bytes from the aws-lc FIPS module");
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::Config(e)) => {

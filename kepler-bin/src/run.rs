@@ -100,6 +100,7 @@ fn build_info() -> BuildInfo {
             .unwrap_or("unknown")
             .into(),
         arch: std::env::consts::ARCH.into(),
+        fips: kepler_crypto::FIPS_BUILD,
     }
 }
 

@@ -71,4 +71,14 @@ fn the_binary_exports_them_issue_14() {
         Some(env!("KEPLER_RUSTC_VERSION"))
     );
     assert_eq!(info.label("version"), Some(env!("CARGO_PKG_VERSION")));
+    // Issue 16: `fips="true"` exactly in a `fips` build (CI builds one with REQUIRE_FIPS=1).
+    let fips = if cfg!(feature = "fips") {
+        "true"
+    } else {
+        "false"
+    };
+    if std::env::var("REQUIRE_FIPS").as_deref() == Ok("1") {
+        assert_eq!(fips, "true", "REQUIRE_FIPS=1 in a build without `fips`");
+    }
+    assert_eq!(info.label("fips"), Some(fips));
 }

@@ -5,8 +5,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use base64::Engine as _;
-use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
+use kepler_crypto::Sha256;
 
 /// Most cached successful logins; the cache is cleared when full (a scraper re-pays one
 /// bcrypt verify).
@@ -38,13 +37,12 @@ impl BasicAuth {
     /// Builds the checker. Hashes must already be validated. `dummy_cost` is the bcrypt cost
     /// of the dummy hash (match the users' cost so unknown users take as long).
     pub(crate) fn new(users: HashMap<String, String>, dummy_cost: u32) -> BasicAuth {
-        let rng = SystemRandom::new();
         let mut salt = [0u8; 32];
         let mut pw = [0u8; 16];
         // A system RNG failure is not recoverable here; fall back to a fixed salt, which only
         // weakens the in-memory cache keys, never the check itself.
-        let _ = rng.fill(&mut salt);
-        let _ = rng.fill(&mut pw);
+        let _ = kepler_crypto::fill_random(&mut salt);
+        let _ = kepler_crypto::fill_random(&mut pw);
         // bcrypt::hash fails only for a cost outside 4..=31; an empty dummy then fails fast,
         // which costs only the timing equalisation.
         let dummy = bcrypt::hash(pw, dummy_cost.clamp(4, 14)).unwrap_or_default();
@@ -57,14 +55,12 @@ impl BasicAuth {
     }
 
     fn key(&self, user: &str, password: &[u8]) -> [u8; 32] {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(&self.salt);
-        ctx.update(&(user.len() as u64).to_le_bytes());
-        ctx.update(user.as_bytes());
-        ctx.update(password);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
+        let mut h = Sha256::new();
+        h.update(&self.salt)
+            .update(&(user.len() as u64).to_le_bytes())
+            .update(user.as_bytes())
+            .update(password);
+        h.finish()
     }
 
     /// True when this (user, password) passed before: no bcrypt needed.

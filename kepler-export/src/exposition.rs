@@ -80,6 +80,8 @@ pub struct BuildInfo {
     pub rust_version: String,
     /// Target architecture, e.g. `x86_64`.
     pub arch: String,
+    /// Built with the `fips` feature (TLS on the aws-lc FIPS module; issue 16).
+    pub fips: bool,
 }
 
 /// What the exporter knows besides the snapshot: constant labels, levels, CPU inventory.
@@ -877,6 +879,7 @@ impl Renderer {
         o.label("revision", &b.revision);
         o.label("version", &b.version);
         o.label("rustversion", &b.rust_version);
+        o.label("fips", if b.fips { "true" } else { "false" });
         o.close_u64(1);
     }
 

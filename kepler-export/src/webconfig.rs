@@ -370,10 +370,10 @@ fn tls_config(
     let key = PrivateKeyDer::from_pem_slice(&key.0)
         .map_err(|e| value_err(ctx, &key.1, format!("no usable private key: {e}")))?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Always with an explicit provider (kepler-crypto's: ring, or the FIPS module): if two
+    // providers end up in the dependency graph, `ServerConfig::builder()` panics.
+    let provider = kepler_crypto::provider();
     let versions = versions(t.min_version.as_deref(), t.max_version.as_deref(), ctx)?;
-    // Always with an explicit provider: if ring and aws-lc-rs both end up in the dependency
-    // graph, `ServerConfig::builder()` panics (see ECOSYSTEM.md).
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone());
     let builder = match versions {
         None => builder.with_safe_default_protocol_versions(),
@@ -444,6 +444,14 @@ fn tls_config(
         )
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // rustls's own check that the server runs in FIPS mode: the module's algorithms only, and
+    // the TLS settings NIST asks for (extended master secret on TLS 1.2).
+    if kepler_crypto::FIPS_BUILD && !config.fips() {
+        return Err(tls_err(
+            ctx,
+            "this fips build's TLS server configuration is not in FIPS mode",
+        ));
+    }
     Ok(Some(Arc::new(config)))
 }
 

@@ -392,6 +392,107 @@ async fn tls_and_basic_auth() {
     srv.stop().await;
 }
 
+/// A client on ring's provider offering exactly one suite at one TLS version.
+fn one_suite_connector(
+    cert_pem: &str,
+    suite: rustls::SupportedCipherSuite,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Issue 16: a `fips` build's TLS server (the aws-lc FIPS module) refuses a client that offers
+/// only suites outside FIPS 140-3 (ChaCha20-Poly1305) and serves one offering an approved
+/// AES-GCM suite, on TLS 1.3 and 1.2. The default (ring) build accepts both. CI runs it with
+/// `--features kepler-crypto/fips` and `REQUIRE_FIPS=1`, which fails a build that is not FIPS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fips_build_refuses_non_approved_suites_issue_16() {
+    use rustls::crypto::ring::cipher_suite as suite;
+    if std::env::var("REQUIRE_FIPS").as_deref() == Ok("1") && !kepler_crypto::FIPS_BUILD {
+        panic!("REQUIRE_FIPS=1 but this test was built without kepler-crypto/fips");
+    }
+    assert_eq!(kepler_crypto::provider().fips(), kepler_crypto::FIPS_BUILD);
+    let tls = tls_files();
+    let path = write_web_config(
+        tls.dir.path(),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n",
+    );
+    let handle = MetricsHandle::new();
+    handle.publish(exposition());
+    handle.set_ready(true);
+    let srv = start(Some(WebConfig::from_file(&path).unwrap()), handle).await;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let cases = [
+        (
+            suite::TLS13_AES_128_GCM_SHA256,
+            &rustls::version::TLS13,
+            true,
+        ),
+        (
+            suite::TLS13_AES_256_GCM_SHA384,
+            &rustls::version::TLS13,
+            true,
+        ),
+        (
+            suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            &rustls::version::TLS12,
+            true,
+        ),
+        (
+            suite::TLS13_CHACHA20_POLY1305_SHA256,
+            &rustls::version::TLS13,
+            false,
+        ),
+        (
+            suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            &rustls::version::TLS12,
+            false,
+        ),
+    ];
+    for (offered, version, approved) in cases {
+        let connector = one_suite_connector(&tls.cert_pem, offered, version);
+        let tcp = TcpStream::connect(srv.addr).await.unwrap();
+        let served = match connector.connect(name.clone(), tcp).await {
+            Ok(stream) => {
+                let r = request_on(stream, "GET", "/metrics", &[]).await.unwrap();
+                assert_eq!(r.status, 200, "{offered:?}");
+                assert!(r.text().contains("kepler_build_info{"));
+                true
+            }
+            Err(e) => {
+                // The server answers with a handshake_failure alert: no suite in common.
+                assert!(
+                    e.to_string().contains("HandshakeFailure"),
+                    "{offered:?}: {e}"
+                );
+                false
+            }
+        };
+        let expected = approved || !kepler_crypto::FIPS_BUILD;
+        assert_eq!(
+            served,
+            expected,
+            "{offered:?} over {version:?}, fips build: {}",
+            kepler_crypto::FIPS_BUILD
+        );
+    }
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_with_idle_keepalive_connection() {
     let handle = MetricsHandle::new();

@@ -134,8 +134,8 @@ impl Drop for PodInformer {
 pub async fn load_client_config(
     kubeconfig: Option<&std::path::Path>,
 ) -> Result<kube::Config, StartError> {
-    // kube's rustls client uses the process-wide provider; ring is the only one linked.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // kube's rustls client uses the process-wide provider: kepler-crypto's.
+    kepler_crypto::install_process_default();
     match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|source| StartError::Kubeconfig {

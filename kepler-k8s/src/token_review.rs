@@ -13,9 +13,9 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use kepler_crypto::Sha256;
 use kube::api::{Api, PostParams};
 use kube::Client;
-use sha2::{Digest, Sha256};
 
 /// Most cached answers; the cache is cleared when full.
 const CACHE_MAX: usize = 1024;
@@ -94,7 +94,7 @@ impl TokenReviewer {
 
     /// The verdict for `token`, from the cache or the API server.
     pub async fn review(&self, token: &str) -> TokenVerdict {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = Sha256::digest(token.as_bytes());
         if let Some((v, at)) = self.lock().get(&key) {
             if at.elapsed() < self.ttl {
                 return *v;

@@ -78,15 +78,13 @@ impl Drop for FakeKubelet {
 
 impl FakeKubelet {
     async fn start(pki: &Pki, body: String) -> FakeKubelet {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![pki.cert.clone()], pki.key.clone_key())
-        .unwrap();
+        kepler_crypto::install_process_default();
+        let config = rustls::ServerConfig::builder_with_provider(kepler_crypto::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![pki.cert.clone()], pki.key.clone_key())
+            .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

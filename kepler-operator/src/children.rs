@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use kepler_crypto::Sha256;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::config::{web_config_yaml, KEPLER_PORT, TLS_DIR};
 use crate::crd::{PowerMonitor, Resolved, SecurityMode};
@@ -134,27 +134,27 @@ fn selector() -> Value {
     json!({"app.kubernetes.io/name": "kepler", "app.kubernetes.io/part-of": NAME})
 }
 
-/// The digest that goes into the pod template: config text and secret data digests.
+/// The digest that goes into the pod template: config text and secret data digests. A change
+/// marker, not a security function; kepler-crypto's SHA-256 so a `fips` build links one.
 pub fn config_hash(config_yaml: &str, secret_digests: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(config_yaml.as_bytes());
     for d in secret_digests {
-        h.update([0]);
-        h.update(d.as_bytes());
+        h.update(&[0]).update(d.as_bytes());
     }
-    hex(&h.finalize()[..16])
+    hex(&h.finish()[..16])
 }
 
 /// A digest of a Secret's data (keys sorted, as the API returns them in a map).
 pub fn secret_digest(data: &BTreeMap<String, Vec<u8>>) -> String {
     let mut h = Sha256::new();
     for (k, v) in data {
-        h.update((k.len() as u64).to_le_bytes());
-        h.update(k.as_bytes());
-        h.update((v.len() as u64).to_le_bytes());
-        h.update(v);
+        h.update(&(k.len() as u64).to_le_bytes())
+            .update(k.as_bytes())
+            .update(&(v.len() as u64).to_le_bytes())
+            .update(v);
     }
-    hex(&h.finalize()[..16])
+    hex(&h.finish()[..16])
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -68,6 +68,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Issue 16: a `fips` build whose crypto module is not in FIPS mode does not start.
+    kepler_crypto::check_fips_mode()?;
+    if kepler_crypto::FIPS_BUILD {
+        tracing::info!("FIPS mode: TLS to the API server on the aws-lc FIPS module");
+    }
+    // kube's rustls client takes the process default provider: kepler-crypto's.
+    kepler_crypto::install_process_default();
     // KUBECONFIG, ~/.kube/config, else the in-cluster service account, as kube-rs infers.
     let client = kube::Client::try_default()
         .await

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
@@ -32,10 +31,11 @@ pub struct RemoteOptions {
 /// Largest body accepted: a node with 10k processes renders about 8 MB.
 const MAX_BODY: usize = 256 << 20;
 
-/// The HTTP client for `o`: rustls with the ring provider given explicitly (the process-wide
-/// default panics when both ring and aws-lc-rs are linked), the system's roots or the CA file.
+/// The HTTP client for `o`: rustls with kepler-crypto's provider given explicitly (the
+/// process-wide default panics when two providers are linked), the system's roots or the CA
+/// file.
 pub fn client(o: &RemoteOptions) -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = kepler_crypto::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;

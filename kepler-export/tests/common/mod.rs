@@ -86,6 +86,7 @@ pub fn context(level: MetricsLevel) -> ExportContext {
             branch: "main".into(),
             rust_version: "1.95.0".into(),
             arch: "x86_64".into(),
+            fips: false,
         },
         cpu_info: vec![CpuInfo {
             processor: 0,

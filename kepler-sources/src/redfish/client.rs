@@ -1,4 +1,4 @@
-//! An HTTP client for one BMC: reqwest on rustls (ring provider), session or basic auth, a
+//! An HTTP client for one BMC: reqwest on rustls (kepler-crypto's provider), session or basic auth, a
 //! timeout on every request, a cap on body size, and errors sorted by kind.
 //!
 //! Auth: the first request logs in (`POST /redfish/v1/SessionService/Sessions`) and reuses
@@ -111,9 +111,9 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 fn tls_config(insecure: bool) -> Result<rustls::ClientConfig, String> {
-    // The provider is given explicitly: the process-wide default panics when both ring and
-    // aws-lc-rs are linked.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // kepler-crypto's provider (ring, or the FIPS module), given explicitly: the process-wide
+    // default panics when two providers are linked.
+    let provider = kepler_crypto::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;

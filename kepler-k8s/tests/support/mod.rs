@@ -186,11 +186,19 @@ impl Cluster {
         }
     }
 
+    /// The last lines of the API server's log and of etcd's (an API server that never gets
+    /// ready is most often waiting for etcd).
     pub fn log_tail(&self) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        let tail = |name: &str, n: usize| {
+            let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        format!(
+            "{}\n--- etcd.log (last 15 lines):\n{}",
+            tail("apiserver.log", 30),
+            tail("etcd.log", 15)
+        )
     }
 
     /// Waits until `/readyz` answers 200 (RBAC bootstrap done, namespaces created).

@@ -83,6 +83,23 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
+/// The BMCs of one node, and warnings to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBmcs<C> {
+    /// The BMCs this node maps to, in file order.
+    pub bmcs: Vec<C>,
+    /// Things to log once (a readable file in insecure mode).
+    pub warnings: Vec<String>,
+}
+
+/// What every BMC entry of a credentials file has, whatever its protocol.
+pub(crate) trait RawBmcEntry {
+    /// The `endpoint` as written, `None` when missing.
+    fn endpoint(&self) -> Option<&str>;
+    /// Whether `insecure: true` allows a file others can read.
+    fn insecure(&self) -> bool;
+}
+
 /// A BMC file, `nodes: {<node>: <bmc id> | [ids]}` and `bmcs: {<id>: B}`, with its mode.
 pub(crate) struct BmcFile<B> {
     nodes: BTreeMap<String, OneOrMany>,
@@ -150,6 +167,37 @@ impl<B: DeserializeOwned> BmcFile<B> {
             if !out.iter().any(|(x, _)| *x == id) {
                 out.push((id, b));
             }
+        }
+        Ok(out)
+    }
+
+    /// The BMCs `node` maps to, each checked and built by `build` from its id, entry and
+    /// endpoint (normalized by `normalize`, named in the error when missing or bad), and the
+    /// file's mode checked against its `insecure` flag.
+    pub(crate) fn node_configs<C>(
+        &self,
+        path: &Path,
+        node: &str,
+        normalize: fn(&str) -> Result<String, String>,
+        mut build: impl FnMut(&str, &B, String) -> Result<C, Error>,
+    ) -> Result<NodeBmcs<C>, Error>
+    where
+        B: RawBmcEntry,
+    {
+        let mut out = NodeBmcs {
+            bmcs: Vec::new(),
+            warnings: Vec::new(),
+        };
+        for (id, b) in self.node_bmcs(path, node)? {
+            let endpoint = b
+                .endpoint()
+                .ok_or_else(|| invalid(path, format!("bmcs.{id}.endpoint is missing")))
+                .and_then(|e| {
+                    normalize(e).map_err(|m| invalid(path, format!("bmcs.{id}.endpoint: {m}")))
+                })?;
+            let config = build(id, b, endpoint)?;
+            self.check_mode(path, id, b.insecure(), &mut out.warnings)?;
+            out.bmcs.push(config);
         }
         Ok(out)
     }

@@ -11,50 +11,14 @@
 //!   is listed again on its backoff (the worst case of a busy node), after 300 ticks so that
 //!   the backoffs have reached their steady state.
 
-use std::process::{Child, Command, Stdio};
-
 use criterion::{criterion_group, criterion_main, Criterion};
+use kepler_benches::Sleepers;
 use kepler_core::{ActivityFrame, ActivitySource, Nanos, Timestamp};
 use kepler_sources::gpu::DrmClients;
 use kepler_sources::{ProcfsActivity, ProcfsOptions};
 
-/// Sleeping children that are killed and reaped on drop.
-struct Sleepers(Vec<Child>);
-
-impl Sleepers {
-    fn start(n: usize) -> Sleepers {
-        let children = (0..n)
-            .map(|_| {
-                Command::new("sleep")
-                    .arg("3600")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn sleep (raise `ulimit -u` for large counts)")
-            })
-            .collect();
-        Sleepers(children)
-    }
-}
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    let extra = std::env::var("KEPLER_BENCH_PROCESSES")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let _sleepers = Sleepers::start(extra);
+    let _sleepers = Sleepers::from_env();
     let mut procfs = ProcfsActivity::new(ProcfsOptions::default()).expect("/proc");
     let mut frame = ActivityFrame::default();
     let mut t = 0;

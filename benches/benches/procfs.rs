@@ -4,49 +4,13 @@
 //! `KEPLER_BENCH_PROCESSES=10000` it first starts that many sleeping processes (and stops
 //! them afterwards) so the scan sees a node-sized process table.
 
-use std::process::{Child, Command, Stdio};
-
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kepler_benches::Sleepers;
 use kepler_core::{ActivityFrame, ActivitySource, Timestamp};
 use kepler_sources::{ProcfsActivity, ProcfsOptions};
 
-/// Sleeping children that are killed and reaped on drop.
-struct Sleepers(Vec<Child>);
-
-impl Sleepers {
-    fn start(n: usize) -> Sleepers {
-        let children = (0..n)
-            .map(|_| {
-                Command::new("sleep")
-                    .arg("3600")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn sleep (raise `ulimit -u` for large counts)")
-            })
-            .collect();
-        Sleepers(children)
-    }
-}
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
-}
-
 fn scan(c: &mut Criterion) {
-    let extra = std::env::var("KEPLER_BENCH_PROCESSES")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let _sleepers = Sleepers::start(extra);
+    let _sleepers = Sleepers::from_env();
     let mut group = c.benchmark_group("procfs");
     // Kept descriptors with idle processes read through their `schedstat` (the default),
     // kept descriptors reading every `stat`, and every `stat` reopened each tick.

@@ -1,5 +1,7 @@
-//! Workloads shared by the benchmarks: a node with many processes and containers.
+//! Workloads shared by the benchmarks: a node with many processes and containers, and real
+//! sleeping processes to give a procfs scan a node-sized process table.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use kepler_core::{
@@ -115,4 +117,45 @@ pub fn snapshot_of(node: &mut SyntheticNode) -> kepler_core::Snapshot {
         snap = engine.step(&node.power, Some(&node.activity), node.at());
     }
     snap
+}
+
+/// Sleeping children that are killed and reaped on drop.
+pub struct Sleepers(Vec<Child>);
+
+impl Sleepers {
+    /// Starts `n` `sleep 3600` processes.
+    pub fn start(n: usize) -> Sleepers {
+        let children = (0..n)
+            .map(|_| {
+                Command::new("sleep")
+                    .arg("3600")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn sleep (raise `ulimit -u` for large counts)")
+            })
+            .collect();
+        Sleepers(children)
+    }
+
+    /// Starts as many as `KEPLER_BENCH_PROCESSES` says (none when unset or not a number).
+    pub fn from_env() -> Sleepers {
+        let n = std::env::var("KEPLER_BENCH_PROCESSES")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        Sleepers::start(n)
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+        }
+        for c in &mut self.0 {
+            let _ = c.wait();
+        }
+    }
 }

@@ -1,13 +1,22 @@
 //! What the BMC-polling sources (Redfish, IPMI) share: the credentials file's shape and
-//! checks, passwords that never print, and the poll schedule (backoff and jitter).
+//! checks, passwords that never print, the poll schedule (backoff and jitter), the per-BMC poll
+//! state and its report, and the platform zones built from it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kepler_core::{
+    EndpointStatus, MicroWatts, Nanos, PowerFrame, ReadError, Reading, SourceReport, Timestamp,
+    ZoneInfo, ZoneLabels,
+};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use crate::{Error, ErrorKind};
 
@@ -72,6 +81,23 @@ pub(crate) fn jitter_seed() -> u64 {
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+/// The BMCs of one node, and warnings to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBmcs<C> {
+    /// The BMCs this node maps to, in file order.
+    pub bmcs: Vec<C>,
+    /// Things to log once (a readable file in insecure mode).
+    pub warnings: Vec<String>,
+}
+
+/// What every BMC entry of a credentials file has, whatever its protocol.
+pub(crate) trait RawBmcEntry {
+    /// The `endpoint` as written, `None` when missing.
+    fn endpoint(&self) -> Option<&str>;
+    /// Whether `insecure: true` allows a file others can read.
+    fn insecure(&self) -> bool;
 }
 
 /// A BMC file, `nodes: {<node>: <bmc id> | [ids]}` and `bmcs: {<id>: B}`, with its mode.
@@ -145,6 +171,37 @@ impl<B: DeserializeOwned> BmcFile<B> {
         Ok(out)
     }
 
+    /// The BMCs `node` maps to, each checked and built by `build` from its id, entry and
+    /// endpoint (normalized by `normalize`, named in the error when missing or bad), and the
+    /// file's mode checked against its `insecure` flag.
+    pub(crate) fn node_configs<C>(
+        &self,
+        path: &Path,
+        node: &str,
+        normalize: fn(&str) -> Result<String, String>,
+        mut build: impl FnMut(&str, &B, String) -> Result<C, Error>,
+    ) -> Result<NodeBmcs<C>, Error>
+    where
+        B: RawBmcEntry,
+    {
+        let mut out = NodeBmcs {
+            bmcs: Vec::new(),
+            warnings: Vec::new(),
+        };
+        for (id, b) in self.node_bmcs(path, node)? {
+            let endpoint = b
+                .endpoint()
+                .ok_or_else(|| invalid(path, format!("bmcs.{id}.endpoint is missing")))
+                .and_then(|e| {
+                    normalize(e).map_err(|m| invalid(path, format!("bmcs.{id}.endpoint: {m}")))
+                })?;
+            let config = build(id, b, endpoint)?;
+            self.check_mode(path, id, b.insecure(), &mut out.warnings)?;
+            out.bmcs.push(config);
+        }
+        Ok(out)
+    }
+
     /// Refuses a file readable by group or others (it holds passwords) unless the BMC `id`
     /// is marked `insecure`, in which case a warning is added instead.
     pub(crate) fn check_mode(
@@ -191,6 +248,231 @@ fn file_mode(_path: &Path) -> Result<u32, Error> {
 fn redact_yaml_error(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or("invalid YAML");
     format!("invalid BMC file: {first}")
+}
+
+/// What a poller knows about one BMC: `T` is the last successful poll's result, `N` the
+/// number of error kinds of its protocol (each counted by its index).
+#[derive(Debug, Clone)]
+pub struct PollState<T, const N: usize> {
+    /// The last successful poll's result.
+    pub last_good: T,
+    /// When the last successful poll finished; `None` before the first.
+    pub polled_at: Option<Instant>,
+    /// True when the latest poll succeeded.
+    pub up: bool,
+    /// How long the latest poll took.
+    pub last_duration: Duration,
+    /// Polls since start.
+    pub polls: u64,
+    /// Failures since start, by the error kind's index.
+    pub errors: [u64; N],
+}
+
+impl<T: Default, const N: usize> Default for PollState<T, N> {
+    fn default() -> Self {
+        PollState {
+            last_good: T::default(),
+            polled_at: None,
+            up: false,
+            last_duration: Duration::ZERO,
+            polls: 0,
+            errors: [0; N],
+        }
+    }
+}
+
+impl<T, const N: usize> PollState<T, N> {
+    /// Counts one poll that took `took`: its result on success, the index of its error
+    /// kind on failure.
+    pub fn record(&mut self, took: Duration, outcome: Result<T, usize>) {
+        self.polls += 1;
+        self.last_duration = took;
+        match outcome {
+            Ok(good) => {
+                self.last_good = good;
+                self.polled_at = Some(Instant::now());
+                self.up = true;
+            }
+            Err(kind) => {
+                self.up = false;
+                self.errors[kind] += 1;
+            }
+        }
+    }
+}
+
+/// One BMC's state, shared between its polling task and the readers.
+#[derive(Debug)]
+pub struct BmcShared<T, const N: usize> {
+    /// The BMC id.
+    pub id: String,
+    state: Mutex<PollState<T, N>>,
+}
+
+impl<T: Default, const N: usize> BmcShared<T, N> {
+    /// A BMC not polled yet.
+    pub fn new(id: &str) -> Self {
+        BmcShared {
+            id: id.to_string(),
+            state: Mutex::new(PollState::default()),
+        }
+    }
+}
+
+impl<T, const N: usize> BmcShared<T, N> {
+    /// The state, for a short look.
+    pub fn lock(&self) -> MutexGuard<'_, PollState<T, N>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The endpoint status of this BMC for a report at `at` (`now` on the poll clock);
+    /// `labels` names the error kinds by index.
+    pub(crate) fn endpoint(
+        &self,
+        labels: &[&'static str; N],
+        at: Timestamp,
+        now: Instant,
+    ) -> EndpointStatus {
+        let st = self.lock();
+        EndpointStatus {
+            id: self.id.clone(),
+            up: st.up,
+            last_success: st
+                .polled_at
+                .map(|t| stamp(at, now.saturating_duration_since(t))),
+            last_duration: Nanos(st.last_duration.as_nanos().min(u64::MAX as u128) as u64),
+            polls: st.polls,
+            errors: labels.iter().copied().zip(st.errors).collect(),
+        }
+    }
+}
+
+/// The delay before the next poll: the interval on success (resetting `failures`), the
+/// backoff after `failures` consecutive failures otherwise; both jittered.
+pub(crate) fn next_delay(
+    ok: bool,
+    failures: &mut u32,
+    interval: Duration,
+    max_backoff: Duration,
+    rng: &mut u64,
+) -> Duration {
+    if ok {
+        *failures = 0;
+        jitter(interval, rng)
+    } else {
+        *failures += 1;
+        jitter(backoff_delay(interval, max_backoff, *failures), rng)
+    }
+}
+
+/// The polling thread of a BMC source; stopping it (or dropping it) ends every task, which
+/// closes its session.
+#[derive(Debug)]
+pub(crate) struct PollThread {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PollThread {
+    /// Wraps a started thread and the sender that tells its tasks to stop.
+    pub(crate) fn new(stop: watch::Sender<bool>, thread: JoinHandle<()>) -> PollThread {
+        PollThread {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops every task and waits for the thread.
+    pub(crate) fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for PollThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `at` moved back by `age`: when a poll that finished `age` ago happened on the caller's clock.
+pub(crate) fn stamp(at: Timestamp, age: Duration) -> Timestamp {
+    Timestamp(at.0.saturating_sub(age.as_nanos().min(u64::MAX as u128) as u64))
+}
+
+/// The timestamp of the poll that finished at `polled_at` (`age` ago): computed once per
+/// poll and kept in `slot`, so every read of one poll carries the same timestamp (the engine
+/// then counts its energy once).
+pub(crate) fn poll_stamp(
+    slot: &mut Option<(Instant, Timestamp)>,
+    polled_at: Instant,
+    at: Timestamp,
+    age: Duration,
+) -> Timestamp {
+    match *slot {
+        Some((seen, ts)) if seen == polled_at => ts,
+        _ => {
+            let ts = stamp(at, age);
+            *slot = Some((polled_at, ts));
+            ts
+        }
+    }
+}
+
+/// One platform zone of a BMC, with its labels and the reading pushed in the latest read.
+#[derive(Debug)]
+pub(crate) struct BmcZone {
+    pub(crate) zone: Arc<ZoneInfo>,
+    pub(crate) labels: Arc<[(&'static str, String)]>,
+    /// Index of its BMC in the source's list.
+    pub(crate) bmc: usize,
+    /// The reading pushed in the latest `read`, when fresh.
+    pub(crate) latest: Option<Reading>,
+}
+
+impl BmcZone {
+    /// Pushes `watts` sampled at `ts` and remembers it for the report.
+    pub(crate) fn push_watts(&mut self, watts: f64, ts: Timestamp, out: &mut PowerFrame) {
+        let reading = Reading::Power(MicroWatts::from_watts(watts));
+        self.latest = Some(reading);
+        out.push_sampled(&self.zone, ts, Ok(reading));
+    }
+
+    /// Pushes the error of a zone the latest poll did not give: `Missing` when that poll is
+    /// fresh, `Stale` when it is too old.
+    pub(crate) fn push_absent(&mut self, fresh: bool, out: &mut PowerFrame) {
+        self.latest = None;
+        let what = self.zone.path.clone();
+        let err = if fresh {
+            ReadError::Missing { what }
+        } else {
+            ReadError::Stale { what }
+        };
+        out.push(&self.zone, Err(err));
+    }
+}
+
+/// The report of a BMC source: every zone with its labels, and every BMC's endpoint status.
+pub(crate) fn report<'a, T, const N: usize>(
+    zones: impl Iterator<Item = &'a BmcZone>,
+    bmcs: &[Arc<BmcShared<T, N>>],
+    error_labels: &[&'static str; N],
+    at: Timestamp,
+    out: &mut SourceReport,
+) {
+    let now = Instant::now();
+    for z in zones {
+        out.zones.push(ZoneLabels {
+            zone: Arc::clone(&z.zone),
+            labels: Arc::clone(&z.labels),
+            latest: z.latest,
+        });
+    }
+    for b in bmcs {
+        out.endpoints.push(b.endpoint(error_labels, at, now));
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ mod meters;
 mod model;
 #[cfg(feature = "passthrough")]
 pub mod passthrough;
+#[cfg(any(feature = "rapl", feature = "passthrough"))]
+mod powercap;
 mod procfs;
 #[cfg(feature = "rapl")]
 mod rapl;

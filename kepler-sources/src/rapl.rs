@@ -21,6 +21,7 @@ use kepler_core::{
 };
 
 use crate::host::Access;
+use crate::powercap::parse_zone_dir;
 use crate::sysfs_value;
 use crate::{Error, ErrorKind};
 
@@ -213,21 +214,6 @@ fn kind_filter(names: &[String]) -> Option<Vec<ZoneKind>> {
     Some(kinds)
 }
 
-/// `intel-rapl:N` -> `(N, None)`, `intel-rapl:N:M` -> `(N, Some(M))`, anything else -> `None`.
-fn parse_dir_name(name: &str) -> Option<(u32, Option<u32>)> {
-    let rest = name.strip_prefix("intel-rapl:")?;
-    let mut parts = rest.split(':');
-    let top = parts.next()?.parse().ok()?;
-    let sub = match parts.next() {
-        None => None,
-        Some(m) => Some(m.parse().ok()?),
-    };
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((top, sub))
-}
-
 /// The socket of `package-N` (also `package-N-die-D`); `None` for other names.
 fn package_index(name: &str) -> Option<u32> {
     let mut parts = name.split('-');
@@ -244,7 +230,7 @@ fn candidates(base: &Path) -> Result<Vec<Candidate>, Error> {
     let mut found: Vec<(u32, Option<u32>, PathBuf, String)> = Vec::new();
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let Some((top, sub)) = file_name.to_str().and_then(parse_dir_name) else {
+        let Some((top, sub)) = file_name.to_str().and_then(parse_zone_dir) else {
             continue;
         };
         let dir = entry.path();
@@ -378,16 +364,6 @@ mod tests {
             &io::Error::from(io::ErrorKind::PermissionDenied),
         );
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
-    }
-
-    #[test]
-    fn dir_names() {
-        assert_eq!(parse_dir_name("intel-rapl:0"), Some((0, None)));
-        assert_eq!(parse_dir_name("intel-rapl:1:2"), Some((1, Some(2))));
-        assert_eq!(parse_dir_name("intel-rapl-mmio:0"), None);
-        assert_eq!(parse_dir_name("intel-rapl"), None);
-        assert_eq!(parse_dir_name("intel-rapl:0:1:2"), None);
-        assert_eq!(parse_dir_name("intel-rapl:x"), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::bmc::{invalid, BmcFile, Secret};
+use crate::bmc::{invalid, BmcFile, NodeBmcs, RawBmcEntry, Secret};
 use crate::Error;
 
 /// The RMCP+ port.
@@ -84,14 +84,18 @@ struct RawBmc {
     insecure: bool,
 }
 
-/// The BMCs of one node, and warnings to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpmiNodeBmcs {
-    /// The BMCs this node maps to, in file order.
-    pub bmcs: Vec<IpmiBmcConfig>,
-    /// Things to log once (a readable file in insecure mode).
-    pub warnings: Vec<String>,
+impl RawBmcEntry for RawBmc {
+    fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    fn insecure(&self) -> bool {
+        self.insecure
+    }
 }
+
+/// The BMCs of one node, and warnings to log.
+pub type IpmiNodeBmcs = NodeBmcs<IpmiBmcConfig>;
 
 /// Checks `host[:port]` (IPv6 as `[addr]:port`) and returns it with a port.
 pub fn normalize_ipmi_endpoint(endpoint: &str) -> Result<String, String> {
@@ -147,19 +151,7 @@ pub fn parse_ipmi_bmcs(
 }
 
 fn node_bmcs(path: &Path, file: &BmcFile<RawBmc>, node: &str) -> Result<IpmiNodeBmcs, Error> {
-    let mut out = IpmiNodeBmcs {
-        bmcs: Vec::new(),
-        warnings: Vec::new(),
-    };
-    for (id, b) in file.node_bmcs(path, node)? {
-        let endpoint = b
-            .endpoint
-            .as_deref()
-            .ok_or_else(|| invalid(path, format!("bmcs.{id}.endpoint is missing")))
-            .and_then(|e| {
-                normalize_ipmi_endpoint(e)
-                    .map_err(|m| invalid(path, format!("bmcs.{id}.endpoint: {m}")))
-            })?;
+    file.node_configs(path, node, normalize_ipmi_endpoint, |id, b, endpoint| {
         let cipher_suite = b.cipher_suite.unwrap_or(3);
         if !SUPPORTED_CIPHER_SUITES.contains(&cipher_suite) {
             return Err(invalid(
@@ -182,16 +174,14 @@ fn node_bmcs(path: &Path, file: &BmcFile<RawBmc>, node: &str) -> Result<IpmiNode
                 format!("bmcs.{id}.password is longer than IPMI 2.0's 20 bytes"),
             ));
         }
-        file.check_mode(path, id, b.insecure, &mut out.warnings)?;
-        out.bmcs.push(IpmiBmcConfig {
+        Ok(IpmiBmcConfig {
             id: id.to_string(),
             endpoint,
             username: b.username.clone(),
             password: b.password.clone(),
             cipher_suite,
-        });
-    }
-    Ok(out)
+        })
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  ipmi thread (tokio, one task per BMC)                monitor loop
-//!  session ─► DCMI 0x2C/0x02 ─► IpmiShared { sample, when } ◄── Ipmi::read (a copy)
+//!  session ─► DCMI 0x2C/0x02 ─► IpmiShared { last_good, polled_at } ◄── Ipmi::read (a copy)
 //!     │        └ CC 0xC1: SDR walk once, then Get Sensor Reading
 //!     └ any failure: session dropped, backoff, re-opened next poll
 //! ```

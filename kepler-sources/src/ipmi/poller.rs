@@ -3,63 +3,25 @@
 //! interval ±10% on success, an exponential backoff on failure (shared with Redfish). Readers
 //! only lock the shared state for a copy; nothing they do waits on the network.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::client::{Bmc, IpmiError, IpmiErrorKind, Sample};
 use super::config::{IpmiBmcConfig, IpmiOptions};
-use crate::bmc::{backoff_delay, jitter, jitter_seed};
+use crate::bmc::{jitter_seed, next_delay, BmcShared, PollState, PollThread};
 use crate::{Error, ErrorKind};
 
-/// What the poller knows about one BMC.
-#[derive(Debug, Default, Clone)]
-pub struct IpmiState {
-    /// The last successful poll's sample.
-    pub sample: Option<Sample>,
-    /// When the last successful poll finished; `None` before the first.
-    pub polled_at: Option<Instant>,
-    /// True when the latest poll succeeded.
-    pub up: bool,
-    /// How long the latest poll took.
-    pub last_duration: Duration,
-    /// Polls since start.
-    pub polls: u64,
-    /// Failed polls since start, by [`IpmiErrorKind::index`].
-    pub errors: [u64; IpmiErrorKind::ALL.len()],
-}
+/// What the poller knows about one BMC: the last successful poll's sample and the counts.
+pub type IpmiState = PollState<Option<Sample>, { IpmiErrorKind::ALL.len() }>;
 
 /// One BMC's state, shared between its polling task and the readers.
-#[derive(Debug)]
-pub struct IpmiShared {
-    /// The BMC id.
-    pub id: String,
-    state: Mutex<IpmiState>,
-}
-
-impl IpmiShared {
-    /// A BMC not polled yet.
-    pub fn new(id: &str) -> IpmiShared {
-        IpmiShared {
-            id: id.to_string(),
-            state: Mutex::new(IpmiState::default()),
-        }
-    }
-
-    /// The state, for a short look.
-    pub fn lock(&self) -> MutexGuard<'_, IpmiState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+pub type IpmiShared = BmcShared<Option<Sample>, { IpmiErrorKind::ALL.len() }>;
 
 /// The polling thread; stopping it (or dropping it) ends every task and closes sessions.
 #[derive(Debug)]
-pub struct IpmiPoller {
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct IpmiPoller(PollThread);
 
 /// The longest one poll may take: session setup plus an SDR walk, each request with its
 /// resends.
@@ -123,24 +85,12 @@ impl IpmiPoller {
                     format!("cannot start the IPMI thread: {e}"),
                 )
             })?;
-        Ok(IpmiPoller {
-            stop,
-            thread: Some(thread),
-        })
+        Ok(IpmiPoller(PollThread::new(stop, thread)))
     }
 
     /// Stops every task, closes sessions, and waits for the thread.
     pub fn stop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for IpmiPoller {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop();
     }
 }
 
@@ -176,22 +126,13 @@ async fn poll_loop(
             _ = stop.wait_for(|s| *s) => break,
         };
         let took = started.elapsed();
-        {
-            let mut st = shared.lock();
-            st.polls += 1;
-            st.last_duration = took;
-            match &result {
-                Ok(s) => {
-                    st.sample = Some(s.clone());
-                    st.polled_at = Some(Instant::now());
-                    st.up = true;
-                }
-                Err(e) => {
-                    st.up = false;
-                    st.errors[e.kind.index()] += 1;
-                }
-            }
-        }
+        shared.lock().record(
+            took,
+            result
+                .as_ref()
+                .map(|s| Some(s.clone()))
+                .map_err(|e| e.kind.index()),
+        );
         // One log line per change of state, never one per poll. Errors carry no credentials.
         let now = outcome(&result);
         if last.as_deref() != Some(now.as_str()) {
@@ -218,16 +159,13 @@ async fn poll_loop(
             }
             last = Some(now);
         }
-        let delay = if result.is_ok() {
-            failures = 0;
-            jitter(opts.interval, &mut rng)
-        } else {
-            failures += 1;
-            jitter(
-                backoff_delay(opts.interval, opts.max_backoff, failures),
-                &mut rng,
-            )
-        };
+        let delay = next_delay(
+            result.is_ok(),
+            &mut failures,
+            opts.interval,
+            opts.max_backoff,
+            &mut rng,
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => break,

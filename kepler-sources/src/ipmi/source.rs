@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kepler_core::{
-    EndpointStatus, Metering, MicroWatts, Nanos, PowerFrame, PowerSource, ReadError, Reading,
-    SourceKind, SourceReport, Timestamp, ZoneInfo, ZoneKind, ZoneLabels,
+    Metering, MicroWatts, PowerFrame, PowerSource, SourceKind, SourceReport, Timestamp, ZoneInfo,
+    ZoneKind,
 };
 
 use super::client::{IpmiErrorKind, Method};
 use super::config::{IpmiBmcConfig, IpmiOptions};
 use super::poller::{IpmiPoller, IpmiShared};
+use crate::bmc::{poll_stamp, report, BmcZone};
 use crate::Error;
 
 /// Readings above this are garbage, not power (DCMI's u16 tops out at 65535 W anyway).
@@ -19,11 +20,8 @@ const MAX_PLATFORM_WATTS: f64 = 1_000_000.0;
 
 #[derive(Debug)]
 struct ZoneEntry {
-    zone: Arc<ZoneInfo>,
-    labels: Arc<[(&'static str, String)]>,
-    bmc: usize,
+    z: BmcZone,
     method: Method,
-    latest: Option<Reading>,
 }
 
 /// Platform power of this node's BMCs over IPMI, polled in the background.
@@ -42,11 +40,6 @@ pub struct Ipmi {
     /// carries the same timestamp (the engine then counts its energy once).
     stamps: Vec<Option<(Instant, Timestamp)>>,
     poller: IpmiPoller,
-}
-
-/// `at` moved back by `age`: when a poll that finished `age` ago happened on the caller's clock.
-fn stamp(at: Timestamp, age: Duration) -> Timestamp {
-    Timestamp(at.0.saturating_sub(age.as_nanos().min(u64::MAX as u128) as u64))
 }
 
 impl Ipmi {
@@ -83,7 +76,7 @@ impl Ipmi {
         if let Some(i) = self
             .entries
             .iter()
-            .position(|e| e.bmc == bmc && &e.method == method)
+            .position(|e| e.z.bmc == bmc && &e.method == method)
         {
             return i;
         }
@@ -112,11 +105,13 @@ impl Ipmi {
         ]);
         self.zones.push(Arc::clone(&zone));
         self.entries.push(ZoneEntry {
-            zone,
-            labels,
-            bmc,
+            z: BmcZone {
+                zone,
+                labels,
+                bmc,
+                latest: None,
+            },
             method: method.clone(),
-            latest: None,
         });
         self.entries.len() - 1
     }
@@ -133,7 +128,7 @@ impl PowerSource for Ipmi {
         for b in 0..self.bmcs.len() {
             let (sample, polled_at) = {
                 let st = self.bmcs[b].lock();
-                (st.sample.clone(), st.polled_at)
+                (st.last_good.clone(), st.polled_at)
             };
             let (Some(sample), Some(polled_at)) = (sample, polled_at) else {
                 continue;
@@ -145,63 +140,29 @@ impl PowerSource for Ipmi {
                 .filter(|w| w.is_finite() && (0.0..=MAX_PLATFORM_WATTS).contains(w));
             let current = match (fresh, valid) {
                 (true, Some(w)) => {
-                    let ts = match self.stamps[b] {
-                        Some((seen, ts)) if seen == polled_at => ts,
-                        _ => {
-                            let ts = stamp(at, age);
-                            self.stamps[b] = Some((polled_at, ts));
-                            ts
-                        }
-                    };
+                    let ts = poll_stamp(&mut self.stamps[b], polled_at, at, age);
                     let i = self.entry(b, &sample.method);
-                    let reading = Reading::Power(MicroWatts::from_watts(w));
-                    let e = &mut self.entries[i];
-                    e.latest = Some(reading);
-                    out.push_sampled(&e.zone, ts, Ok(reading));
+                    self.entries[i].z.push_watts(w, ts, out);
                     Some(i)
                 }
                 _ => None,
             };
             for (i, e) in self.entries.iter_mut().enumerate() {
-                if e.bmc != b || Some(i) == current {
+                if e.z.bmc != b || Some(i) == current {
                     continue;
                 }
-                e.latest = None;
-                let what = e.zone.path.clone();
-                let err = if fresh {
-                    ReadError::Missing { what }
-                } else {
-                    ReadError::Stale { what }
-                };
-                out.push(&e.zone, Err(err));
+                e.z.push_absent(fresh, out);
             }
         }
     }
 
     fn report(&self, at: Timestamp, out: &mut SourceReport) {
-        let now = Instant::now();
-        for e in &self.entries {
-            out.zones.push(ZoneLabels {
-                zone: Arc::clone(&e.zone),
-                labels: Arc::clone(&e.labels),
-                latest: e.latest,
-            });
-        }
-        for b in &self.bmcs {
-            let st = b.lock();
-            out.endpoints.push(EndpointStatus {
-                id: b.id.clone(),
-                up: st.up,
-                last_success: st
-                    .polled_at
-                    .map(|t| stamp(at, now.saturating_duration_since(t))),
-                last_duration: Nanos(st.last_duration.as_nanos().min(u64::MAX as u128) as u64),
-                polls: st.polls,
-                errors: IpmiErrorKind::ALL
-                    .iter()
-                    .map(|k| (k.label(), st.errors[k.index()]))
-                    .collect(),
-            });
-        }
+        report(
+            self.entries.iter().map(|e| &e.z),
+            &self.bmcs,
+            &IpmiErrorKind::ALL.map(IpmiErrorKind::label),
+            at,
+            out,
+        );
     }
 }

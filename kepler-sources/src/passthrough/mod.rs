@@ -145,21 +145,6 @@ pub fn dir_name(id: &str) -> Option<String> {
     (out.len() <= 255).then_some(out)
 }
 
-/// `intel-rapl:N` -> `(N, None)`, `intel-rapl:N:M` -> `(N, Some(M))`, else `None`.
-fn parse_zone_dir(name: &str) -> Option<(u32, Option<u32>)> {
-    let rest = name.strip_prefix("intel-rapl:")?;
-    let mut parts = rest.split(':');
-    let top = parts.next()?.parse().ok()?;
-    let sub = match parts.next() {
-        None => None,
-        Some(m) => Some(m.parse().ok()?),
-    };
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((top, sub))
-}
-
 /// Parses a value the writer wrote: decimal digits and the trailing newline. A value without
 /// the newline is a torn or truncated file and an error, not a smaller number.
 fn parse_written(buf: &[u8]) -> Result<u64, String> {

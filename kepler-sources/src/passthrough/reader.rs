@@ -27,10 +27,8 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
 
-use super::{
-    parse_written, parse_zone_dir, ENERGY_FILE, ESTIMATED_FILE, IDLE_POLICY_FILE, NAME_FILE,
-    RANGE_FILE,
-};
+use super::{parse_written, ENERGY_FILE, ESTIMATED_FILE, IDLE_POLICY_FILE, NAME_FILE, RANGE_FILE};
+use crate::powercap::parse_zone_dir;
 use crate::{Error, ErrorKind};
 
 /// Bytes read from a file; anything the writer writes is shorter.

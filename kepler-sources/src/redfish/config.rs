@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::bmc::Secret;
-use crate::bmc::{invalid, BmcFile};
+use crate::bmc::{BmcFile, RawBmcEntry};
 use crate::Error;
 
 /// One BMC, ready to poll.
@@ -76,14 +76,18 @@ struct RawBmc {
     insecure: bool,
 }
 
-/// The BMCs of one node, and warnings to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeBmcs {
-    /// The BMCs this node maps to, in file order.
-    pub bmcs: Vec<BmcConfig>,
-    /// Things to log once (a readable file in insecure mode).
-    pub warnings: Vec<String>,
+impl RawBmcEntry for RawBmc {
+    fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    fn insecure(&self) -> bool {
+        self.insecure
+    }
 }
+
+/// The BMCs of one node, and warnings to log.
+pub type NodeBmcs = crate::bmc::NodeBmcs<BmcConfig>;
 
 /// Checks that `endpoint` is `http(s)://host[:port]` and returns it without a trailing slash.
 /// User info is refused: credentials belong in `username`/`password`, and the endpoint is
@@ -119,28 +123,15 @@ pub fn parse_node_bmcs(path: &Path, text: &str, mode: u32, node: &str) -> Result
 }
 
 fn node_bmcs(path: &Path, file: &BmcFile<RawBmc>, node: &str) -> Result<NodeBmcs, Error> {
-    let mut out = NodeBmcs {
-        bmcs: Vec::new(),
-        warnings: Vec::new(),
-    };
-    for (id, b) in file.node_bmcs(path, node)? {
-        let endpoint = b
-            .endpoint
-            .as_deref()
-            .ok_or_else(|| invalid(path, format!("bmcs.{id}.endpoint is missing")))
-            .and_then(|e| {
-                normalize_endpoint(e).map_err(|m| invalid(path, format!("bmcs.{id}.endpoint: {m}")))
-            })?;
-        file.check_mode(path, id, b.insecure, &mut out.warnings)?;
-        out.bmcs.push(BmcConfig {
+    file.node_configs(path, node, normalize_endpoint, |id, b, endpoint| {
+        Ok(BmcConfig {
             id: id.to_string(),
             endpoint,
             username: b.username.clone(),
             password: b.password.clone(),
             insecure: b.insecure,
-        });
-    }
-    Ok(out)
+        })
+    })
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! the interval ±10% on success, an exponential backoff on failure. Readers only lock the
 //! shared state for a copy of an `Arc`; nothing they do waits on the network.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -15,55 +14,16 @@ use super::error::{FetchError, FetchErrorKind};
 use super::model::PowerReading;
 use super::walk::{walk, Walk};
 pub use crate::bmc::jitter;
-use crate::bmc::{backoff_delay, jitter_seed};
+use crate::bmc::{backoff_delay, jitter_seed, next_delay, PollThread};
 use crate::{Error, ErrorKind};
 
-/// What the poller knows about one BMC.
-#[derive(Debug, Default, Clone)]
-pub struct BmcState {
-    /// The readings of the last successful walk.
-    pub readings: Arc<Vec<PowerReading>>,
-    /// When the last successful walk finished; `None` before the first.
-    pub polled_at: Option<Instant>,
-    /// True when the latest walk succeeded.
-    pub up: bool,
-    /// How long the latest walk took.
-    pub last_duration: Duration,
-    /// Walks since start.
-    pub polls: u64,
-    /// Failed requests since start, by [`FetchErrorKind::index`].
-    pub errors: [u64; FetchErrorKind::ALL.len()],
-}
-
-/// One BMC's state, shared between its polling task and the readers.
-#[derive(Debug)]
-pub struct BmcShared {
-    /// The BMC id.
-    pub id: String,
-    state: Mutex<BmcState>,
-}
-
-impl BmcShared {
-    /// A BMC not polled yet.
-    pub fn new(id: &str) -> BmcShared {
-        BmcShared {
-            id: id.to_string(),
-            state: Mutex::new(BmcState::default()),
-        }
-    }
-
-    /// The state, for a short look.
-    pub fn lock(&self) -> MutexGuard<'_, BmcState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// One BMC's state (the readings of its last successful walk; failed requests by
+/// [`FetchErrorKind::index`]), shared between its polling task and the readers.
+pub type BmcShared = crate::bmc::BmcShared<Arc<Vec<PowerReading>>, { FetchErrorKind::ALL.len() }>;
 
 /// The polling thread; stopping it (or dropping it) ends every task and deletes sessions.
 #[derive(Debug)]
-pub struct Poller {
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Poller(PollThread);
 
 /// The delay after `failures` consecutive failed walks (see [`crate::bmc::backoff_delay`]).
 pub fn backoff(opts: &RedfishOptions, failures: u32) -> Duration {
@@ -133,24 +93,12 @@ impl Poller {
                     format!("cannot start the Redfish thread: {e}"),
                 )
             })?;
-        Ok(Poller {
-            stop,
-            thread: Some(thread),
-        })
+        Ok(Poller(PollThread::new(stop, thread)))
     }
 
     /// Stops every task, deletes open sessions, and waits for the thread.
     pub fn stop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop();
     }
 }
 
@@ -191,19 +139,15 @@ async fn poll_loop(
         let took = started.elapsed();
         {
             let mut st = shared.lock();
-            st.polls += 1;
-            st.last_duration = took;
-            match &result {
-                Ok(w) => {
-                    st.readings = Arc::new(w.readings.clone());
-                    st.polled_at = Some(Instant::now());
-                    st.up = true;
-                    for e in &w.partial_errors {
-                        st.errors[e.kind.index()] += 1;
-                    }
-                }
-                Err(e) => {
-                    st.up = false;
+            st.record(
+                took,
+                result
+                    .as_ref()
+                    .map(|w| Arc::new(w.readings.clone()))
+                    .map_err(|e| e.kind.index()),
+            );
+            if let Ok(w) = &result {
+                for e in &w.partial_errors {
                     st.errors[e.kind.index()] += 1;
                 }
             }
@@ -230,13 +174,13 @@ async fn poll_loop(
                 logged_empty = true;
             }
         }
-        let delay = if result.is_ok() {
-            failures = 0;
-            jitter(opts.interval, &mut rng)
-        } else {
-            failures += 1;
-            jitter(backoff(&opts, failures), &mut rng)
-        };
+        let delay = next_delay(
+            result.is_ok(),
+            &mut failures,
+            opts.interval,
+            opts.max_backoff,
+            &mut rng,
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => break,

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kepler_core::{
-    EndpointStatus, Metering, MicroWatts, Nanos, PowerFrame, PowerSource, ReadError, Reading,
-    SourceKind, SourceReport, Timestamp, ZoneInfo, ZoneKind, ZoneLabels,
+    Metering, MicroWatts, PowerFrame, PowerSource, SourceKind, SourceReport, Timestamp, ZoneInfo,
+    ZoneKind,
 };
 
 use super::config::{BmcConfig, RedfishOptions};
 use super::error::FetchErrorKind;
 use super::model::PowerReading;
 use super::poller::{BmcShared, Poller};
+use crate::bmc::{poll_stamp, report, BmcZone};
 use crate::Error;
 
 /// Readings above this are garbage, not power (the largest power shelves draw ~33 kW).
@@ -20,11 +21,7 @@ const MAX_PLATFORM_WATTS: f64 = 1_000_000.0;
 
 #[derive(Debug)]
 struct ZoneEntry {
-    zone: Arc<ZoneInfo>,
-    labels: Arc<[(&'static str, String)]>,
-    bmc: usize,
-    /// The reading pushed in the latest `read`, when fresh.
-    latest: Option<Reading>,
+    z: BmcZone,
     /// The `read` call that last saw it in a fresh poll.
     seen: u64,
 }
@@ -123,20 +120,17 @@ impl Redfish {
         ]);
         self.zones.push(Arc::clone(&zone));
         self.entries.push(ZoneEntry {
-            zone,
-            labels,
-            bmc,
-            latest: None,
+            z: BmcZone {
+                zone,
+                labels,
+                bmc,
+                latest: None,
+            },
             seen: 0,
         });
         self.index.insert(key, self.entries.len() - 1);
         self.entries.len() - 1
     }
-}
-
-/// `at` moved back by `age`: when a poll that finished `age` ago happened on the caller's clock.
-fn stamp(at: Timestamp, age: Duration) -> Timestamp {
-    Timestamp(at.0.saturating_sub(age.as_nanos().min(u64::MAX as u128) as u64))
 }
 
 impl PowerSource for Redfish {
@@ -152,7 +146,7 @@ impl PowerSource for Redfish {
         for b in 0..self.bmcs.len() {
             let (readings, polled_at) = {
                 let st = self.bmcs[b].lock();
-                (Arc::clone(&st.readings), st.polled_at)
+                (Arc::clone(&st.last_good), st.polled_at)
             };
             let Some(polled_at) = polled_at else {
                 continue;
@@ -160,14 +154,7 @@ impl PowerSource for Redfish {
             let age = now.saturating_duration_since(polled_at);
             let fresh = age <= self.staleness;
             if fresh {
-                let ts = match self.stamps[b] {
-                    Some((seen, ts)) if seen == polled_at => ts,
-                    _ => {
-                        let ts = stamp(at, age);
-                        self.stamps[b] = Some((polled_at, ts));
-                        ts
-                    }
-                };
+                let ts = poll_stamp(&mut self.stamps[b], polled_at, at, age);
                 for r in readings.iter() {
                     if !(r.watts.is_finite() && r.watts <= MAX_PLATFORM_WATTS) {
                         continue;
@@ -177,53 +164,27 @@ impl PowerSource for Redfish {
                     if e.seen == gen {
                         continue; // the same zone twice in one walk: keep the first
                     }
-                    let reading = Reading::Power(MicroWatts::from_watts(r.watts));
                     e.seen = gen;
-                    e.latest = Some(reading);
-                    out.push_sampled(&e.zone, ts, Ok(reading));
+                    e.z.push_watts(r.watts, ts, out);
                 }
             }
             for e in self
                 .entries
                 .iter_mut()
-                .filter(|e| e.bmc == b && e.seen != gen)
+                .filter(|e| e.z.bmc == b && e.seen != gen)
             {
-                e.latest = None;
-                let what = e.zone.path.clone();
-                let err = if fresh {
-                    ReadError::Missing { what }
-                } else {
-                    ReadError::Stale { what }
-                };
-                out.push(&e.zone, Err(err));
+                e.z.push_absent(fresh, out);
             }
         }
     }
 
     fn report(&self, at: Timestamp, out: &mut SourceReport) {
-        let now = Instant::now();
-        for e in &self.entries {
-            out.zones.push(ZoneLabels {
-                zone: Arc::clone(&e.zone),
-                labels: Arc::clone(&e.labels),
-                latest: e.latest,
-            });
-        }
-        for b in &self.bmcs {
-            let st = b.lock();
-            out.endpoints.push(EndpointStatus {
-                id: b.id.clone(),
-                up: st.up,
-                last_success: st
-                    .polled_at
-                    .map(|t| stamp(at, now.saturating_duration_since(t))),
-                last_duration: Nanos(st.last_duration.as_nanos().min(u64::MAX as u128) as u64),
-                polls: st.polls,
-                errors: FetchErrorKind::ALL
-                    .iter()
-                    .map(|k| (k.label(), st.errors[k.index()]))
-                    .collect(),
-            });
-        }
+        report(
+            self.entries.iter().map(|e| &e.z),
+            &self.bmcs,
+            &FetchErrorKind::ALL.map(FetchErrorKind::label),
+            at,
+            out,
+        );
     }
 }

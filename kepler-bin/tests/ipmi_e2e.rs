@@ -89,10 +89,19 @@ fn issue_19_kepler_exports_ipmi_power_of_both_simulators() {
             "kepler_platform_bmc_errors_total",
             &[("bmc_id", "bmc-gone"), ("kind", "connect")],
         );
-        if refused >= Some(2.0) {
+        // Energy needs two ticks with a reading: wait for it too, not only for the errors.
+        let joules = value(
+            &s,
+            "kepler_platform_joules_total",
+            &[("source", "ipmi"), ("bmc_id", "bmc-py")],
+        );
+        if refused >= Some(2.0) && joules.is_some_and(|j| j > 0.0) {
             break body;
         }
-        assert!(Instant::now() < deadline, "{refused:?}\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "errors {refused:?}, joules {joules:?}\n{body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let s = parse_exposition(&body);

@@ -185,7 +185,7 @@ keys! {
         .help("NVIDIA GPU metering through NVML (on by default; off by itself without the \
                library).")
         .default("true")
-        .doc("NVIDIA GPUs through NVML (off by itself where the library is absent)");
+        .doc("GPUs: NVIDIA through NVML, else any DRM driver (amdgpu, i915, xe...) through fdinfo and hwmon (off by itself where neither finds a GPU)");
     GPU_IDLE_POWER = Key::yaml("experimental.gpu.idlePower", Ty::Float)
         .flag("experimental.gpu.idle-power", "WATTS")
         .help("Watts per GPU counted as idle; 0 learns it.")

@@ -10,6 +10,7 @@
 #                                       (release binary with the `bpf` feature, prebuilt object)
 #   scripts/k8s-cluster.sh down DIR     stop everything and remove what `up` created
 #   scripts/k8s-cluster.sh env DIR      print shell assignments (KUBECONFIG, NODE_NAME, NODE_IP, ...)
+#   scripts/k8s-cluster.sh packages     install the Debian packages `up` needs (containerd, runc, ...)
 #
 # The pod network stays on this machine: a local bridge, pods in 198.18.0.0/24 (the benchmarking
 # range), no masquerade, and pods get routes to the pod range and to the node address only (no
@@ -45,14 +46,17 @@ sysctls=(kernel.panic kernel.panic_on_oops vm.overcommit_memory kernel.keys.root
 
 log() { printf 'k8s-cluster.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
+[ "${1:-}" = packages ] && [ $# -eq 1 ] && set -- packages ""
 [ $# -ge 2 ] || usage
 cmd=$1
 dir=$2
 [ "$(id -u)" = 0 ] || die "needs root (containerd, kubelet, cgroups, network)"
-mkdir -p "$dir"
-dir="$(cd "$dir" && pwd)"
+if [ "$cmd" != packages ]; then
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+fi
 
 node_ip() {
   ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") {print $(i + 1); exit}}'
@@ -474,6 +478,7 @@ images() {
 }
 
 case "$cmd" in
+  packages) need_packages ;;
   up) up ;;
   down) down; log "down: $dir cleaned" ;;
   images) images ;;

@@ -730,9 +730,14 @@ fn under_pty(args: &str, input: Option<(&[u8], Duration)>) -> Option<(String, Op
         eprintln!("SKIPPED: util-linux script is missing");
         return None;
     }
-    let cmdline = format!("{} run {args}", env!("CARGO_BIN_EXE_kepler"));
+    // `exec`: script runs this through $SHELL, and dash (Debian's sh, what script picks when
+    // SHELL is unset) neither execs a lone command nor survives the terminal's SIGINT; the
+    // exit code would be the shell's 130, not kepler's.
+    let cmdline = format!("exec {} run {args}", env!("CARGO_BIN_EXE_kepler"));
     let mut child = Command::new("script")
         .args(["-qefc", &cmdline, "/dev/null"])
+        // The same shell here as on CI.
+        .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

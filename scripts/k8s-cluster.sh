@@ -8,6 +8,7 @@
 #                                       print the path of an admin kubeconfig
 #   scripts/k8s-cluster.sh images DIR   (re)build and import kepler's image as kepler-rs/kepler:dev
 #                                       (release binary with the `bpf` feature, prebuilt object)
+#                                       and the operator's as kepler-rs/kepler-operator:dev
 #   scripts/k8s-cluster.sh down DIR     stop everything and remove what `up` created
 #   scripts/k8s-cluster.sh env DIR      print shell assignments (KUBECONFIG, NODE_NAME, NODE_IP, ...)
 #   scripts/k8s-cluster.sh packages     install the Debian packages `up` needs (containerd, runc, ...)
@@ -454,27 +455,35 @@ EOF
   echo "$dir/admin.kubeconfig"
 }
 
-# kepler's image: the release binary with the eBPF source (the committed prebuilt object, so clang
-# is not needed) and the shared libraries it links, nothing else.
-images() {
-  [ -S "$sock" ] || die "no cluster under $dir (run: $0 up $dir)"
-  local target="${CARGO_TARGET_DIR:-$repo/target}" build="$dir/state/images/kepler" lib
-  log "cargo build --release -p kepler-bin --features bpf"
-  (cd "$repo" && KEPLER_BPF_PREBUILT=1 cargo build --release --locked -q -p kepler-bin --features bpf)
+# One image from one binary: the binary without its line tables, the dynamic loader and every
+# library ldd resolves (at the paths the binary asks for), nothing else. ship_image BIN NAME TAG
+ship_image() {
+  local bin=$1 name=$2 tag=$3 build="$dir/state/images/$2" lib
   rm -rf "$build"
   mkdir -p "$build/usr/bin" "$build/tmp"
   # Line tables are for profiling a local build; the image ships without them.
-  objcopy --strip-debug "$target/release/kepler" "$build/usr/bin/kepler"
-  chmod 0755 "$build/usr/bin/kepler"
-  # The dynamic loader and every library ldd resolves, at the paths the binary asks for.
-  for lib in $(ldd "$target/release/kepler" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+  objcopy --strip-debug "$bin" "$build/usr/bin/$name"
+  chmod 0755 "$build/usr/bin/$name"
+  for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
     mkdir -p "$build$(dirname "$lib")"
     cp -L "$lib" "$build$lib"
   done
-  python3 "$here/oci-archive.py" --tag kepler-rs/kepler:dev --entrypoint /usr/bin/kepler \
-    --out "$dir/state/images/kepler.tar" "$build"
-  ctr_k8s images import "$dir/state/images/kepler.tar" >/dev/null
-  log "imported kepler-rs/kepler:dev ($(du -h "$dir/state/images/kepler.tar" | cut -f1))"
+  python3 "$here/oci-archive.py" --tag "$tag" --entrypoint "/usr/bin/$name" \
+    --out "$dir/state/images/$name.tar" "$build"
+  ctr_k8s images import "$dir/state/images/$name.tar" >/dev/null
+  log "imported $tag ($(du -h "$dir/state/images/$name.tar" | cut -f1))"
+}
+
+# kepler's image: the release binary with the eBPF source (the committed prebuilt object, so clang
+# is not needed); the operator's image (issue 16), from the same release build.
+images() {
+  [ -S "$sock" ] || die "no cluster under $dir (run: $0 up $dir)"
+  local target="${CARGO_TARGET_DIR:-$repo/target}"
+  log "cargo build --release -p kepler-bin --features bpf -p kepler-operator"
+  (cd "$repo" && KEPLER_BPF_PREBUILT=1 cargo build --release --locked -q -p kepler-bin \
+    --features kepler-bin/bpf -p kepler-operator --bin kepler --bin kepler-operator)
+  ship_image "$target/release/kepler" kepler kepler-rs/kepler:dev
+  ship_image "$target/release/kepler-operator" kepler-operator kepler-rs/kepler-operator:dev
 }
 
 case "$cmd" in

@@ -281,6 +281,48 @@ impl Cluster {
         }
     }
 
+    /// The node's address, as `up` recorded it.
+    fn node_ip(&self) -> String {
+        let env = fs::read_to_string(self.path("state/env")).unwrap();
+        env.lines()
+            .find_map(|l| l.strip_prefix("NODE_IP="))
+            .expect("NODE_IP in state/env")
+            .to_string()
+    }
+
+    /// The holder of the operator's Lease (identity `POD_PID`) once it is a pod of the
+    /// operator's namespace and not `previous`, up to 90 s.
+    fn operator_leader(&self, previous: Option<&str>) -> String {
+        wait_until(
+            "an operator replica holds the Lease",
+            Duration::from_secs(90),
+            || {
+                let lease = self
+                    .try_kubectl(
+                        &[
+                            "-n",
+                            "kepler-operator",
+                            "get",
+                            "lease",
+                            "kepler-operator-lock",
+                            "-o",
+                            "json",
+                        ],
+                        None,
+                    )
+                    .ok()?;
+                let lease: Value = serde_json::from_str(&lease).ok()?;
+                let holder = lease["spec"]["holderIdentity"].as_str()?.to_string();
+                let pods = self.json(&["-n", "kepler-operator", "get", "pods"]);
+                let running = pods["items"].as_array()?.iter().any(|p| {
+                    p["metadata"]["name"].as_str() == Some(lease_pod(&holder))
+                        && p["metadata"]["deletionTimestamp"].is_null()
+                });
+                (running && previous != Some(holder.as_str())).then_some(holder)
+            },
+        )
+    }
+
     fn log_tail(&self, component: &str) -> String {
         let text =
             fs::read_to_string(self.path(&format!("logs/{component}.log"))).unwrap_or_default();
@@ -875,10 +917,12 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     );
 }
 
-/// The operator (issue 16), run on the host against this cluster as an administrator would run
-/// it out of cluster: one PowerMonitor -> kepler's DaemonSet in `power-monitor`, its pods Ready
-/// and scraped (pod energy in Prometheus), `Available=True`; the PowerMonitor deleted -> its
-/// objects gone. The kepler objects of the earlier phases are removed first.
+/// The operator (issue 16) inside the cluster, installed as an administrator installs it:
+/// `deploy/operator/` (CRD, RBAC, a two-replica Deployment with leader election) with the
+/// operator's image built here. One PowerMonitor -> kepler's DaemonSet in `power-monitor`, its
+/// pods Ready and scraped (pod energy in Prometheus), `Available=True`; the leader's pod deleted
+/// -> the other replica takes the Lease and rolls a config change; the PowerMonitor deleted ->
+/// its objects gone. The kepler objects of the earlier phases are removed first.
 fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
     c.kubectl(&[
         "delete",
@@ -887,44 +931,26 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
         "--wait=true",
         "--timeout=120s",
     ]);
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--locked",
-            "-q",
-            "-p",
-            "kepler-operator",
-            "--bin",
-            "kepler-operator",
-        ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo build -p kepler-operator: {}",
-        output_text(&out)
+    let deploy = repo().join("deploy/operator");
+    c.kubectl(&["apply", "-f", deploy.join("crd.yaml").to_str().unwrap()]);
+    c.apply(&fs::read_to_string(deploy.join("rbac.yaml")).unwrap());
+    let started = Instant::now();
+    c.apply(&operator_deployment(
+        &fs::read_to_string(deploy.join("deployment.yaml")).unwrap(),
+        &c.node_ip(),
+    ));
+    c.wait_ready(
+        "kepler-operator",
+        "app.kubernetes.io/name=kepler-operator",
+        2,
     );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    c.kubectl(&[
-        "apply",
-        "-f",
-        repo().join("deploy/operator/crd.yaml").to_str().unwrap(),
-    ]);
-    let log = fs::File::create(c.path("logs/kepler-operator.log")).unwrap();
-    let operator = support::KillOnDrop(
-        Command::new(target.join("debug/kepler-operator"))
-            .args(["--kepler.image", "kepler-rs/kepler:dev"])
-            .env("KUBECONFIG", &c.kubeconfig)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start kepler-operator"),
+    let leader = c.operator_leader(None);
+    eprintln!(
+        "operator: 2 replicas Ready, {leader} leads, {:.0?} after apply",
+        started.elapsed()
     );
     let created = Instant::now();
-    c.apply(&fs::read_to_string(repo().join("deploy/operator/powermonitor.yaml")).unwrap());
+    c.apply(&fs::read_to_string(deploy.join("powermonitor.yaml")).unwrap());
     let pods = c.wait_ready("power-monitor", "", 1);
     eprintln!(
         "operator: PowerMonitor -> kepler pod Ready in {:.0?}",
@@ -948,6 +974,46 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
                 .then_some(())
         },
     );
+
+    // Failover: the leader's pod goes; the other replica takes the Lease and reconciles a
+    // change made meanwhile (a new config hash on kepler's pod template).
+    let hash = |c: &Cluster| {
+        let ds = c.json(&["-n", "power-monitor", "get", "daemonset", "kepler"]);
+        ds["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let before = hash(c);
+    assert!(!before.is_empty(), "kepler's DaemonSet has no config hash");
+    let failover = Instant::now();
+    c.kubectl(&[
+        "-n",
+        "kepler-operator",
+        "delete",
+        "pod",
+        lease_pod(&leader),
+        "--wait=false",
+    ]);
+    c.kubectl(&[
+        "patch",
+        "powermonitor",
+        "power-monitor",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"kepler":{"config":{"logLevel":"debug"}}}}"#,
+    ]);
+    let successor = c.operator_leader(Some(&leader));
+    wait_until(
+        "the new leader rolls kepler's config",
+        Duration::from_secs(120),
+        || (hash(c) != before).then_some(()),
+    );
+    eprintln!(
+        "operator: leader pod deleted -> {successor} leads and rolled the change in {:.0?}",
+        failover.elapsed()
+    );
+
     c.kubectl(&[
         "delete",
         "powermonitor",
@@ -967,7 +1033,55 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
             gone.then_some(())
         },
     );
-    drop(operator);
+    c.kubectl(&[
+        "delete",
+        "namespace",
+        "kepler-operator",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+}
+
+/// The pod of a Lease holder identity (`POD_PID`, as the operator writes it).
+fn lease_pod(holder: &str) -> &str {
+    holder.rsplit_once('_').map_or(holder, |(pod, _)| pod)
+}
+
+/// The operator's pod template annotation whose change rolls kepler's pods.
+const CONFIG_HASH_ANNOTATION: &str = "kepler.system.sustainable.computing.io/config-hash";
+
+/// `deploy/operator/deployment.yaml` with the images built here (never pulled), kepler's image
+/// for the operator to deploy, and the API server's address: this cluster runs no kube-proxy, so
+/// the `kubernetes` Service address is not routed and in-cluster clients are pointed at the node
+/// address the API server's certificate names (explicit env overrides the kubelet's service
+/// variables).
+fn operator_deployment(yaml: &str, node_ip: &str) -> String {
+    let replace = |text: String, from: &str, to: &str| {
+        assert!(text.contains(from), "deployment.yaml has no {from:?}");
+        text.replacen(from, to, 1)
+    };
+    let out = replace(
+        yaml.to_string(),
+        "image: ghcr.io/kepler-rs/kepler-operator:0.1.0",
+        "image: kepler-rs/kepler-operator:dev",
+    );
+    let out = replace(
+        out,
+        "imagePullPolicy: IfNotPresent",
+        "imagePullPolicy: Never",
+    );
+    let out = replace(
+        out,
+        "--kepler.image=ghcr.io/kepler-rs/kepler:0.1.0",
+        "--kepler.image=kepler-rs/kepler:dev",
+    );
+    replace(
+        out,
+        "          env:\n",
+        &format!(
+            "          env:\n            - name: KUBERNETES_SERVICE_HOST\n              value: \"{node_ip}\"\n            - name: KUBERNETES_SERVICE_PORT\n              value: \"16443\"\n"
+        ),
+    )
 }
 
 /// Runs every panel query of the Grafana dashboard (its variables filled in as

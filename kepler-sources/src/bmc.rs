@@ -374,12 +374,63 @@ pub(crate) struct PollThread {
 }
 
 impl PollThread {
-    /// Wraps a started thread and the sender that tells its tasks to stop.
-    pub(crate) fn new(stop: watch::Sender<bool>, thread: JoinHandle<()>) -> PollThread {
-        PollThread {
+    /// Starts the thread `name` (the source, as messages name it) with one poll task per item
+    /// on a current-thread runtime, until stopped; then waits up to `grace` for the tasks to
+    /// close their sessions. `spawn` starts one task from an item, its stop receiver and a
+    /// jitter seed. The tasks run inside a LocalSet, so `spawn` may use `spawn_local` for
+    /// futures that are not `Send` (the `ipmi` crate's) as well as `tokio::spawn`.
+    pub(crate) fn start<T: Send + 'static>(
+        name: &str,
+        items: Vec<T>,
+        grace: Duration,
+        spawn: impl Fn(T, watch::Receiver<bool>, u64) -> tokio::task::JoinHandle<()> + Send + 'static,
+    ) -> Result<PollThread, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    None,
+                    format!("cannot start the {name} runtime: {e}"),
+                )
+            })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name(name.to_lowercase())
+            .spawn(move || {
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    let seed = jitter_seed();
+                    let tasks: Vec<_> = items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, item)| {
+                            spawn(item, stop_rx.clone(), seed.wrapping_mul(i as u64 + 1) | 1)
+                        })
+                        .collect();
+                    let mut stop_rx = stop_rx;
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                    // Tasks close their sessions (bounded by the timeout); wait no longer.
+                    let _ = tokio::time::timeout(grace, async {
+                        for t in tasks {
+                            let _ = t.await;
+                        }
+                    })
+                    .await;
+                });
+            })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    None,
+                    format!("cannot start the {name} thread: {e}"),
+                )
+            })?;
+        Ok(PollThread {
             stop,
             thread: Some(thread),
-        }
+        })
     }
 
     /// Stops every task and waits for the thread.

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use super::client::{Bmc, IpmiError, IpmiErrorKind, Sample};
 use super::config::{IpmiBmcConfig, IpmiOptions};
-use crate::bmc::{jitter_seed, next_delay, BmcShared, PollState, PollThread};
-use crate::{Error, ErrorKind};
+use crate::bmc::{next_delay, BmcShared, PollState, PollThread};
+use crate::Error;
 
 /// What the poller knows about one BMC: the last successful poll's sample and the counts.
 pub type IpmiState = PollState<Option<Sample>, { IpmiErrorKind::ALL.len() }>;
@@ -37,55 +37,18 @@ impl IpmiPoller {
         bmcs: Vec<(IpmiBmcConfig, Arc<IpmiShared>)>,
         opts: IpmiOptions,
     ) -> Result<IpmiPoller, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    None,
-                    format!("cannot start the IPMI runtime: {e}"),
-                )
-            })?;
-        let (stop, stop_rx) = watch::channel(false);
         let grace = opts.timeout + Duration::from_secs(1);
-        let thread = std::thread::Builder::new()
-            .name("ipmi".into())
-            .spawn(move || {
-                // The `ipmi` crate's futures are not `Send`: the tasks run on a LocalSet.
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&runtime, async move {
-                    let seed = jitter_seed();
-                    let mut tasks = Vec::new();
-                    for (i, (cfg, shared)) in bmcs.into_iter().enumerate() {
-                        let rng = seed.wrapping_mul(i as u64 + 1) | 1;
-                        tasks.push(tokio::task::spawn_local(poll_loop(
-                            Bmc::new(cfg, opts.clone()),
-                            shared,
-                            opts.clone(),
-                            stop_rx.clone(),
-                            rng,
-                        )));
-                    }
-                    let mut stop_rx = stop_rx;
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                    // Tasks close their sessions (bounded by the timeout); wait no longer.
-                    let _ = tokio::time::timeout(grace, async {
-                        for t in tasks {
-                            let _ = t.await;
-                        }
-                    })
-                    .await;
-                });
-            })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    None,
-                    format!("cannot start the IPMI thread: {e}"),
-                )
-            })?;
-        Ok(IpmiPoller(PollThread::new(stop, thread)))
+        // The `ipmi` crate's futures are not `Send`: the tasks are local to the thread.
+        let thread = PollThread::start("IPMI", bmcs, grace, move |(cfg, shared), stop, rng| {
+            tokio::task::spawn_local(poll_loop(
+                Bmc::new(cfg, opts.clone()),
+                shared,
+                opts.clone(),
+                stop,
+                rng,
+            ))
+        })?;
+        Ok(IpmiPoller(thread))
     }
 
     /// Stops every task, closes sessions, and waits for the thread.

@@ -14,7 +14,7 @@ use super::error::{FetchError, FetchErrorKind};
 use super::model::PowerReading;
 use super::walk::{walk, Walk};
 pub use crate::bmc::jitter;
-use crate::bmc::{backoff_delay, jitter_seed, next_delay, PollThread};
+use crate::bmc::{backoff_delay, next_delay, PollThread};
 use crate::{Error, ErrorKind};
 
 /// One BMC's state (the readings of its last successful walk; failed requests by
@@ -47,53 +47,16 @@ impl Poller {
             })?;
             clients.push((client, shared));
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    None,
-                    format!("cannot start the Redfish runtime: {e}"),
-                )
-            })?;
-        let (stop, stop_rx) = watch::channel(false);
         let grace = opts.http_timeout + Duration::from_secs(1);
-        let thread = std::thread::Builder::new()
-            .name("redfish".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let seed = jitter_seed();
-                    let mut tasks = Vec::new();
-                    for (i, (client, shared)) in clients.into_iter().enumerate() {
-                        let rng = seed.wrapping_mul(i as u64 + 1) | 1;
-                        tasks.push(tokio::spawn(poll_loop(
-                            client,
-                            shared,
-                            opts.clone(),
-                            stop_rx.clone(),
-                            rng,
-                        )));
-                    }
-                    let mut stop_rx = stop_rx;
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                    // Tasks log out (bounded by the HTTP timeout); don't wait longer than that.
-                    let _ = tokio::time::timeout(grace, async {
-                        for t in tasks {
-                            let _ = t.await;
-                        }
-                    })
-                    .await;
-                });
-            })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    None,
-                    format!("cannot start the Redfish thread: {e}"),
-                )
-            })?;
-        Ok(Poller(PollThread::new(stop, thread)))
+        let thread = PollThread::start(
+            "Redfish",
+            clients,
+            grace,
+            move |(client, shared), stop, rng| {
+                tokio::spawn(poll_loop(client, shared, opts.clone(), stop, rng))
+            },
+        )?;
+        Ok(Poller(thread))
     }
 
     /// Stops every task, deletes open sessions, and waits for the thread.

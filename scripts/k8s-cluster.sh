@@ -7,7 +7,8 @@
 #   scripts/k8s-cluster.sh up DIR       start everything under DIR, wait for the node to be Ready,
 #                                       print the path of an admin kubeconfig
 #   scripts/k8s-cluster.sh images DIR   (re)build and import kepler's image as kepler-rs/kepler:dev
-#                                       (release binary with the `bpf` feature, prebuilt object)
+#                                       (scripts/dist.sh's shipped binary: `bpf` feature, prebuilt
+#                                       object, `dist` profile, stripped)
 #   scripts/k8s-cluster.sh down DIR     stop everything and remove what `up` created
 #   scripts/k8s-cluster.sh env DIR      print shell assignments (KUBECONFIG, NODE_NAME, NODE_IP, ...)
 #   scripts/k8s-cluster.sh packages     install the Debian packages `up` needs (containerd, runc, ...)
@@ -454,20 +455,22 @@ EOF
   echo "$dir/admin.kubeconfig"
 }
 
-# kepler's image: the release binary with the eBPF source (the committed prebuilt object, so clang
-# is not needed) and the shared libraries it links, nothing else.
+# kepler's image: the shipped binary of scripts/dist.sh (`dist` profile, eBPF source from the
+# committed prebuilt object, so clang is not needed; stripped) and the shared libraries it links,
+# nothing else. CI builds that binary once, in the release-artifact step before this one, and
+# this build finds it done.
 images() {
   [ -S "$sock" ] || die "no cluster under $dir (run: $0 up $dir)"
-  local target="${CARGO_TARGET_DIR:-$repo/target}" build="$dir/state/images/kepler" lib
-  log "cargo build --release -p kepler-bin --features bpf"
-  (cd "$repo" && KEPLER_BPF_PREBUILT=1 cargo build --release --locked -q -p kepler-bin --features bpf)
+  local build="$dir/state/images/kepler" dist="$dir/state/images/dist" lib
+  log "scripts/dist.sh (dist profile, bpf feature)"
+  DIST_FEATURES=bpf "$here/dist.sh" "$dist" >/dev/null
   rm -rf "$build"
   mkdir -p "$build/usr/bin" "$build/tmp"
-  # Line tables are for profiling a local build; the image ships without them.
-  objcopy --strip-debug "$target/release/kepler" "$build/usr/bin/kepler"
+  # kepler.debug stays out of the image (symbolise profiles with it from $dist).
+  cp "$dist/kepler" "$build/usr/bin/kepler"
   chmod 0755 "$build/usr/bin/kepler"
   # The dynamic loader and every library ldd resolves, at the paths the binary asks for.
-  for lib in $(ldd "$target/release/kepler" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+  for lib in $(ldd "$dist/kepler" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
     mkdir -p "$build$(dirname "$lib")"
     cp -L "$lib" "$build$lib"
   done

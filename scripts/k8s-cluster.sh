@@ -7,8 +7,9 @@
 #   scripts/k8s-cluster.sh up DIR       start everything under DIR, wait for the node to be Ready,
 #                                       print the path of an admin kubeconfig
 #   scripts/k8s-cluster.sh images DIR   (re)build and import kepler's image as kepler-rs/kepler:dev
-#                                       (release binary with the `bpf` feature, prebuilt object)
-#                                       and the operator's as kepler-rs/kepler-operator:dev
+#                                       (scripts/dist.sh's shipped binary: `bpf` feature, prebuilt
+#                                       object, `dist` profile, stripped) and the operator's as
+#                                       kepler-rs/kepler-operator:dev (`dist` profile)
 #   scripts/k8s-cluster.sh down DIR     stop everything and remove what `up` created
 #   scripts/k8s-cluster.sh env DIR      print shell assignments (KUBECONFIG, NODE_NAME, NODE_IP, ...)
 #   scripts/k8s-cluster.sh packages     install the Debian packages `up` needs (containerd, runc, ...)
@@ -455,13 +456,12 @@ EOF
   echo "$dir/admin.kubeconfig"
 }
 
-# One image from one binary: the binary without its line tables, the dynamic loader and every
+# One image from one binary: the binary without debug info, the dynamic loader and every
 # library ldd resolves (at the paths the binary asks for), nothing else. ship_image BIN NAME TAG
 ship_image() {
   local bin=$1 name=$2 tag=$3 build="$dir/state/images/$2" lib
   rm -rf "$build"
   mkdir -p "$build/usr/bin" "$build/tmp"
-  # Line tables are for profiling a local build; the image ships without them.
   objcopy --strip-debug "$bin" "$build/usr/bin/$name"
   chmod 0755 "$build/usr/bin/$name"
   for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
@@ -474,16 +474,19 @@ ship_image() {
   log "imported $tag ($(du -h "$dir/state/images/$name.tar" | cut -f1))"
 }
 
-# kepler's image: the release binary with the eBPF source (the committed prebuilt object, so clang
-# is not needed); the operator's image (issue 16), from the same release build.
+# kepler's image: the shipped binary of scripts/dist.sh (`dist` profile, eBPF source from the
+# committed prebuilt object, so clang is not needed; stripped; kepler.debug stays out of the
+# image). CI builds that binary once, in the release-artifact step before this one, and this
+# build finds it done. The operator's image (issue 16): the same profile, its own binary.
 images() {
   [ -S "$sock" ] || die "no cluster under $dir (run: $0 up $dir)"
-  local target="${CARGO_TARGET_DIR:-$repo/target}"
-  log "cargo build --release -p kepler-bin --features bpf -p kepler-operator"
-  (cd "$repo" && KEPLER_BPF_PREBUILT=1 cargo build --release --locked -q -p kepler-bin \
-    --features kepler-bin/bpf -p kepler-operator --bin kepler --bin kepler-operator)
-  ship_image "$target/release/kepler" kepler kepler-rs/kepler:dev
-  ship_image "$target/release/kepler-operator" kepler-operator kepler-rs/kepler-operator:dev
+  local dist="$dir/state/images/dist" target="${CARGO_TARGET_DIR:-$repo/target}"
+  log "scripts/dist.sh (dist profile, bpf feature)"
+  DIST_FEATURES=bpf "$here/dist.sh" "$dist" >/dev/null
+  ship_image "$dist/kepler" kepler kepler-rs/kepler:dev
+  log "cargo build --profile dist -p kepler-operator"
+  (cd "$repo" && cargo build --profile dist --locked -q -p kepler-operator --bin kepler-operator)
+  ship_image "$target/dist/kepler-operator" kepler-operator kepler-rs/kepler-operator:dev
 }
 
 case "$cmd" in

@@ -101,6 +101,7 @@ fn build_info() -> BuildInfo {
             .into(),
         arch: std::env::consts::ARCH.into(),
         fips: kepler_crypto::FIPS_BUILD,
+        bpf: cfg!(feature = "bpf"),
     }
 }
 

@@ -81,4 +81,14 @@ fn the_binary_exports_them_issue_14() {
         assert_eq!(fips, "true", "REQUIRE_FIPS=1 in a build without `fips`");
     }
     assert_eq!(info.label("fips"), Some(fips));
+    // Issue 21: `bpf="true"` exactly when the eBPF source is compiled in.
+    let bpf = if cfg!(feature = "bpf") {
+        "true"
+    } else {
+        "false"
+    };
+    if std::env::var("REQUIRE_BPF").as_deref() == Ok("1") {
+        assert_eq!(bpf, "true", "REQUIRE_BPF=1 in a build without `bpf`");
+    }
+    assert_eq!(info.label("bpf"), Some(bpf));
 }

@@ -1,6 +1,6 @@
 //! kepler on a real one-node Kubernetes cluster (issue 15): `scripts/k8s-cluster.sh` brings up
 //! etcd, a control plane and a kubelet built from Debian's kubernetes 1.20.2 source, containerd,
-//! runc and a local bridge network; kepler's image (release binary, eBPF source) is built here and
+//! runc and a local bridge network; kepler's image (scripts/dist.sh's binary, eBPF source) is built here and
 //! imported; `deploy/kubernetes/` is applied as a user would, with only the image swapped. A real
 //! Prometheus (Debian) on the host finds kepler through `kubernetes_sd_configs` (role
 //! `endpoints`, kepler's Service) and scrapes the pods it lists. Every assertion is a PromQL
@@ -651,6 +651,24 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     // The eBPF source, from the committed prebuilt object, in the DaemonSet's capabilities.
     let attached = prom.scalar("max(kepler_exporter_bpf_programs_attached)", unix_now());
     assert_eq!(attached, 3.0, "kepler in the pod uses the eBPF source");
+    // Issue 21: the image ships scripts/dist.sh's binary, eBPF compiled in, and `auto` (the
+    // ConfigMap's activity.source) picked eBPF: the activity source in use is the `source`
+    // label of kepler_exporter_activity_errors_total.
+    let built = by_labels(&prom.query("kepler_build_info", unix_now()), &["bpf"]);
+    assert_eq!(
+        built.keys().collect::<Vec<_>>(),
+        [&vec!["true".to_string()]],
+        "the image's kepler has the eBPF source compiled in: {built:?}"
+    );
+    let sources = by_labels(
+        &prom.query("kepler_exporter_activity_errors_total", unix_now()),
+        &["source"],
+    );
+    assert_eq!(
+        sources.keys().collect::<Vec<_>>(),
+        [&vec!["bpf".to_string()]],
+        "the pod's kepler reads activity from eBPF: {sources:?}"
+    );
 
     // Names: every pod and container as the API server has them.
     let namespaces = ["energy-low", "energy-high", "energy-storm", "kepler"];
@@ -869,6 +887,22 @@ fn kepler_daemonset_on_a_real_node_pods_energy_in_prometheus_issue_15() {
     assert!(
         bpf.is_empty() || bpf.iter().all(|s| s.points[0].1 == 0.0),
         "the low-privilege pod cannot load eBPF: procfs source expected, got {bpf:?}"
+    );
+    // Issue 21: the same image, without CAP_BPF/CAP_PERFMON, falls back to procfs (`auto`).
+    let sources = by_labels(
+        &prom.query(
+            &format!(
+                "kepler_exporter_activity_errors_total \
+                 and (timestamp(kepler_exporter_activity_errors_total) > {switched_at:.0})"
+            ),
+            unix_now(),
+        ),
+        &["source"],
+    );
+    assert_eq!(
+        sources.keys().collect::<Vec<_>>(),
+        [&vec!["procfs".to_string()]],
+        "the low-privilege pod's activity source: {sources:?}"
     );
     let pods = api_pods(c, &["energy-high"]);
     let seen = by_labels(

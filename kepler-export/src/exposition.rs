@@ -82,6 +82,9 @@ pub struct BuildInfo {
     pub arch: String,
     /// Built with the `fips` feature (TLS on the aws-lc FIPS module; issue 16).
     pub fips: bool,
+    /// Built with the `bpf` feature: the eBPF activity source is compiled in (issue 21).
+    /// Whether it is in use is `kepler_exporter_activity_errors_total{source}`.
+    pub bpf: bool,
 }
 
 /// What the exporter knows besides the snapshot: constant labels, levels, CPU inventory.
@@ -880,6 +883,7 @@ impl Renderer {
         o.label("version", &b.version);
         o.label("rustversion", &b.rust_version);
         o.label("fips", if b.fips { "true" } else { "false" });
+        o.label("bpf", if b.bpf { "true" } else { "false" });
         o.close_u64(1);
     }
 

@@ -37,7 +37,7 @@ fn node_series_exact_lines() {
         r#"kepler_node_cpu_info{node_name="test-node",processor="0",vendor_id="GenuineIntel",model_name="Fake CPU @ 2.00GHz",physical_id="0",core_id="0"} 1"#,
         r#"kepler_node_power_source_info{node_name="test-node",zone="package",path="fake/package-0",source="fake",estimated="false"} 1"#,
         r#"kepler_node_cpu_unattributed_joules_total{node_name="test-node",zone="package"} 1.5"#,
-        r#"kepler_build_info{node_name="test-node",arch="x86_64",branch="main",revision="abc123",version="0.1.0",rustversion="1.95.0",fips="false"} 1"#,
+        r#"kepler_build_info{node_name="test-node",arch="x86_64",branch="main",revision="abc123",version="0.1.0",rustversion="1.95.0",fips="false",bpf="true"} 1"#,
         r#"kepler_exporter_ticks_total{node_name="test-node"} 4"#,
         r#"kepler_exporter_processes{node_name="test-node",state="running"} 4"#,
         r#"kepler_exporter_last_read_timestamp_seconds{node_name="test-node",source="fake",zone="package",path="fake/package-0"} 1700000003.0"#,

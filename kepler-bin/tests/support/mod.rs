@@ -186,6 +186,12 @@ impl Kepler {
         Kepler::start_cmd(Command::new(env!("CARGO_BIN_EXE_kepler")), port, args)
     }
 
+    /// As [`Kepler::start`], another build of kepler: the binary at `program` (the shipped
+    /// one of `scripts/dist.sh`, issue 21).
+    pub fn start_program(program: &Path, args: &[&str]) -> Kepler {
+        Kepler::start_cmd(Command::new(program), free_port(), args)
+    }
+
     /// As [`Kepler::start`], run by `sh -c` after `setup` (shell commands such as
     /// `ulimit`), which then `exec`s kepler: same pid, changed environment.
     pub fn start_after(setup: &str, args: &[&str]) -> Kepler {

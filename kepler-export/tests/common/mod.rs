@@ -87,6 +87,7 @@ pub fn context(level: MetricsLevel) -> ExportContext {
             rust_version: "1.95.0".into(),
             arch: "x86_64".into(),
             fips: false,
+            bpf: true,
         },
         cpu_info: vec![CpuInfo {
             processor: 0,

@@ -1012,7 +1012,7 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
     // Failover: the leader's pod goes; the other replica takes the Lease and reconciles a
     // change made meanwhile (a new config hash on kepler's pod template).
     let hash = |c: &Cluster| {
-        let ds = c.json(&["-n", "power-monitor", "get", "daemonset", "kepler"]);
+        let ds = c.json(&["-n", "power-monitor", "get", "daemonset", "power-monitor"]);
         ds["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
             .as_str()
             .unwrap_or_default()

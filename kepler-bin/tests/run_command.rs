@@ -719,9 +719,12 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Runs `kepler run ARGS` under a pseudo-terminal with util-linux `script`, writing `input`
-/// to the terminal after `delay`; the terminal's output. `None` (skip) without `script`.
-fn under_pty(args: &str, input: Option<(&[u8], Duration)>) -> Option<(String, Option<i32>)> {
+/// Runs `kepler run ARGS` under a pseudo-terminal with util-linux `script`, typing `input`'s
+/// bytes once the terminal shows its marker text; the terminal's output. `None` (skip) without
+/// `script`.
+fn under_pty(args: &str, input: Option<(&[u8], &str)>) -> Option<(String, Option<i32>)> {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
     if Command::new("script").arg("--version").output().is_err() {
         assert!(
             std::env::var("REQUIRE_E2E").as_deref() != Ok("1"),
@@ -740,23 +743,45 @@ fn under_pty(args: &str, input: Option<(&[u8], Duration)>) -> Option<(String, Op
         .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let started = Instant::now();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
     let mut stdin = child.stdin.take().unwrap();
-    if let Some((bytes, delay)) = input {
-        std::thread::sleep(delay);
+    if let Some((bytes, marker)) = input {
+        // After the marker, not after a fixed delay: a loaded machine may take seconds to
+        // start the command, and a signal before its trap is set would kill it instead.
+        while !String::from_utf8_lossy(&screen.lock().unwrap()).contains(marker) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no {marker:?} on the terminal: {:?}",
+                String::from_utf8_lossy(&screen.lock().unwrap())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         stdin.write_all(bytes).unwrap();
         stdin.flush().unwrap();
     }
-    let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
     drop(stdin);
-    assert!(started.elapsed() < Duration::from_secs(30));
-    Some((
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code(),
-    ))
+    reader.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let screen = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    Some((screen, status.code()))
 }
 
 #[test]
@@ -793,11 +818,10 @@ fn progress_line_on_a_terminal_erases_itself() {
 fn ctrl_c_on_the_terminal_reaches_the_command_once() {
     let rapl = rapl();
     let args = format!(
-        "--host.sysfs={} -- sh -c 'trap \"echo got-int; exit 5\" INT; while :; do sleep 0.05; done'",
+        "--host.sysfs={} -- sh -c 'trap \"echo got-int; exit 5\" INT; echo armed; while :; do sleep 0.05; done'",
         rapl.sysfs().display()
     );
-    let Some((screen, code)) = under_pty(&args, Some((b"\x03", Duration::from_millis(1500))))
-    else {
+    let Some((screen, code)) = under_pty(&args, Some((b"\x03", "armed"))) else {
         return;
     };
     // The terminal sent SIGINT to the whole foreground group; kepler did not send another.

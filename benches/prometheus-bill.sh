@@ -9,15 +9,23 @@
 # 600 samples in each head series: about what a production head holds at a 15 s scrape (2 to
 # 3 hours of head, 480 to 720 samples), and every sample is a new value, as at 15 s. Per config:
 #   series     prometheus_tsdb_head_series at the end (kepler's + Prometheus's own scrape
-#              series: `up`, `scrape_*`, 5 per target);
+#              series: `up`, `scrape_*`, 5 per target), and series created over the window
+#              (prometheus_tsdb_head_series_created_total: churn, e.g. processes that came
+#              and went, each a new series);
 #   samples    samples per scrape (scrape_samples_scraped);
 #   rss_mib    Prometheus's process_resident_memory_bytes at the end, and its peak (VmHWM);
 #   b/sample   TSDB bytes per sample: the head written as a block by the admin snapshot API
 #              (chunks only, and chunks + index), over that block's numSamples.
 # Prints one markdown table.
 #
+# With --isolate, loadgen runs in a PID namespace of its own (unshare --pid --mount-proc, as
+# root) and kepler reads that namespace's procfs: the processes are exactly loadgen's N, with
+# no churn from whatever else runs on the machine (/proc/stat stays the host's). Without it,
+# kepler sees the whole machine, builds and all: every short-lived process is a new series.
+#
 # usage: benches/prometheus-bill.sh [--processes N] [--window SECONDS] [--wake-every MS]
-#        [--configs "node process all all+top20 ..."] [--tiny]
+#        [--configs "node process all all+top20 ..."] [--interval 1s] [--isolate] [--tiny]
+#   --interval  kepler's tick and Prometheus's scrape interval (default 1s)
 #   a config is a --metrics level (node, process, container, vm, pod, all), optionally with
 #   +topN (exporter.prometheus.process.topN) and/or +minJ (process.minJoules, joules)
 #   --tiny    50 processes, 20 s, configs "node all+top5" (CI keeps the script working)
@@ -31,12 +39,16 @@ window=600
 configs="node process container vm pod all process+top20 all+top20 all+min0.5"
 wake=()
 tiny=0
+interval=1s
+isolate=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --processes) processes="$2"; shift ;;
     --window) window="$2"; shift ;;
     --configs) configs="$2"; shift ;;
     --wake-every) wake=(--wake-every "$2"); shift ;;
+    --interval) interval="$2"; shift ;;
+    --isolate) isolate=1 ;;
     --tiny) tiny=1; processes=50; window=20; configs="node all+top5" ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -72,11 +84,23 @@ query() { # port promql -> the first result's value
 
 busy=2
 [ "$processes" -le 10 ] && busy=0
-"$loadgen" --sleeping $((processes - busy)) "${wake[@]}" --busy "$busy" --duty 0.1 --ready-file "$tmp/ready" > /dev/null &
-pids+=($!)
+procfs=/proc
+if [ "$isolate" = 1 ]; then
+  setpriv --pdeathsig KILL -- unshare --pid --fork --mount-proc --kill-child \
+    "$loadgen" --sleeping $((processes - busy)) "${wake[@]}" --busy "$busy" --duty 0.1 --ready-file "$tmp/ready" > /dev/null &
+  upid=$!
+  pids+=($upid)
+  init=""
+  for _ in $(seq 1 100); do init=$(pgrep -P "$upid" | head -1 || true); [ -n "$init" ] && break; sleep 0.1; done
+  [ -n "$init" ] || { echo "no PID namespace (unshare --pid needs root)" >&2; exit 1; }
+  procfs="/proc/$init/root/proc"
+else
+  "$loadgen" --sleeping $((processes - busy)) "${wake[@]}" --busy "$busy" --duty 0.1 --ready-file "$tmp/ready" > /dev/null &
+  pids+=($!)
+fi
 for _ in $(seq 1 600); do [ -e "$tmp/ready" ] && break; sleep 0.1; done
 [ -e "$tmp/ready" ] || { echo "loadgen did not start $processes processes" >&2; exit 1; }
-onmachine=$(ls /proc | grep -c '^[0-9]')
+onmachine=$(ls "$procfs" | grep -c '^[0-9]')
 
 declare -A kport pport ppid
 for c in $configs; do
@@ -94,15 +118,15 @@ for c in $configs; do
     esac
   done
   kp=$(free_port)
-  "$kepler" --host.sysfs "$tmp/sys" --monitor.interval 1s --web.listen-address "127.0.0.1:$kp" \
+  "$kepler" --host.sysfs "$tmp/sys" --host.procfs "$procfs" --monitor.interval "$interval" --web.listen-address "127.0.0.1:$kp" \
     "${args[@]}" > /dev/null 2> "$tmp/kepler-$c.log" &
   pids+=($!)
   pp=$(free_port)
   mkdir -p "$tmp/prom-$c"
   cat > "$tmp/prom-$c/prometheus.yml" <<EOF
 global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
+  scrape_interval: $interval
+  scrape_timeout: $interval
 scrape_configs:
   - job_name: kepler
     static_configs:
@@ -117,7 +141,7 @@ EOF
   pport[$c]=$pp
 done
 
-echo "== $processes loadgen processes ($onmachine on the machine); configs: $configs; window ${window}s"
+echo "== $processes loadgen processes ($onmachine in kepler's procfs); configs: $configs; window ${window}s"
 sleep "$window"
 
 rows=()
@@ -128,7 +152,8 @@ for c in $configs; do
   rss=$(metric "$pp" process_resident_memory_bytes)
   hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/${ppid[$c]}/status")
   scraped=$(query "$pp" 'scrape_samples_scraped{job="kepler"}')
-  up=$(query "$pp" 'avg_over_time(up{job="kepler"}[10m])')
+  up=$(query "$pp" "avg_over_time(up{job=\"kepler\"}[${window}s])")
+  created=$(metric "$pp" prometheus_tsdb_head_series_created_total)
   snap=$(curl -sS --max-time 120 -XPOST "http://127.0.0.1:$pp/api/v1/admin/tsdb/snapshot" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["name"])')
   read -r chunks index nsamples nseries < <(python3 - "$tmp/prom-$c/data/snapshots/$snap" <<'EOF'
@@ -149,15 +174,15 @@ print(chunks, index, samples, series)
 EOF
   )
   row=$(awk -v c="$c" -v series="$series" -v scraped="$scraped" -v rss="$rss" -v hwm="$hwm" \
-    -v chunks="$chunks" -v idx="$index" -v ns="$nsamples" -v appended="$appended" -v up="$up" \
-    'BEGIN { printf "| %-18s | %8d | %8d | %8.1f | %8.1f | %6.2f | %6.2f | %11d | %5.3f |", c, series, scraped,
+    -v chunks="$chunks" -v idx="$index" -v ns="$nsamples" -v appended="$appended" -v up="$up" -v created="$created" \
+    'BEGIN { printf "| %-18s | %8d | %8d | %8d | %8.1f | %8.1f | %6.2f | %6.2f | %11d | %5.3f |", c, series, created, scraped,
              rss / 1048576, hwm / 1024, chunks / ns, (chunks + idx) / ns, appended, up }')
   echo "$row"
   rows+=("$row")
 done
 
 echo
-echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); $("$prometheus" --version 2>&1 | head -1); kepler $profile; $processes loadgen processes ($onmachine on the machine); window ${window}s; kepler tick and scrape every 1 s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| config             | head series | samples/scrape | rss_mib | peak_rss_mib | chunk B/sample | +index B/sample | samples appended | up |"
-echo "|--------------------|--------:|--------:|--------:|--------:|------:|------:|------------:|------:|"
+echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); $("$prometheus" --version 2>&1 | head -1); kepler $profile; $processes loadgen processes ($onmachine in kepler's procfs$([ "$isolate" = 1 ] && echo ', own PID namespace')); window ${window}s; kepler tick and scrape every $interval; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| config             | head series | series created | samples/scrape | rss_mib | peak_rss_mib | chunk B/sample | +index B/sample | samples appended | up |"
+echo "|--------------------|--------:|--------:|--------:|--------:|--------:|------:|------:|------------:|------:|"
 printf '%s\n' "${rows[@]}"

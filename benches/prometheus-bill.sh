@@ -93,6 +93,9 @@ if [ "$isolate" = 1 ]; then
   init=""
   for _ in $(seq 1 100); do init=$(pgrep -P "$upid" | head -1 || true); [ -n "$init" ] && break; sleep 0.1; done
   [ -n "$init" ] || { echo "no PID namespace (unshare --pid needs root)" >&2; exit 1; }
+  # unshare --fork ignores SIGTERM, and a namespace's init ignores every signal it has no
+  # handler for but SIGKILL: kill the init, and unshare and the namespace go with it.
+  trap 'kill -KILL "$init" 2>/dev/null || true; cleanup' EXIT
   procfs="/proc/$init/root/proc"
 else
   "$loadgen" --sleeping $((processes - busy)) "${wake[@]}" --busy "$busy" --duty 0.1 --ready-file "$tmp/ready" > /dev/null &

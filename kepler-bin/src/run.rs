@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kepler_core::{AttributorConfig, GpuConfig, MicroJoules, MicroWatts, Nanos};
 use kepler_export::{
-    BearerAuth, BearerVerdict, BuildInfo, ExportContext, Exposition, MetricsHandle, Server,
-    ServerConfig, WebConfig,
+    BearerAuth, BearerVerdict, BuildInfo, ExportContext, Exposition, MetricsHandle, ProcessFold,
+    Server, ServerConfig, WebConfig,
 };
 use kepler_runtime::{BuildError, IpmiSetup, Monitor, Options, RedfishSetup};
 use kepler_sources::passthrough::{PassthroughOptions, PassthroughWriterOptions};
@@ -193,6 +193,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
     })?;
     let prometheus = config.outputs.prometheus;
     let process_metrics = config.outputs.process_metrics;
+    // Issue 21: the process fold keeps state across ticks, so it lives with the loop.
+    let mut fold =
+        (prometheus && config.metrics.process && config.outputs.process_fold.is_enabled())
+            .then(|| ProcessFold::new(config.outputs.process_fold));
     let loop_handle = handle.clone();
     let monitor_thread = thread::Builder::new()
         .name("monitor".into())
@@ -204,9 +208,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 }
                 let gpu = tick.gpu.as_deref();
                 if prometheus {
-                    loop_handle.publish(Exposition::render(
+                    let folded = fold.as_mut().map(|f| f.step(&tick.snapshot));
+                    loop_handle.publish(Exposition::render_folded(
                         &tick.snapshot,
                         gpu,
+                        folded,
                         &context,
                         &tick.stats,
                     ));

@@ -433,3 +433,131 @@ fn deploy_rules_pass_promtool_check_and_unit_tests_issue_9() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 21: the global Prometheus of `deploy/prometheus/global/federate.yml` gets kepler's
+/// node- and namespace-level recording rule results from a cluster Prometheus, and none of
+/// the raw per-process (or per-pod) series. Both example configs pass `promtool check config`.
+#[test]
+fn global_federation_keeps_only_node_and_namespace_series_issue_21() {
+    if !have_tool("prometheus", "prometheus") || !have_tool("promtool", "prometheus") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/global");
+    for file in ["federate.yml", "remote-write.yml"] {
+        let out = Command::new("promtool")
+            .args(["check", "config", file])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check config {file}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rapl = FakeRapl::start(
+        &[("package-0", PACKAGE_WATTS), ("dram", DRAM_WATTS)],
+        MAX_RANGE_UJ,
+    );
+    let sysfs = rapl.sysfs().to_str().unwrap().to_string();
+    let port = free_port();
+    let kepler = Kepler::start_on(
+        port,
+        &[
+            "--host.sysfs",
+            &sysfs,
+            "--monitor.interval=500ms",
+            "--cpu.preferred-meters=rapl",
+        ],
+    );
+    let rules = dir.join("../kepler-recording-rules.yaml");
+    let mut cluster = Prometheus::start_with(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {}\n\
+         scrape_configs:\n  - job_name: kepler\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+        rules.display()
+    ));
+    cluster.wait_target_up(Duration::from_secs(30));
+    // The shipped file, pointed at this cluster Prometheus and scraping every second.
+    let federate = fs::read_to_string(dir.join("federate.yml")).unwrap();
+    assert!(federate.contains("prometheus.cluster-a.example:9090"));
+    let federate = federate
+        .replace(
+            "prometheus.cluster-a.example:9090",
+            &format!("127.0.0.1:{}", cluster.port),
+        )
+        .replace("scrape_interval: 60s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 60s", "evaluation_interval: 1s");
+    let global = Prometheus::start_with(&federate);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let names = loop {
+        // Connection refused until the global Prometheus listens.
+        let names: Vec<String> = support::scrape(global.port, "/api/v1/label/__name__/values")
+            .ok()
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| {
+                v["data"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_str().map(String::from))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        if names
+            .iter()
+            .any(|n| n == "node_zone:kepler_node_cpu_joules:rate1m")
+            && names
+                .iter()
+                .any(|n| n == "zone:kepler_node_cpu_joules:rate1m")
+        {
+            break names;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the global Prometheus got no node-level series in 60 s: {names:?}\n{}",
+            global.log()
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    let raw: Vec<&String> = names
+        .iter()
+        .filter(|n| !n.contains(':'))
+        .filter(|n| n.starts_with("kepler_"))
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "raw kepler series reached the global level: {raw:?}"
+    );
+    let local: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("pod_zone:"))
+        .collect();
+    assert!(
+        local.is_empty(),
+        "pod-level series reached the global level: {local:?}"
+    );
+    // What arrived carries the federation target's cluster label, and its samples are the
+    // cluster Prometheus's own (same timestamps, same values). (A rate1m over less than a
+    // minute of data is not yet the metered power, so the values are compared, not checked
+    // against 40 W.)
+    let q = r#"node_zone:kepler_node_cpu_joules:rate1m{zone="package"}[30s]"#;
+    let now = unix_now();
+    let got = global.query(
+        r#"node_zone:kepler_node_cpu_joules:rate1m{zone="package",cluster="cluster-a"}[30s]"#,
+        now,
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    let there = cluster.query(q, now);
+    assert_eq!(there.len(), 1, "{there:?}");
+    assert!(!got[0].points.is_empty());
+    for p in &got[0].points {
+        assert!(
+            there[0].points.contains(p),
+            "federated sample {p:?} is not the cluster's: {:?}",
+            there[0].points
+        );
+    }
+    assert!(got[0].points.iter().any(|p| p.1 > 0.0), "{got:?}");
+    drop(kepler);
+}

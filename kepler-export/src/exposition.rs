@@ -27,10 +27,11 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use kepler_core::{
-    CpuInfo, GpuSnapshot, NodeZone, ReadError, Snapshot, SourceKind, SourceReport, State,
-    Timestamp, ZoneKind,
+    CpuInfo, GpuSnapshot, NodeZone, PerKind, ProcessEntry, ReadError, Snapshot, SourceKind,
+    SourceReport, State, Timestamp, ZoneKind,
 };
 
+use crate::fold::{FoldedProcesses, OtherSeries};
 use crate::level::MetricsLevel;
 
 mod components;
@@ -174,6 +175,22 @@ impl Exposition {
         ctx: &ExportContext,
         stats: &SelfStats,
     ) -> Exposition {
+        Exposition::render_folded(snap, gpu, None, ctx, stats)
+    }
+
+    /// As [`render`](Self::render), with the process series folded by `fold`: the
+    /// [`ProcessFold`](crate::ProcessFold)'s result for this same `snap`. Only the shown
+    /// processes get series of their own, plus one `type="other"` series per container, VM
+    /// and for host processes (issue 21). `None`, or a result made from another snapshot,
+    /// renders every process.
+    #[must_use]
+    pub fn render_folded(
+        snap: &Snapshot,
+        gpu: Option<&GpuSnapshot>,
+        fold: Option<&FoldedProcesses>,
+        ctx: &ExportContext,
+        stats: &SelfStats,
+    ) -> Exposition {
         let started = Instant::now();
         let mut r = Renderer::new(snap, ctx);
         r.node(snap, gpu, ctx, stats);
@@ -181,7 +198,7 @@ impl Exposition {
         if let Some(g) = gpu {
             gpu::render(&mut r.out, g, ctx);
         }
-        r.workloads(snap, ctx.level);
+        r.workloads(snap, fold, ctx.level);
         r.build_info(&ctx.build);
         r.self_metrics(snap, ctx, stats);
         if let Some(p) = &stats.process {
@@ -716,58 +733,14 @@ impl Renderer {
         }
     }
 
-    fn workloads(&mut self, snap: &Snapshot, level: MetricsLevel) {
+    fn workloads(&mut self, snap: &Snapshot, fold: Option<&FoldedProcesses>, level: MetricsLevel) {
         let o = &mut self.out;
         let kinds = &snap.kinds;
-        if level.process && !snap.processes.is_empty() {
-            // Labels shared by all three process families; `state` and `zone` follow.
-            let pre = Arena::build(&snap.processes, |b, p| {
-                b.push(b',');
-                b.extend_from_slice(b"pid=\"");
-                b.extend_from_slice(itoa::Buffer::new().format(p.pid).as_bytes());
-                b.push(b'"');
-                push_label(b, "comm", &p.info.comm);
-                push_label(b, "exe", &p.info.exe);
-                push_label(b, "type", p.info.type_label());
-                push_label(
-                    b,
-                    "container_id",
-                    p.info.container.as_ref().map_or("", |c| &c.id),
-                );
-                push_label(b, "vm_id", p.info.vm.as_ref().map_or("", |v| &v.id));
-            });
-            let states: Vec<State> = snap.processes.iter().map(|p| p.state).collect();
-            grouped(
-                o,
-                "kepler_process_cpu_joules_total",
-                Kind::Counter,
-                "Energy attributed to the process by its share of CPU time, per zone, in joules.",
-                &pre,
-                &states,
-                kinds,
-                |i, k| Val::Micro(snap.processes[i].energy.total.get(k).0),
-            );
-            grouped(
-                o,
-                "kepler_process_cpu_watts",
-                Kind::Gauge,
-                "Power attributed to the process over the latest interval, per zone, in watts.",
-                &pre,
-                &states,
-                kinds,
-                |i, k| Val::F(snap.watts(snap.processes[i].energy.last.get(k))),
-            );
-            let name = "kepler_process_cpu_seconds_total";
-            o.header(
-                name,
-                Kind::Counter,
-                "CPU time used by the process, in seconds.",
-            );
-            for (i, p) in snap.processes.iter().enumerate() {
-                o.open(name);
-                o.labels(pre.get(i));
-                push_seconds_close(o, p.cpu_time.0);
-            }
+        let fold = fold.filter(|f| f.fits(snap.processes.len()));
+        if level.process
+            && (!snap.processes.is_empty() || fold.is_some_and(|f| !f.others().is_empty()))
+        {
+            processes(o, snap, fold);
         }
         if level.container && !snap.containers.is_empty() {
             let pre = Arena::build(&snap.containers, |b, c| {
@@ -1031,6 +1004,103 @@ impl Renderer {
         }
         if let Some(k) = &stats.kube {
             components::kube(o, k);
+        }
+    }
+}
+
+/// One process series' source: a process of the snapshot, or a fold's `other`.
+enum ProcRow<'a> {
+    Process(&'a ProcessEntry),
+    Other(&'a OtherSeries),
+}
+
+/// The three `kepler_process_*` families: every process, or with `fold` the shown ones (with
+/// their fold counters) and the `other` series.
+fn processes(o: &mut Out, snap: &Snapshot, fold: Option<&FoldedProcesses>) {
+    let kinds = &snap.kinds;
+    // (row, energy counter, energy of the latest tick, state)
+    let rows: Vec<(ProcRow<'_>, &PerKind, &PerKind, State)> = match fold {
+        None => snap
+            .processes
+            .iter()
+            .map(|p| {
+                (
+                    ProcRow::Process(p),
+                    &p.energy.total,
+                    &p.energy.last,
+                    p.state,
+                )
+            })
+            .collect(),
+        Some(f) => f
+            .shown()
+            .iter()
+            .filter_map(|(i, total)| {
+                let p = snap.processes.get(*i)?;
+                Some((ProcRow::Process(p), total, &p.energy.last, p.state))
+            })
+            .chain(
+                f.others()
+                    .iter()
+                    .map(|x| (ProcRow::Other(x), &x.total, &x.last, x.state)),
+            )
+            .collect(),
+    };
+    // Labels shared by all three process families; `state` and `zone` follow.
+    let pre = Arena::build(&rows, |b, (row, ..)| match row {
+        ProcRow::Process(p) => {
+            b.push(b',');
+            b.extend_from_slice(b"pid=\"");
+            b.extend_from_slice(itoa::Buffer::new().format(p.pid).as_bytes());
+            b.push(b'"');
+            push_label(b, "comm", &p.info.comm);
+            push_label(b, "exe", &p.info.exe);
+            push_label(b, "type", p.info.type_label());
+            push_label(
+                b,
+                "container_id",
+                p.info.container.as_ref().map_or("", |c| &c.id),
+            );
+            push_label(b, "vm_id", p.info.vm.as_ref().map_or("", |v| &v.id));
+        }
+        ProcRow::Other(x) => {
+            b.extend_from_slice(b",pid=\"\",comm=\"\",exe=\"\",type=\"other\"");
+            push_label(b, "container_id", x.group.container_id());
+            push_label(b, "vm_id", x.group.vm_id());
+        }
+    });
+    let states: Vec<State> = rows.iter().map(|r| r.3).collect();
+    grouped(
+        o,
+        "kepler_process_cpu_joules_total",
+        Kind::Counter,
+        "Energy attributed to the process by its share of CPU time, per zone, in joules.",
+        &pre,
+        &states,
+        kinds,
+        |i, k| Val::Micro(rows[i].1.get(k).0),
+    );
+    grouped(
+        o,
+        "kepler_process_cpu_watts",
+        Kind::Gauge,
+        "Power attributed to the process over the latest interval, per zone, in watts.",
+        &pre,
+        &states,
+        kinds,
+        |i, k| Val::F(snap.watts(rows[i].2.get(k))),
+    );
+    let name = "kepler_process_cpu_seconds_total";
+    o.header(
+        name,
+        Kind::Counter,
+        "CPU time used by the process, in seconds.",
+    );
+    for (i, (row, ..)) in rows.iter().enumerate() {
+        if let ProcRow::Process(p) = row {
+            o.open(name);
+            o.labels(pre.get(i));
+            push_seconds_close(o, p.cpu_time.0);
         }
     }
 }

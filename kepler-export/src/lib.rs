@@ -40,6 +40,7 @@ mod auth;
 mod bearer;
 mod error;
 mod exposition;
+mod fold;
 mod handle;
 mod jsonl;
 mod level;
@@ -52,6 +53,9 @@ pub use error::{ErrorKind, ExportError};
 pub use exposition::{
     BpfStats, BuildInfo, ExportContext, Exposition, Format, KubeMode, KubeRequestStats, KubeStats,
     ProcessStats, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+};
+pub use fold::{
+    FoldConfig, FoldGroup, FoldedProcesses, OtherSeries, ProcessFold, DEMOTE_AFTER_TICKS,
 };
 pub use handle::{MetricsHandle, Refresher};
 pub use jsonl::{render_json, JSON_SCHEMA};

@@ -221,6 +221,37 @@ keys! {
         .help("Metric levels to export (repeat or comma-separate: node, process, container, \
                vm, pod, all).")
         .doc("levels: node, process, container, vm, pod, all");
+    PROCESS_TOP_N = Key::yaml("exporter.prometheus.process.topN", Ty::Int)
+        .flag("exporter.prometheus.process.top-n", "N")
+        .default("0")
+        .check(|v| match v {
+            Value::Int(n) if !(0..=1_000_000).contains(&n) => {
+                Err(format!("{n} is not between 0 and 1000000"))
+            }
+            v => Ok(v),
+        })
+        .help("Process series only for the top N processes by energy per tick (up to 2N with \
+               hysteresis); the rest fold into one type=\"other\" series per container, VM \
+               and for host processes. 0: every process.")
+        .doc("process series only for the N processes with the most energy per tick (a shown \
+              process stays while within the top 2N); the others' energy goes to one \
+              `type=\"other\"` series per container, VM and for host processes, so sums stay \
+              exact (see [Folding process series](#folding-process-series)); `0`: every process");
+    PROCESS_MIN_JOULES = Key::yaml("exporter.prometheus.process.minJoules", Ty::Float)
+        .flag("exporter.prometheus.process.min-joules", "JOULES")
+        .default("0")
+        .check(|v| match v {
+            Value::Float(j) if !(j.is_finite() && (0.0..=1e9).contains(&j)) => {
+                Err(format!("{j} is not a number of joules between 0 and 1e9"))
+            }
+            v => Ok(v),
+        })
+        .help("Process series only for processes using at least this many joules (widest \
+               zone) in a monitor interval; the rest fold into type=\"other\". 0: no \
+               threshold.")
+        .doc("process series only for processes that use at least this energy (joules, widest \
+              zone) in one monitor interval (a shown process stays while above half of it); \
+              the rest fold like `exporter.prometheus.process.topN`'s; `0`: no threshold");
     PROMETHEUS_ENABLED = Key::yaml("exporter.prometheus.enabled", Ty::Bool)
         .flag("exporter.prometheus", "BOOL")
         .default("true")

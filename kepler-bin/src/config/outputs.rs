@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use kepler_export::FoldConfig;
+
 use super::keys::*;
 use super::{ConfigError, RawConfig};
 
@@ -17,6 +19,8 @@ pub struct Outputs {
     pub process_metrics: bool,
     /// `exporter.prometheus.compat` has `guide`.
     pub compat_guide: bool,
+    /// `exporter.prometheus.process.topN` and `.minJoules` (issue 21).
+    pub process_fold: FoldConfig,
     /// `exporter.stdout.enabled`
     pub stdout: bool,
     /// `exporter.json.path`; `-` is stdout.
@@ -29,6 +33,7 @@ impl Default for Outputs {
             prometheus: true,
             process_metrics: false,
             compat_guide: false,
+            process_fold: FoldConfig::default(),
             stdout: false,
             json: None,
         }
@@ -61,6 +66,11 @@ pub fn outputs(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<Outputs, C
         prometheus: raw.value(&PROMETHEUS_ENABLED)?,
         process_metrics: collectors.iter().any(|c| c == "process"),
         compat_guide: compat.iter().any(|c| c == "guide"),
+        process_fold: FoldConfig {
+            top_n: raw.value::<i64>(&PROCESS_TOP_N)?.max(0) as usize,
+            // Joules to integer µJ; the check bounds it to 1e9 J.
+            min_uj: (raw.value::<f64>(&PROCESS_MIN_JOULES)? * 1e6).round() as u64,
+        },
         stdout: raw.value(&STDOUT_ENABLED)?,
         json,
     })
@@ -103,5 +113,49 @@ mod tests {
         assert_eq!(e.key, "exporter.prometheus.compat");
         let e = build(&["--exporter.prometheus.debug-collectors=jvm"], None).unwrap_err();
         assert_eq!(e.key, "exporter.prometheus.debugCollectors");
+    }
+
+    #[test]
+    fn process_fold_keys_issue_21() {
+        assert!(!build(&[], None).unwrap().outputs.process_fold.is_enabled());
+        let c = build(
+            &[
+                "--exporter.prometheus.process.top-n=20",
+                "--exporter.prometheus.process.min-joules=0.25",
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.outputs.process_fold,
+            FoldConfig {
+                top_n: 20,
+                min_uj: 250_000
+            }
+        );
+        let c = build(
+            &[],
+            Some("exporter:\n  prometheus:\n    process:\n      topN: 5\n      minJoules: 2\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.outputs.process_fold,
+            FoldConfig {
+                top_n: 5,
+                min_uj: 2_000_000
+            }
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let e = build(&["--exporter.prometheus.process.top-n=-1"], None).unwrap_err();
+        assert_eq!(e.key, "exporter.prometheus.process.topN");
+        assert!(e.message.contains("-1"), "{}", e.message);
+        let e = build(&["--exporter.prometheus.process.min-joules=-0.5"], None).unwrap_err();
+        assert_eq!(e.key, "exporter.prometheus.process.minJoules");
+        let e = build(
+            &[],
+            Some("exporter:\n  prometheus:\n    process:\n      topN: many\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "exporter.prometheus.process.topN");
     }
 }

@@ -50,8 +50,9 @@ mod webconfig;
 pub use bearer::{BearerAuth, BearerVerdict};
 pub use error::{ErrorKind, ExportError};
 pub use exposition::{
-    BpfStats, BuildInfo, ExportContext, Exposition, Format, KubeMode, KubeRequestStats, KubeStats,
-    ProcessStats, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+    BpfStats, BuildInfo, CarbonStats, ExportContext, Exposition, Format, KubeMode,
+    KubeRequestStats, KubeStats, ProcessStats, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
 };
 pub use handle::{MetricsHandle, Refresher};
 pub use jsonl::{render_json, JSON_SCHEMA};

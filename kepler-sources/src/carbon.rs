@@ -30,7 +30,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls_platform_verifier::BuilderVerifierExt;
@@ -366,8 +365,10 @@ pub struct IntensityFeed {
     constant: Option<f64>,
     stale_after: Duration,
     state: Arc<Mutex<State>>,
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Dropped with the feed, which wakes the polling thread and ends it. The thread is
+    /// not joined: a fetch in progress can take up to the HTTP timeout, and shutting kepler
+    /// down must not wait for a grid-intensity service.
+    _stop: Option<mpsc::Sender<()>>,
 }
 
 impl IntensityFeed {
@@ -383,8 +384,7 @@ impl IntensityFeed {
             constant: None,
             stale_after: opts.stale_after,
             state: state.clone(),
-            stop: None,
-            thread: None,
+            _stop: None,
         };
         let mut reader = match &opts.spec {
             IntensitySpec::Constant(v) => {
@@ -393,26 +393,27 @@ impl IntensityFeed {
             }
             IntensitySpec::File(p) => Reader::File(p.clone()),
             IntensitySpec::Url(u) => Reader::Url {
-                client: http_client(opts.http_timeout).map_err(|e| {
-                    Error::new(
-                        ErrorKind::InvalidConfig,
-                        None,
-                        format!("carbon.intensity {u}: {e}"),
-                    )
-                })?,
+                client: http_client(opts.http_timeout)
+                    .map_err(|e| Error::new(ErrorKind::InvalidConfig, None, e))?,
                 url: u.clone(),
                 runtime: None,
             },
         };
+        // What the log names: a URL without its query or user info, which may hold a
+        // token.
         let source = match &opts.spec {
             IntensitySpec::File(p) => p.display().to_string(),
-            IntensitySpec::Url(u) => u.clone(),
+            IntensitySpec::Url(u) => reqwest::Url::parse(u).map_or_else(
+                |_| "the URL".to_string(),
+                |u| format!("{}{}", u.origin().ascii_serialization(), u.path()),
+            ),
             IntensitySpec::Constant(_) => String::new(),
         };
         let (stop, stop_rx) = mpsc::channel::<()>();
         let (first_tx, first_rx) = mpsc::sync_channel::<()>(1);
         let refresh = opts.refresh;
-        let thread = std::thread::Builder::new()
+        // Not joined (see `_stop`).
+        let _thread = std::thread::Builder::new()
             .name("carbon-intensity".into())
             .spawn(move || {
                 record(&state, &source, reader.read());
@@ -429,8 +430,7 @@ impl IntensityFeed {
                 )
             })?;
         let _ = first_rx.recv_timeout(opts.http_timeout + Duration::from_secs(1));
-        feed.stop = Some(stop);
-        feed.thread = Some(thread);
+        feed._stop = Some(stop);
         Ok(feed)
     }
 
@@ -463,16 +463,6 @@ impl IntensityFeed {
             age,
             stale: st.value.is_none() || age.is_some_and(|a| a > self.stale_after),
             read_errors: st.errors,
-        }
-    }
-}
-
-impl Drop for IntensityFeed {
-    fn drop(&mut self) {
-        // Dropping the sender wakes the thread, which then ends.
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

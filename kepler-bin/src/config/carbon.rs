@@ -55,6 +55,8 @@ mod tests {
         assert_eq!(c.carbon, None);
         assert!(c.warnings.is_empty());
 
+        let c = build(&[], Some("carbon:\n  intensity: ''\n")).unwrap();
+        assert_eq!(c.carbon, None, "empty is off");
         let c = build(&[], Some("carbon:\n  intensity: 400\n")).unwrap();
         let o = c.carbon.unwrap();
         assert_eq!(o.spec, IntensitySpec::Constant(400.0));

@@ -508,10 +508,12 @@ keys! {
         .doc("limit for one request of the URL, connect to last byte (100ms to 5m)");
 }
 
-/// `carbon.intensity`: a gCO2e/kWh number, a file or an http(s) URL.
+/// `carbon.intensity`: a gCO2e/kWh number, a file or an http(s) URL; empty is off.
 fn carbon_intensity(v: Value) -> Result<Value, String> {
     match &v {
-        Value::Str(s) => kepler_sources::carbon::IntensitySpec::parse(s).map(|_| v),
+        Value::Str(s) if !s.trim().is_empty() => {
+            kepler_sources::carbon::IntensitySpec::parse(s).map(|_| v)
+        }
         _ => Ok(v),
     }
 }

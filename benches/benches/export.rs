@@ -42,6 +42,10 @@ fn render(c: &mut Criterion) {
         }),
         ..SelfStats::default()
     };
+    println!(
+        "samples: {samples} without carbon, {} with",
+        Exposition::render(&snap, None, &ctx, &carbon).samples()
+    );
     group.bench_function("render_carbon/10000p_1000c_4z", |b| {
         b.iter(|| Exposition::render(&snap, None, &ctx, &carbon))
     });

@@ -1,4 +1,5 @@
-//! `Attributor::step` with 10,000 processes, 1,000 containers and 4 zones (budget: 1 ms).
+//! `Attributor::step` with 10,000 processes, 1,000 containers and 4 zones (budget: 1 ms),
+//! and the carbon ledger stepped on its snapshot (issue 20).
 //!
 //! `cargo bench -p kepler-benches --bench engine`
 
@@ -108,5 +109,32 @@ fn step_churn(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, step, step_churn);
+/// Issue 20: `CarbonLedger::step` on the snapshot of that node (1,000 containers, 500 pods,
+/// 4 zones): what `carbon.intensity` adds to a tick. Only the ledger's step is timed.
+fn carbon_ledger(c: &mut Criterion) {
+    use kepler_core::CarbonLedger;
+    let mut group = c.benchmark_group("engine");
+    group.bench_function("carbon_ledger/10000p_1000c_4z", |b| {
+        let mut node = SyntheticNode::new(10_000, 1_000);
+        let mut engine = Attributor::default();
+        let mut ledger = CarbonLedger::new();
+        let snap = engine.step(&node.power, Some(&node.activity), node.at());
+        let _ = ledger.step(&snap, Some(400.0));
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for i in 0..iters {
+                node.advance();
+                let snap = engine.step(&node.power, Some(&node.activity), node.at());
+                let t = Instant::now();
+                let carbon = ledger.step(&snap, Some(400.0 + (i % 7) as f64));
+                spent += t.elapsed();
+                std::hint::black_box(&carbon);
+            }
+            spent
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, step, step_churn, carbon_ledger);
 criterion_main!(benches);

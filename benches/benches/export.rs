@@ -5,11 +5,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kepler_benches::{snapshot_of, SyntheticNode};
+use kepler_core::CarbonLedger;
 use kepler_export::{
-    ExportContext, Exposition, MetricsHandle, MetricsLevel, SelfStats, Server, ServerConfig,
+    CarbonStats, ExportContext, Exposition, MetricsHandle, MetricsLevel, SelfStats, Server,
+    ServerConfig,
 };
 
 fn context() -> ExportContext {
@@ -29,6 +32,22 @@ fn render(c: &mut Criterion) {
     group.throughput(Throughput::Elements(samples as u64));
     group.bench_function("render/10000p_1000c_4z", |b| {
         b.iter(|| Exposition::render(&snap, None, &ctx, &stats))
+    });
+    // Issue 20: the same with `carbon.intensity` set (node, container and pod CO2e counters
+    // and the intensity gauges added).
+    let carbon = SelfStats {
+        carbon: Some(CarbonStats {
+            carbon: Arc::new(CarbonLedger::new().step(&snap, Some(400.0))),
+            ..Default::default()
+        }),
+        ..SelfStats::default()
+    };
+    println!(
+        "samples: {samples} without carbon, {} with",
+        Exposition::render(&snap, None, &ctx, &carbon).samples()
+    );
+    group.bench_function("render_carbon/10000p_1000c_4z", |b| {
+        b.iter(|| Exposition::render(&snap, None, &ctx, &carbon))
     });
     group.finish();
 }

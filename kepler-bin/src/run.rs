@@ -72,6 +72,7 @@ pub fn runtime_options(config: &Config) -> Options {
             .terminated_ttl(ttl)
             .build()
     });
+    o.carbon = config.carbon.clone();
     o.activity = config.activity_source;
     o.kube = config.kube_informer.clone();
     o.engine = AttributorConfig::builder()

@@ -21,7 +21,7 @@ fn yaml(path: &str) -> Value {
 fn readme_keys() -> BTreeSet<String> {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let mut keys = BTreeSet::new();
-    for table in ["main", "redfish", "ipmi"] {
+    for table in ["main", "redfish", "ipmi", "carbon"] {
         let body = readme
             .split(&format!("<!-- config-keys:{table} -->"))
             .nth(1)

@@ -57,6 +57,7 @@
 mod activity;
 mod apportion;
 mod attribution;
+mod carbon;
 mod counter;
 mod error;
 #[cfg(any(test, feature = "fakes"))]
@@ -74,6 +75,7 @@ pub use activity::{
     ProcessDetail, ProcessInfo, ProcessSample, Runtime, VmInfo,
 };
 pub use attribution::{Attributor, AttributorConfig, AttributorConfigBuilder, IdlePower};
+pub use carbon::{co2e_grams, CarbonLedger, CarbonSnapshot, KindGrams, MICROJOULES_PER_KWH};
 pub use error::{ReadError, SourceError};
 pub use gpu::{
     GpuAttributor, GpuBackend, GpuConfig, GpuConfigBuilder, GpuDevice, GpuEntry, GpuFrame,

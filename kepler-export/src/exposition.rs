@@ -27,19 +27,21 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use kepler_core::{
-    CpuInfo, GpuSnapshot, NodeZone, PerKind, ProcessEntry, ReadError, Snapshot, SourceKind,
-    SourceReport, State, Timestamp, ZoneKind,
+    CarbonSnapshot, CpuInfo, GpuSnapshot, NodeZone, PerKind, ProcessEntry, ReadError, Snapshot,
+    SourceKind, SourceReport, State, Timestamp, ZoneKind,
 };
 
 use crate::fold::{FoldedProcesses, OtherSeries};
 use crate::level::MetricsLevel;
 
+mod carbon;
 mod components;
 mod gpu;
 mod guide;
 mod platform;
 mod process;
 
+pub use carbon::CarbonStats;
 pub use components::{BpfStats, KubeMode, KubeRequestStats, KubeStats};
 pub use process::ProcessStats;
 
@@ -131,6 +133,8 @@ pub struct SelfStats {
     /// kepler's own process (`exporter.prometheus.debugCollectors: [process]`); `None`
     /// when off.
     pub process: Option<ProcessStats>,
+    /// The tick's carbon (`carbon.*`, issue 20); `None` when off.
+    pub carbon: Option<CarbonStats>,
 }
 
 /// Self-metrics of one power source.
@@ -193,12 +197,16 @@ impl Exposition {
     ) -> Exposition {
         let started = Instant::now();
         let mut r = Renderer::new(snap, ctx);
+        let carbon = stats.carbon.as_ref().map(|c| &*c.carbon);
         r.node(snap, gpu, ctx, stats);
+        if let Some(c) = &stats.carbon {
+            carbon::render(&mut r.out, c);
+        }
         platform::render(&mut r.out, snap, ctx, stats);
         if let Some(g) = gpu {
             gpu::render(&mut r.out, g, ctx);
         }
-        r.workloads(snap, fold, ctx.level);
+        r.workloads(snap, fold, ctx.level, carbon);
         r.build_info(&ctx.build);
         r.self_metrics(snap, ctx, stats);
         if let Some(p) = &stats.process {
@@ -584,15 +592,17 @@ impl Renderer {
             return;
         }
         let o = &mut self.out;
-        let cpu_zones: Vec<&NodeZone> =
-            snap.zones.iter().filter(|z| z.info.kind.is_cpu()).collect();
         // A zone whose source says its latest value is stale (a passthrough tree its host no
         // longer writes) is left out rather than exported flat.
-        let read: Vec<&NodeZone> = cpu_zones
-            .iter()
-            .copied()
-            .filter(|z| z.has_reading && !matches!(z.last_error, Some(ReadError::Stale { .. })))
+        let exported: Vec<usize> = (0..snap.zones.len())
+            .filter(|&i| {
+                let z = &snap.zones[i];
+                z.info.kind.is_cpu()
+                    && z.has_reading
+                    && !matches!(z.last_error, Some(ReadError::Stale { .. }))
+            })
             .collect();
+        let read: Vec<&NodeZone> = exported.iter().map(|&i| &snap.zones[i]).collect();
         let zone_labels = Arena::build(&read, |b, z| {
             push_label(b, "zone", z.info.kind.label());
             push_label(b, "path", &z.info.path);
@@ -643,6 +653,20 @@ impl Renderer {
                     o.open(name);
                     o.labels(zone_labels.get(i));
                     value(z).close(o);
+                }
+            }
+            // Issue 20: the carbon of the same zones, with the same labels.
+            if let Some(c) = stats.carbon.as_ref().map(|c| &c.carbon) {
+                let name = "kepler_node_co2e_grams_total";
+                o.header(
+                    name,
+                    Kind::Counter,
+                    "Carbon of the CPU zone's energy since the exporter started, each tick's energy at that tick's grid intensity, in grams of CO2e.",
+                );
+                for (i, &zi) in exported.iter().enumerate() {
+                    o.open(name);
+                    o.labels(zone_labels.get(i));
+                    o.close_f64(c.zones.get(zi).copied().unwrap_or(0.0));
                 }
             }
         }
@@ -733,7 +757,13 @@ impl Renderer {
         }
     }
 
-    fn workloads(&mut self, snap: &Snapshot, fold: Option<&FoldedProcesses>, level: MetricsLevel) {
+    fn workloads(
+        &mut self,
+        snap: &Snapshot,
+        fold: Option<&FoldedProcesses>,
+        level: MetricsLevel,
+        carbon: Option<&CarbonSnapshot>,
+    ) {
         let o = &mut self.out;
         let kinds = &snap.kinds;
         let fold = fold.filter(|f| f.fits(snap.processes.len()));
@@ -770,6 +800,18 @@ impl Renderer {
                 kinds,
                 |i, k| Val::F(snap.watts(snap.containers[i].energy.last.get(k))),
             );
+            if let Some(c) = carbon {
+                grouped(
+                    o,
+                    "kepler_container_co2e_grams_total",
+                    Kind::Counter,
+                    "Carbon of the container's energy, each tick's energy at that tick's grid intensity, per zone, in grams of CO2e.",
+                    &pre,
+                    &states,
+                    kinds,
+                    |i, k| Val::F(c.containers.get(i).map_or(0.0, |g| g.get(k))),
+                );
+            }
             let name = "kepler_container_cpu_seconds_total";
             o.header(
                 name,
@@ -838,6 +880,18 @@ impl Renderer {
                 kinds,
                 |i, k| Val::F(snap.watts(snap.pods[i].energy.last.get(k))),
             );
+            if let Some(c) = carbon {
+                grouped(
+                    o,
+                    "kepler_pod_co2e_grams_total",
+                    Kind::Counter,
+                    "Carbon of the pod's energy, each tick's energy at that tick's grid intensity, per zone, in grams of CO2e.",
+                    &pre,
+                    &states,
+                    kinds,
+                    |i, k| Val::F(c.pods.get(i).map_or(0.0, |g| g.get(k))),
+                );
+            }
         }
     }
 

@@ -51,8 +51,9 @@ mod webconfig;
 pub use bearer::{BearerAuth, BearerVerdict};
 pub use error::{ErrorKind, ExportError};
 pub use exposition::{
-    BpfStats, BuildInfo, ExportContext, Exposition, Format, KubeMode, KubeRequestStats, KubeStats,
-    ProcessStats, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+    BpfStats, BuildInfo, CarbonStats, ExportContext, Exposition, Format, KubeMode,
+    KubeRequestStats, KubeStats, ProcessStats, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
 };
 pub use fold::{
     FoldConfig, FoldGroup, FoldedProcesses, OtherSeries, ProcessFold, DEMOTE_AFTER_TICKS,

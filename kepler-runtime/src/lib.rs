@@ -12,7 +12,12 @@
 //!   [`ACTIVITY_SOURCES`], wrapped by the pod informer when Kubernetes is on;
 //! - **the tick**: read the activity source and the meters as close together as possible,
 //!   step the CPU engine, then the GPU accountant against the same snapshot, and return both
-//!   snapshots with the self-metrics of the tick ([`Tick`]).
+//!   snapshots with the self-metrics of the tick ([`Tick`]);
+//! - **carbon** (`Options::carbon`, issue 20): the grid intensity is read from a constant,
+//!   a file or a URL by `kepler_sources::carbon::IntensityFeed` on its own thread; each
+//!   tick takes its latest value from memory and steps a `kepler_core::CarbonLedger` with
+//!   the CPU snapshot, so every tick's energy is priced at that tick's intensity
+//!   (`SelfStats::carbon`).
 //!
 //! It does not render, serve or sleep: a front-end calls [`Monitor::tick`] on its own
 //! schedule and hands the [`Tick`] to `kepler-export` (or prints it).

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kepler_core::{
-    ActivityFrame, ActivitySource, Attributor, CpuInfo, GpuBackend, GpuSnapshot, PowerFrame,
-    PowerSource, Snapshot, SourceReport, Timestamp,
+    ActivityFrame, ActivitySource, Attributor, CarbonLedger, CpuInfo, GpuBackend, GpuSnapshot,
+    PowerFrame, PowerSource, Snapshot, SourceReport, Timestamp,
 };
-use kepler_export::{SelfStats, SourceSelf};
+use kepler_export::{CarbonStats, SelfStats, SourceSelf};
+use kepler_sources::carbon::IntensityFeed;
 use kepler_sources::passthrough::PassthroughWriter;
 
 use crate::activity::BpfStatsReader;
@@ -153,8 +154,20 @@ impl MonitorBuilder {
                 )
             }
         };
+        let carbon = match &o.carbon {
+            None => None,
+            Some(c) => {
+                let feed = IntensityFeed::start(c.clone()).map_err(|e| BuildError::Setting {
+                    key: "carbon.intensity",
+                    message: e.to_string(),
+                })?;
+                tracing::info!(source = feed.kind(), "carbon metrics on");
+                Some((feed, CarbonLedger::new()))
+            }
+        };
         Ok(Monitor {
             passthrough,
+            carbon,
             sources,
             activity,
             activity_name,
@@ -216,6 +229,8 @@ pub struct Monitor {
     cpu_info: Vec<CpuInfo>,
     /// Writes each VM's energy for its guest after every step (`vm.passthrough.*`).
     passthrough: Option<PassthroughWriter>,
+    /// The intensity feed and the carbon totals (`carbon.*`); `None` when off.
+    carbon: Option<(IntensityFeed, CarbonLedger)>,
     // The informer before the runtime its task runs on: fields drop in order.
     kube: Option<Kube>,
     _tokio: Option<tokio::runtime::Runtime>,
@@ -305,7 +320,18 @@ impl Monitor {
             w.write(&snapshot);
         }
         let gpu = self.gpu.as_mut().map(|g| Arc::new(g.step(&snapshot, at)));
+        // The intensity in force for this tick: the feed's latest value, read from memory.
+        let carbon = self.carbon.as_mut().map(|(feed, ledger)| {
+            let status = feed.status();
+            CarbonStats {
+                carbon: Arc::new(ledger.step(&snapshot, status.grams_per_kwh)),
+                stale: status.stale,
+                age_secs: status.age.map(|a| a.as_secs_f64()),
+                read_errors: status.read_errors,
+            }
+        });
         let stats = SelfStats {
+            carbon,
             tick_duration_secs: started.elapsed().as_secs_f64(),
             activity_source: self.activity_name,
             activity_errors: self.activity_errors,

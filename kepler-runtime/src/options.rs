@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use kepler_core::{AttributorConfig, GpuConfig};
 use kepler_k8s::InformerConfig;
+use kepler_sources::carbon::IntensityOptions;
 use kepler_sources::ipmi::IpmiOptions;
 use kepler_sources::passthrough::PassthroughWriterOptions;
 use kepler_sources::redfish::RedfishOptions;
@@ -68,6 +69,8 @@ pub struct Options {
     pub engine: AttributorConfig,
     /// Each VM's energy written for its guest (`vm.passthrough.*`); `None` when off.
     pub vm_passthrough: Option<PassthroughWriterOptions>,
+    /// Where the grid carbon intensity comes from (`carbon.*`); `None`: no carbon metrics.
+    pub carbon: Option<IntensityOptions>,
 }
 
 impl Options {
@@ -88,6 +91,7 @@ impl Options {
             kube: None,
             engine: AttributorConfig::default(),
             vm_passthrough: None,
+            carbon: None,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! (NVML, loaded at run time) sit behind the small [`kepler_core::GpuBackend`] trait. Every reader
 //! takes a sysfs or procfs root, never a literal `/sys` or `/proc`, so the whole program runs on a
 //! fake tree (`--host.sysfs`, `--host.procfs`). This crate does I/O but no networking and no
-//! async, except behind the `redfish` and `ipmi` features (clients polling BMCs on their own threads);
+//! async, except behind the `redfish` and `ipmi` features (clients polling BMCs on their own threads)
+//! and the `carbon` feature (the grid carbon intensity, read from a file or URL on its own thread);
 //! it must not depend on `kepler-export`, `kepler-bin` or any Kubernetes crate.
 
 #![forbid(unsafe_code)]
@@ -16,6 +17,8 @@
 mod acpi;
 #[cfg(any(feature = "redfish", feature = "ipmi"))]
 pub mod bmc;
+#[cfg(feature = "carbon")]
+pub mod carbon;
 mod error;
 mod fake_meter;
 pub mod gpu;

@@ -87,6 +87,8 @@ pub enum Table {
     Redfish,
     /// The table of the IPMI section.
     Ipmi,
+    /// The table of the Carbon section.
+    Carbon,
     /// The Go Kepler keys kepler-rs accepts without effect.
     Inert,
 }

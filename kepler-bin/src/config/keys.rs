@@ -502,6 +502,51 @@ keys! {
                and not exported.")
         .doc("in a VM: a `passthrough` zone its host has not rewritten for this long is stale \
               and not exported until it moves again");
+    CARBON_INTENSITY = Key::yaml("carbon.intensity", Ty::Str)
+        .flag("carbon.intensity", "G_PER_KWH|PATH|URL")
+        .default_text("none (carbon metrics off)")
+        .check(carbon_intensity)
+        .table(Table::Carbon)
+        .help("Grid carbon intensity in gCO2e/kWh: a number, a file kept current (a number, \
+               a JSON object or one Prometheus sample) or an http(s) URL serving one. Turns \
+               on the kepler_*_co2e_grams_total counters.")
+        .doc("gCO2e/kWh as a number (`400`), or a file path or `http(s)://` URL whose content \
+              is a number, a JSON object or one Prometheus sample (see [Carbon](#carbon)); \
+              set, it turns on the carbon metrics");
+    CARBON_REFRESH_INTERVAL = Key::yaml("carbon.refreshInterval", Ty::Duration)
+        .flag("carbon.refresh-interval", "DURATION")
+        .default("1m")
+        .check(|v| within(v, secs(1), secs(24 * 3600)))
+        .table(Table::Carbon)
+        .help("Time between reads of the carbon.intensity file or URL.")
+        .doc("time between reads of the file or URL, off the tick path (1s to 24h)");
+    CARBON_STALE_AFTER = Key::yaml("carbon.staleAfter", Ty::Duration)
+        .flag("carbon.stale-after", "DURATION")
+        .default("2h")
+        .check(|v| within(v, secs(1), secs(30 * 24 * 3600)))
+        .table(Table::Carbon)
+        .help("A carbon intensity older than this is stale: still used, and \
+               kepler_carbon_intensity_stale says so.")
+        .doc("an intensity older than this (its timestamp, else the file's modification time, \
+              else when it was fetched) is stale: the last value stays in use and \
+              `kepler_carbon_intensity_stale` is 1 (1s to 30 days)");
+    CARBON_HTTP_TIMEOUT = Key::yaml("carbon.httpTimeout", Ty::Duration)
+        .flag("carbon.http-timeout", "DURATION")
+        .default("10s")
+        .check(|v| within(v, ms(100), secs(300)))
+        .table(Table::Carbon)
+        .help("Limit for one request of the carbon.intensity URL, connect to last byte.")
+        .doc("limit for one request of the URL, connect to last byte (100ms to 5m)");
+}
+
+/// `carbon.intensity`: a gCO2e/kWh number, a file or an http(s) URL; empty is off.
+fn carbon_intensity(v: Value) -> Result<Value, String> {
+    match &v {
+        Value::Str(s) if !s.trim().is_empty() => {
+            kepler_sources::carbon::IntensitySpec::parse(s).map(|_| v)
+        }
+        _ => Ok(v),
+    }
 }
 
 fn rapl_zones(v: Value) -> Result<Value, String> {

@@ -5,6 +5,7 @@
 //! Every key is declared once in `keys.rs` (path, flag, type, default, check, help, README
 //! meaning); flags, `--help`, the YAML reader and the README tables are made from there.
 
+mod carbon;
 mod duration;
 mod env;
 mod flags;
@@ -111,6 +112,8 @@ pub struct Config {
     pub meters: MeterConfig,
     /// `exporter.*` and `debug.*`: what is written where.
     pub outputs: Outputs,
+    /// `carbon.*`; `None` unless `carbon.intensity` is set.
+    pub carbon: Option<kepler_sources::carbon::IntensityOptions>,
 }
 
 /// A configuration value that cannot be used. Maps to exit code 2.
@@ -296,6 +299,7 @@ impl Config {
             );
         }
         let outputs = outputs::outputs(raw, &mut warnings)?;
+        let carbon = carbon::carbon(raw, &mut warnings)?;
         warnings.extend(raw.unused_warnings()?);
 
         Ok(Config {
@@ -327,6 +331,7 @@ impl Config {
             activity_source,
             meters,
             outputs,
+            carbon,
         })
     }
 }

@@ -9,10 +9,11 @@ pub const README_UPDATE_COMMAND: &str =
     "KEPLER_UPDATE_README=1 cargo test -p kepler-bin --test config_doc";
 
 /// The tables, each between `<!-- config-keys:NAME -->` and `<!-- /config-keys:NAME -->`.
-const TABLES: [(&str, Table); 4] = [
+const TABLES: [(&str, Table); 5] = [
     ("main", Table::Main),
     ("redfish", Table::Redfish),
     ("ipmi", Table::Ipmi),
+    ("carbon", Table::Carbon),
     ("inert", Table::Inert),
 ];
 

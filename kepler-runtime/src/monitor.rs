@@ -16,6 +16,7 @@ use crate::gpu::GpuMonitor;
 use crate::kube::Kube;
 use crate::options::Options;
 use crate::select::{ipmi_source, platform_sources, redfish_source, select_meter};
+use crate::training::Trainer;
 
 /// One power source with the name it is reported under (the `source` label of the
 /// read-duration self-metric).
@@ -153,7 +154,12 @@ impl MonitorBuilder {
                 )
             }
         };
+        let trainer = Trainer::new(
+            kepler_core::CpuIdentity::from_cpus(&cpu_info),
+            o.model_export.clone(),
+        );
         Ok(Monitor {
+            trainer,
             passthrough,
             sources,
             activity,
@@ -216,6 +222,8 @@ pub struct Monitor {
     cpu_info: Vec<CpuInfo>,
     /// Writes each VM's energy for its guest after every step (`vm.passthrough.*`).
     passthrough: Option<PassthroughWriter>,
+    /// The online power model of the metered CPU zones (issue 20).
+    trainer: Trainer,
     // The informer before the runtime its task runs on: fields drop in order.
     kube: Option<Kube>,
     _tokio: Option<tokio::runtime::Runtime>,
@@ -301,6 +309,8 @@ impl Monitor {
             }
         };
         let snapshot = self.engine.step(&self.power_frame, activity, at);
+        self.trainer.observe(&snapshot, activity);
+        self.trainer.maybe_export(at);
         if let Some(w) = self.passthrough.as_mut() {
             w.write(&snapshot);
         }
@@ -313,6 +323,7 @@ impl Monitor {
             bpf: self.bpf_stats.as_ref().and_then(|read| read()),
             kube: self.kube.as_ref().map(Kube::stats),
             process: None,
+            model_fit: self.trainer.stats(),
         };
         tracing::debug!(
             processes = snapshot.processes.len(),
@@ -324,5 +335,20 @@ impl Monitor {
             gpu,
             stats,
         }
+    }
+}
+
+impl Monitor {
+    /// Writes the fitted power model now (`model.export`), as the monitor also does every
+    /// `model.exportInterval` and when it is dropped.
+    pub fn export_model(&mut self) {
+        self.trainer.export_now();
+    }
+}
+
+impl Drop for Monitor {
+    /// The last write of the fitted model (`model.export`: "and at shutdown").
+    fn drop(&mut self) {
+        self.trainer.export_now();
     }
 }

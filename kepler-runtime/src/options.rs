@@ -68,6 +68,10 @@ pub struct Options {
     pub engine: AttributorConfig,
     /// Each VM's energy written for its guest (`vm.passthrough.*`); `None` when off.
     pub vm_passthrough: Option<PassthroughWriterOptions>,
+    /// Where the power model fitted to a measuring CPU meter is written
+    /// (`model.export`, `model.exportInterval`); `None`: it is fitted and its error
+    /// exported, but not written.
+    pub model_export: Option<crate::training::ModelExport>,
 }
 
 impl Options {
@@ -88,6 +92,7 @@ impl Options {
             kube: None,
             engine: AttributorConfig::default(),
             vm_passthrough: None,
+            model_export: None,
         }
     }
 }

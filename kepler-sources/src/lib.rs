@@ -36,6 +36,8 @@ mod procfs;
 mod rapl;
 #[cfg(feature = "redfish")]
 pub mod redfish;
+#[cfg(feature = "trained")]
+pub mod trained;
 #[cfg(any(feature = "rapl", feature = "hwmon", feature = "passthrough"))]
 mod sysfs_value;
 

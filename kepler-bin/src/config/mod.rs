@@ -397,7 +397,7 @@ pub(crate) mod tests {
         assert_eq!(c.listen, vec![":28282"]);
         assert_eq!(c.sysfs, PathBuf::from("/sys"));
         assert_eq!(c.node_name, "host-a");
-        assert_eq!(c.preferred_meters, vec!["rapl", "hwmon", "model"]);
+        assert_eq!(c.preferred_meters, vec!["rapl", "hwmon", "trained", "model"]);
     }
 
     #[test]

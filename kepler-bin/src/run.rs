@@ -59,14 +59,10 @@ pub fn runtime_options(config: &Config) -> Options {
         file: config.meters.model_file.clone(),
         accept_mismatch: config.meters.model_accept_mismatch,
     };
-    o.model_export = config
-        .meters
-        .model_export
-        .as_ref()
-        .map(|path| ModelExport {
-            path: path.clone(),
-            interval: config.meters.model_export_interval,
-        });
+    o.model_export = config.meters.model_export.as_ref().map(|path| ModelExport {
+        path: path.clone(),
+        interval: config.meters.model_export_interval,
+    });
     o.preferred_meters = config.preferred_meters.clone();
     o.redfish = config.redfish.as_ref().map(|rf| RedfishSetup {
         node_name: rf.node_name.clone(),

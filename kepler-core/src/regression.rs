@@ -289,6 +289,8 @@ impl ZoneFit {
     /// Re-solves `(X'X + lambda n P) b = X'y` by Cholesky (P: identity but for the
     /// intercept). Keeps the previous coefficients when the system is singular (too few
     /// distinct samples and no penalty).
+    // Index loops: the textbook Cholesky, row and column as in the maths.
+    #[allow(clippy::needless_range_loop)]
     fn solve(&mut self) {
         let d = self.basis.dim();
         let mut a = [[0.0; MAX_TERMS]; MAX_TERMS];
@@ -604,7 +606,10 @@ impl PowerModel {
             {
                 return Err(model_error(
                     format!("zones[{i}].zone"),
-                    format!("{:?} is not a CPU zone (package, core, uncore, dram, psys)", z.zone),
+                    format!(
+                        "{:?} is not a CPU zone (package, core, uncore, dram, psys)",
+                        z.zone
+                    ),
                 ));
             }
             if z.coefficients.len() != basis.dim() {
@@ -694,7 +699,10 @@ mod tests {
             assert!(fit.observe(&Features::busy(u), 12.0 + 30.0 * u));
         }
         let c = fit.coefficients();
-        assert!((c[0] - 12.0).abs() < 1e-6 && (c[1] - 30.0).abs() < 1e-6, "{c:?}");
+        assert!(
+            (c[0] - 12.0).abs() < 1e-6 && (c[1] - 30.0).abs() < 1e-6,
+            "{c:?}"
+        );
         let s = fit.stats();
         assert_eq!(s.samples, 101);
         assert!(s.r_squared.unwrap() > 0.999_999, "{s:?}");
@@ -770,10 +778,7 @@ mod tests {
 
     #[test]
     fn bad_bases_are_named() {
-        assert_eq!(
-            ZoneFit::new(&[Input::Cycles]).unwrap_err().field,
-            "inputs"
-        );
+        assert_eq!(ZoneFit::new(&[Input::Cycles]).unwrap_err().field, "inputs");
         assert_eq!(
             ZoneFit::with_basis(&[Input::Busy], &[0.5, 0.4], 0.0)
                 .unwrap_err()
@@ -837,8 +842,14 @@ mod tests {
         check(&|m| m.version = 99, "version");
         check(&|m| m.format = "x".into(), "format");
         check(&|m| m.zones.clear(), "zones");
-        check(&|m| m.zones[0].coefficients.pop().map(|_| ()).unwrap(), "zones[0].coefficients");
-        check(&|m| m.zones[0].coefficients[1] = f64::NAN, "zones[0].coefficients");
+        check(
+            &|m| m.zones[0].coefficients.pop().map(|_| ()).unwrap(),
+            "zones[0].coefficients",
+        );
+        check(
+            &|m| m.zones[0].coefficients[1] = f64::NAN,
+            "zones[0].coefficients",
+        );
         check(&|m| m.zones[0].zone = "gpu".into(), "zones[0].zone");
         check(&|m| m.zones[0].zone = "package-0".into(), "zones[0].zone");
         check(
@@ -863,7 +874,10 @@ mod tests {
         // Two sockets, two cores each, two threads per core.
         let cpus: Vec<CpuInfo> = (0..8).map(|p| cpu(p, p / 4, (p % 4) / 2)).collect();
         let id = CpuIdentity::from_cpus(&cpus);
-        assert_eq!((id.model_name.as_str(), id.sockets, id.cores), ("Xeon", 2, 4));
+        assert_eq!(
+            (id.model_name.as_str(), id.sockets, id.cores),
+            ("Xeon", 2, 4)
+        );
         assert_eq!(id.mismatch(&id), None);
         let other = CpuIdentity {
             cores: 8,

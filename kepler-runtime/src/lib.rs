@@ -71,5 +71,5 @@ pub use gpu::{GpuBackendEntry, GPU_BACKENDS};
 pub use monitor::{Monitor, MonitorBuilder, NamedSource, Tick};
 pub use options::{ActivityChoice, IpmiSetup, Options, RedfishSetup};
 pub use own_process::read_own_process;
-pub use training::ModelExport;
 pub use select::{ipmi_source, platform_sources, redfish_source, select_meter, MeterChoice};
+pub use training::ModelExport;

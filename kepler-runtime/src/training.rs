@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kepler_core::{
-    ActivityFrame, CpuIdentity, Features, Input, NodeCpu, Nanos, PowerModel, Snapshot,
-    Timestamp, ZoneFit, ZoneInfo,
+    ActivityFrame, CpuIdentity, Features, Input, Nanos, NodeCpu, PowerModel, Snapshot, Timestamp,
+    ZoneFit, ZoneInfo,
 };
 use kepler_export::ModelFit;
 
@@ -239,8 +239,8 @@ impl Trainer {
 mod tests {
     use super::*;
     use kepler_core::{
-        Attributor, Metering, MicroJoules, PowerFrame, ProcessInfo, ProcessSample,
-        Reading, SourceKind, ZoneKind,
+        Attributor, Metering, MicroJoules, PowerFrame, ProcessInfo, ProcessSample, Reading,
+        SourceKind, ZoneKind,
     };
 
     /// A metered package whose power is `10 + 40 u` at busy fraction `u`: the trainer
@@ -291,7 +291,10 @@ mod tests {
         // 60 ticks: the first is the baseline.
         assert_eq!(stats[0].samples, 59);
         assert!(stats[0].r_squared.unwrap() > 0.999, "{stats:?}");
-        assert!(stats[0].mean_absolute_error_watts.unwrap() < 0.1, "{stats:?}");
+        assert!(
+            stats[0].mean_absolute_error_watts.unwrap() < 0.1,
+            "{stats:?}"
+        );
         // Written at t = 10 s, 20 s...: the file holds a model that predicts the zone.
         let m = kepler_sources::trained::load_model(&path).unwrap();
         let p = m.predictor(0).unwrap();
@@ -312,7 +315,10 @@ mod tests {
         let mut engine = Attributor::default();
         for t in 0..5u64 {
             let mut power = PowerFrame::default();
-            power.push(&zone, Ok(Reading::Power(kepler_core::MicroWatts::from_watts(20.0))));
+            power.push(
+                &zone,
+                Ok(Reading::Power(kepler_core::MicroWatts::from_watts(20.0))),
+            );
             let act = ActivityFrame::new(NodeCpu::new(Nanos(t), Nanos(t * 2 + 1)));
             let snap = engine.step(&power, Some(&act), Timestamp(t * 1_000_000_000));
             assert!(snap.zones[0].has_reading);

@@ -36,10 +36,10 @@ mod procfs;
 mod rapl;
 #[cfg(feature = "redfish")]
 pub mod redfish;
-#[cfg(feature = "trained")]
-pub mod trained;
 #[cfg(any(feature = "rapl", feature = "hwmon", feature = "passthrough"))]
 mod sysfs_value;
+#[cfg(feature = "trained")]
+pub mod trained;
 
 #[cfg(feature = "acpi")]
 pub use acpi::AcpiPowerMeter;

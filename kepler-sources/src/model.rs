@@ -468,8 +468,8 @@ impl PowerSource for Model {
                         if let Some(d) = self.params.dram {
                             let n = self.last_util.len();
                             for i in 0..n {
-                                let watts = d.idle_watts
-                                    + (d.max_watts - d.idle_watts) * self.last_util[i];
+                                let watts =
+                                    d.idle_watts + (d.max_watts - d.idle_watts) * self.last_util[i];
                                 out.push(
                                     &self.zones[n + i],
                                     Ok(Reading::Power(MicroWatts::from_watts(watts))),
@@ -486,7 +486,9 @@ impl PowerSource for Model {
                                 Some(w) => Ok(Reading::Power(MicroWatts::from_watts(w))),
                                 None => Err(ReadError::Parse {
                                     what: "trained power model".into(),
-                                    detail: "needs hardware-counter inputs this node does not provide".into(),
+                                    detail:
+                                        "needs hardware-counter inputs this node does not provide"
+                                            .into(),
                                 }),
                             };
                             out.push(zone, reading);

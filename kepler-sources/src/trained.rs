@@ -125,7 +125,9 @@ pub fn build(procfs_root: &Path, sysfs_root: &Path, opts: &TrainedOptions) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kepler_core::{Features, Input, PowerFrame, PowerSource, Reading, Timestamp, ZoneFit, ZoneKind};
+    use kepler_core::{
+        Features, Input, PowerFrame, PowerSource, Reading, Timestamp, ZoneFit, ZoneKind,
+    };
 
     const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t: 0\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t: 1\n\n";
 
@@ -168,7 +170,10 @@ mod tests {
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"version\": 1") && text.contains("\"model_name\": \"Test CPU\""), "{text}");
+        assert!(
+            text.contains("\"version\": 1") && text.contains("\"model_name\": \"Test CPU\""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -177,7 +182,10 @@ mod tests {
         let path = d.path().join("m.json");
         std::fs::write(&path, "{not json").unwrap();
         let e = load_model(&path).unwrap_err().to_string();
-        assert!(e.contains("m.json") && e.contains("not a power model"), "{e}");
+        assert!(
+            e.contains("m.json") && e.contains("not a power model"),
+            "{e}"
+        );
         let mut m = model(this_cpu());
         m.version = 7;
         std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
@@ -205,13 +213,18 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
         let msg = e.to_string();
         assert!(
-            msg.contains("\"Other CPU\"") && msg.contains("\"Test CPU\"") && msg.contains("model.acceptMismatch"),
+            msg.contains("\"Other CPU\"")
+                && msg.contains("\"Test CPU\"")
+                && msg.contains("model.acceptMismatch"),
             "{msg}"
         );
         opts.accept_mismatch = true;
         assert!(build(procfs.path(), d.path(), &opts).is_ok());
         let none = TrainedOptions::default();
-        assert_eq!(build(procfs.path(), d.path(), &none).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            build(procfs.path(), d.path(), &none).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub use gpu::{
 };
 pub use regression::{
     CpuIdentity, Features, FitStats, Input, ModelError, PowerModel, ZoneFit, ZoneModel,
-    ZonePredictor, DEFAULT_KNOTS, DEFAULT_LAMBDA, MAX_TERMS, MODEL_FORMAT, MODEL_VERSION,
+    ZonePredictor, DEFAULT_KNOTS, DEFAULT_LAMBDA, MAX_COEFFICIENT, MAX_TERMS, MODEL_FORMAT,
+    MODEL_VERSION,
 };
 pub use report::{EndpointStatus, SourceReport, ZoneLabels};
 pub use snapshot::{

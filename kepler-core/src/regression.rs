@@ -45,6 +45,9 @@ pub const MODEL_FORMAT: &str = "kepler-rs-power-model";
 /// The model file version this build writes and reads.
 pub const MODEL_VERSION: u32 = 1;
 
+/// Largest coefficient magnitude a model file may hold, in watts per unit of input.
+pub const MAX_COEFFICIENT: f64 = 1e6;
+
 /// Default ridge strength, per sample (see the module docs).
 pub const DEFAULT_LAMBDA: f64 = 1e-4;
 
@@ -622,10 +625,15 @@ impl PowerModel {
                     ),
                 ));
             }
-            if let Some(c) = z.coefficients.iter().find(|c| !c.is_finite()) {
+            // No zone draws a megawatt: a bound that also keeps every prediction finite.
+            if let Some(c) = z
+                .coefficients
+                .iter()
+                .find(|c| !(c.is_finite() && c.abs() <= MAX_COEFFICIENT))
+            {
                 return Err(model_error(
                     format!("zones[{i}].coefficients"),
-                    format!("{c} is not finite"),
+                    format!("{c} is not a finite value within +-{MAX_COEFFICIENT}"),
                 ));
             }
             if self.zones[..i]

@@ -43,7 +43,14 @@ pub fn load_model(path: &Path) -> Result<PowerModel, Error> {
         ));
     }
     let text = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
-    let model: PowerModel = serde_json::from_slice(&text).map_err(|e| {
+    parse_model(path, &text)
+}
+
+/// Parses and validates the text of a model file; `path` only names it in errors. Any
+/// input gives a model whose every zone predicts finite watts, or an error (fuzzed:
+/// `fuzz/fuzz_targets/power_model.rs`).
+pub fn parse_model(path: &Path, text: &[u8]) -> Result<PowerModel, Error> {
+    let model: PowerModel = serde_json::from_slice(text).map_err(|e| {
         Error::new(
             ErrorKind::Parse,
             Some(path),

@@ -4,7 +4,7 @@
 //! `cargo run -p examples --example live`
 //!
 //! Uses RAPL when it is readable and the model estimate otherwise, like the exporter
-//! (`Options::preferred_meters` defaults to `[rapl, hwmon, model]`).
+//! (`Options::preferred_meters` defaults to `[rapl, hwmon, trained, model]`).
 
 use std::time::{Duration, Instant};
 

@@ -11,8 +11,9 @@ use kepler_export::{
     BearerAuth, BearerVerdict, BuildInfo, ExportContext, Exposition, MetricsHandle, ProcessFold,
     Server, ServerConfig, WebConfig,
 };
-use kepler_runtime::{BuildError, IpmiSetup, Monitor, Options, RedfishSetup};
+use kepler_runtime::{BuildError, IpmiSetup, ModelExport, Monitor, Options, RedfishSetup};
 use kepler_sources::passthrough::{PassthroughOptions, PassthroughWriterOptions};
+use kepler_sources::trained::TrainedOptions;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
@@ -54,6 +55,14 @@ pub fn runtime_options(config: &Config) -> Options {
                 max_energy_range: MicroJoules(config.meters.vm_passthrough_max_range_uj),
                 ..PassthroughWriterOptions::new(dir)
             });
+    o.meters.trained = TrainedOptions {
+        file: config.meters.model_file.clone(),
+        accept_mismatch: config.meters.model_accept_mismatch,
+    };
+    o.model_export = config.meters.model_export.as_ref().map(|path| ModelExport {
+        path: path.clone(),
+        interval: config.meters.model_export_interval,
+    });
     o.preferred_meters = config.preferred_meters.clone();
     o.redfish = config.redfish.as_ref().map(|rf| RedfishSetup {
         node_name: rf.node_name.clone(),
@@ -359,7 +368,7 @@ mod tests {
         let o = super::runtime_options(&build(&[], None).unwrap());
         assert_eq!(o.activity, ActivityChoice::Auto);
         assert!(o.gpu.is_some() && o.redfish.is_none() && o.kube.is_none());
-        assert_eq!(o.preferred_meters, ["rapl", "hwmon", "model"]);
+        assert_eq!(o.preferred_meters, ["rapl", "hwmon", "trained", "model"]);
         let file = "activity:\n  source: procfs\nexperimental:\n  gpu:\n    enabled: false\n";
         let o =
             super::runtime_options(&build(&["--cpu.preferred-meters=model"], Some(file)).unwrap());

@@ -1,5 +1,5 @@
 //! `cpu.preferredMeters` with the meters of issue 7: on a machine without RAPL but with an
-//! hwmon CPU chip, the default order `[rapl, hwmon, model]` picks hwmon; platform meters are
+//! hwmon CPU chip, the default order `[rapl, hwmon, trained, model]` picks hwmon; platform meters are
 //! found next to it; and an explicit order is honoured.
 
 use std::fs;
@@ -63,7 +63,7 @@ fn default_order_picks_hwmon_without_rapl_issue_7() {
     let dir = tempfile::tempdir().unwrap();
     machine(dir.path());
     let c = config(dir.path(), &[]);
-    assert_eq!(c.preferred_meters, ["rapl", "hwmon", "model"]);
+    assert_eq!(c.preferred_meters, ["rapl", "hwmon", "trained", "model"]);
     let (meter, skipped) = select_meter(&c);
     let meter = meter.expect("a meter");
     assert_eq!(meter.name, "hwmon");

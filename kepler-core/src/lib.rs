@@ -4,7 +4,8 @@
 //! activity and a timestamp go in; an immutable [`Snapshot`] comes out. Everything that touches
 //! the machine lives in other crates (`kepler-sources`, `kepler-bpf`, `kepler-k8s`) and talks
 //! to this one through two traits, [`PowerSource`] and [`ActivitySource`]. It must not depend
-//! on any I/O, async or platform crate; `thiserror` is its only dependency.
+//! on any I/O, async or platform crate; `thiserror` and `serde` (derives for the trained
+//! power model's file form) are its only dependencies.
 //!
 //! ```text
 //!  PowerSource::read ──► PowerFrame ─┐
@@ -64,6 +65,7 @@ mod error;
 pub mod fakes;
 mod gpu;
 mod hash;
+mod regression;
 mod report;
 mod snapshot;
 mod source;
@@ -80,6 +82,11 @@ pub use error::{ReadError, SourceError};
 pub use gpu::{
     GpuAttributor, GpuBackend, GpuConfig, GpuConfigBuilder, GpuDevice, GpuEntry, GpuFrame,
     GpuInstance, GpuMode, GpuNode, GpuProcess, GpuProcessSample, GpuSample, GpuSnapshot,
+};
+pub use regression::{
+    CpuIdentity, Features, FitStats, Input, ModelError, PowerModel, ZoneFit, ZoneModel,
+    ZonePredictor, DEFAULT_KNOTS, DEFAULT_LAMBDA, MAX_COEFFICIENT, MAX_TERMS, MODEL_FORMAT,
+    MODEL_VERSION,
 };
 pub use report::{EndpointStatus, SourceReport, ZoneLabels};
 pub use snapshot::{

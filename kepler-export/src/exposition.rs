@@ -135,6 +135,25 @@ pub struct SelfStats {
     pub process: Option<ProcessStats>,
     /// The tick's carbon (`carbon.*`, issue 20); `None` when off.
     pub carbon: Option<CarbonStats>,
+    /// The online power model fitted to each metered CPU zone (issue 20); empty where the
+    /// CPU meter is itself an estimate.
+    pub model_fit: Vec<ModelFit>,
+}
+
+/// How well the online power model fits one metered zone (`kepler_model_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFit {
+    /// The zone it models.
+    pub zone: ZoneKind,
+    /// The zone's `path` label.
+    pub path: String,
+    /// Samples fitted.
+    pub samples: u64,
+    /// Mean absolute error of each prediction before its sample was added, watts; `None`
+    /// during the warm-up.
+    pub mean_absolute_error_watts: Option<f64>,
+    /// In-sample R²; `None` while the zone's power has not varied.
+    pub r_squared: Option<f64>,
 }
 
 /// Self-metrics of one power source.
@@ -712,8 +731,9 @@ impl Renderer {
                 o.label("path", &z.info.path);
                 o.label_raw("source", z.info.source.label());
                 o.label_raw("estimated", if z.info.estimated { "true" } else { "false" });
-                // A passthrough zone records its host's idle policy (issue 22).
-                if z.info.source == SourceKind::Passthrough {
+                // A passthrough zone records its host's idle policy (issue 22); a trained
+                // model's zone its model id (issue 20).
+                if matches!(z.info.source, SourceKind::Passthrough | SourceKind::Model) {
                     let reported = stats.sources.iter().find_map(|s| s.report.zone(&z.info.id));
                     for (k, v) in reported.iter().flat_map(|r| r.labels.iter()) {
                         o.label(k, v);
@@ -1053,6 +1073,9 @@ impl Renderer {
         o.open(name);
         o.close_u64(snap.stats.evicted);
 
+        if !stats.model_fit.is_empty() {
+            model_fit(o, &stats.model_fit);
+        }
         if let Some(b) = &stats.bpf {
             components::bpf(o, b);
         }
@@ -1209,6 +1232,49 @@ fn grouped(
             o.label_raw("state", state.label());
             o.label_raw("zone", k.label());
             value(i, k).close(o);
+        }
+    }
+}
+
+/// The online power model's fit per metered zone (issue 20).
+fn model_fit(o: &mut Out, fits: &[ModelFit]) {
+    let name = "kepler_model_samples_total";
+    o.header(
+        name,
+        Kind::Counter,
+        "Samples (ticks with a measured reading) the online power model of the zone has fitted.",
+    );
+    for f in fits {
+        o.open(name);
+        o.label_raw("zone", f.zone.label());
+        o.label("path", &f.path);
+        o.close_u64(f.samples);
+    }
+    type Value = fn(&ModelFit) -> Option<f64>;
+    let gauges: [(&str, &str, Value); 2] = [
+        (
+            "kepler_model_mean_absolute_error_watts",
+            "Mean absolute error of the online power model, each tick predicted before it was fitted (error on unseen data), in watts.",
+            |f| f.mean_absolute_error_watts,
+        ),
+        (
+            "kepler_model_r_squared",
+            "Coefficient of determination (R squared) of the online power model over the samples it fitted.",
+            |f| f.r_squared,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if fits.iter().all(|f| value(f).is_none()) {
+            continue;
+        }
+        o.header(name, Kind::Gauge, help);
+        for f in fits {
+            if let Some(v) = value(f) {
+                o.open(name);
+                o.label_raw("zone", f.zone.label());
+                o.label("path", &f.path);
+                o.close_f64(v);
+            }
         }
     }
 }

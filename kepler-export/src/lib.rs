@@ -52,8 +52,8 @@ pub use bearer::{BearerAuth, BearerVerdict};
 pub use error::{ErrorKind, ExportError};
 pub use exposition::{
     BpfStats, BuildInfo, CarbonStats, ExportContext, Exposition, Format, KubeMode,
-    KubeRequestStats, KubeStats, ProcessStats, SelfStats, SourceSelf, OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
+    KubeRequestStats, KubeStats, ModelFit, ProcessStats, SelfStats, SourceSelf,
+    OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
 };
 pub use fold::{
     FoldConfig, FoldGroup, FoldedProcesses, OtherSeries, ProcessFold, DEMOTE_AFTER_TICKS,

@@ -116,7 +116,7 @@ fn daemonsets_run_kepler_as_the_design_says_issue_8() {
     // The binary's default order: hwmon measures where RAPL is absent (issue 15).
     assert_eq!(
         cfg["cpu"]["preferredMeters"],
-        serde_json::json!(["rapl", "hwmon", "model"])
+        serde_json::json!(["rapl", "hwmon", "trained", "model"])
     );
 }
 

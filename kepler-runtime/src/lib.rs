@@ -68,6 +68,7 @@ mod monitor;
 mod options;
 mod own_process;
 mod select;
+mod training;
 
 pub use activity::{ActivityEntry, SelectedActivity, ACTIVITY_SOURCES};
 pub use error::BuildError;
@@ -76,3 +77,4 @@ pub use monitor::{Monitor, MonitorBuilder, NamedSource, Tick};
 pub use options::{ActivityChoice, IpmiSetup, Options, RedfishSetup};
 pub use own_process::read_own_process;
 pub use select::{ipmi_source, platform_sources, redfish_source, select_meter, MeterChoice};
+pub use training::ModelExport;

@@ -17,6 +17,7 @@ use crate::gpu::GpuMonitor;
 use crate::kube::Kube;
 use crate::options::Options;
 use crate::select::{ipmi_source, platform_sources, redfish_source, select_meter};
+use crate::training::Trainer;
 
 /// One power source with the name it is reported under (the `source` label of the
 /// read-duration self-metric).
@@ -165,7 +166,12 @@ impl MonitorBuilder {
                 Some((feed, CarbonLedger::new()))
             }
         };
+        let trainer = Trainer::new(
+            kepler_core::CpuIdentity::from_cpus(&cpu_info),
+            o.model_export.clone(),
+        );
         Ok(Monitor {
+            trainer,
             passthrough,
             carbon,
             sources,
@@ -231,6 +237,8 @@ pub struct Monitor {
     passthrough: Option<PassthroughWriter>,
     /// The intensity feed and the carbon totals (`carbon.*`); `None` when off.
     carbon: Option<(IntensityFeed, CarbonLedger)>,
+    /// The online power model of the metered CPU zones (issue 20).
+    trainer: Trainer,
     // The informer before the runtime its task runs on: fields drop in order.
     kube: Option<Kube>,
     _tokio: Option<tokio::runtime::Runtime>,
@@ -316,6 +324,8 @@ impl Monitor {
             }
         };
         let snapshot = self.engine.step(&self.power_frame, activity, at);
+        self.trainer.observe(&snapshot, activity);
+        self.trainer.maybe_export(at);
         if let Some(w) = self.passthrough.as_mut() {
             w.write(&snapshot);
         }
@@ -339,6 +349,7 @@ impl Monitor {
             bpf: self.bpf_stats.as_ref().and_then(|read| read()),
             kube: self.kube.as_ref().map(Kube::stats),
             process: None,
+            model_fit: self.trainer.stats(),
         };
         tracing::debug!(
             processes = snapshot.processes.len(),
@@ -350,5 +361,20 @@ impl Monitor {
             gpu,
             stats,
         }
+    }
+}
+
+impl Monitor {
+    /// Writes the fitted power model now (`model.export`), as the monitor also does every
+    /// `model.exportInterval` and when it is dropped.
+    pub fn export_model(&mut self) {
+        self.trainer.export_now();
+    }
+}
+
+impl Drop for Monitor {
+    /// The last write of the fitted model (`model.export`: "and at shutdown").
+    fn drop(&mut self) {
+        self.trainer.export_now();
     }
 }

@@ -71,6 +71,10 @@ pub struct Options {
     pub vm_passthrough: Option<PassthroughWriterOptions>,
     /// Where the grid carbon intensity comes from (`carbon.*`); `None`: no carbon metrics.
     pub carbon: Option<IntensityOptions>,
+    /// Where the power model fitted to a measuring CPU meter is written
+    /// (`model.export`, `model.exportInterval`); `None`: it is fitted and its error
+    /// exported, but not written.
+    pub model_export: Option<crate::training::ModelExport>,
 }
 
 impl Options {
@@ -92,6 +96,7 @@ impl Options {
             engine: AttributorConfig::default(),
             vm_passthrough: None,
             carbon: None,
+            model_export: None,
         }
     }
 }

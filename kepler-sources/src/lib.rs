@@ -41,6 +41,8 @@ mod rapl;
 pub mod redfish;
 #[cfg(any(feature = "rapl", feature = "hwmon", feature = "passthrough"))]
 mod sysfs_value;
+#[cfg(feature = "trained")]
+pub mod trained;
 
 #[cfg(feature = "acpi")]
 pub use acpi::AcpiPowerMeter;

@@ -4,7 +4,7 @@
 //! `cpu.preferredMeters`), whether it is tried by default, whether its numbers are estimates,
 //! and its constructor. There is no registration by side effect: a meter that is not in
 //! [`METERS`] does not exist, and a meter behind a disabled cargo feature is simply absent.
-//! The binary walks its preferred list (default `[rapl, hwmon, model]`) and uses the first
+//! The binary walks its preferred list (default `[rapl, hwmon, trained, model]`) and uses the first
 //! meter that builds.
 //!
 //! [`PLATFORM_METERS`] lists the meters of the whole machine (the ACPI power meter, hwmon
@@ -37,6 +37,9 @@ pub struct MeterContext {
     /// Parameters of the utilisation model.
     #[cfg(feature = "model")]
     pub model: ModelParams,
+    /// The trained model's file (`model.file`, `model.acceptMismatch`).
+    #[cfg(feature = "trained")]
+    pub trained: crate::trained::TrainedOptions,
     /// Whether hwmon chips are read at all (`experimental.hwmon.enabled`).
     #[cfg(feature = "hwmon")]
     pub hwmon_enabled: bool,
@@ -62,6 +65,8 @@ impl MeterContext {
             rapl_zones: Vec::new(),
             #[cfg(feature = "model")]
             model: ModelParams::default(),
+            #[cfg(feature = "trained")]
+            trained: crate::trained::TrainedOptions::default(),
             #[cfg(feature = "hwmon")]
             hwmon_enabled: true,
             #[cfg(feature = "hwmon")]
@@ -106,6 +111,15 @@ pub static METERS: &[MeterEntry] = &[
         enabled_by_default: true,
         estimated: false,
         build: build_hwmon_cpu,
+    },
+    // A model fitted on a metered twin (issue 20); builds only with `model.file`, so it is
+    // tried by default and skipped quietly where no file is configured.
+    #[cfg(feature = "trained")]
+    MeterEntry {
+        name: "trained",
+        enabled_by_default: true,
+        estimated: true,
+        build: build_trained,
     },
     #[cfg(feature = "model")]
     MeterEntry {
@@ -202,6 +216,15 @@ fn build_model(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
     Ok(Box::new(Model::new(&ctx.procfs, &ctx.sysfs, ctx.model)?))
 }
 
+#[cfg(feature = "trained")]
+fn build_trained(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
+    Ok(Box::new(crate::trained::build(
+        &ctx.procfs,
+        &ctx.sysfs,
+        &ctx.trained,
+    )?))
+}
+
 #[cfg(feature = "passthrough")]
 fn build_passthrough(ctx: &MeterContext) -> Result<Box<dyn PowerSource>, Error> {
     Ok(Box::new(crate::passthrough::Passthrough::discover(
@@ -232,12 +255,16 @@ mod tests {
         feature = "rapl",
         feature = "model",
         feature = "hwmon",
-        feature = "passthrough"
+        feature = "passthrough",
+        feature = "trained"
     ))]
     #[test]
     fn measured_before_estimated() {
         let names: Vec<_> = METERS.iter().map(|m| m.name).collect();
-        assert_eq!(names, ["rapl", "hwmon", "model", "passthrough", "fake"]);
+        assert_eq!(
+            names,
+            ["rapl", "hwmon", "trained", "model", "passthrough", "fake"]
+        );
         assert!(!meter("fake").unwrap().enabled_by_default);
         assert!(!meter("rapl").unwrap().estimated);
         assert!(meter("model").unwrap().estimated);

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kepler_core::{
-    Metering, MicroWatts, PowerFrame, PowerSource, ReadError, Reading, SourceKind, Timestamp,
-    ZoneInfo, ZoneKind,
+    Metering, MicroWatts, PowerFrame, PowerSource, ReadError, Reading, SourceKind, SourceReport,
+    Timestamp, ZoneInfo, ZoneKind, ZoneLabels,
 };
 
 use crate::host::{parse_per_cpu, read_error, Access, CpuTopology};
@@ -196,16 +196,34 @@ struct Jiffies {
     total: u64,
 }
 
+/// How a [`Model`] turns a socket's utilisation into watts.
+#[derive(Debug)]
+enum Estimator {
+    /// The fixed curve (and the linear DRAM line) of [`ModelParams`].
+    Curve {
+        /// `params.points()`, computed once.
+        points: [f64; CURVE_POINTS],
+    },
+    /// A model trained where a meter exists (the `trained` meter, issue 20): one predictor
+    /// per zone, in zone order, with the position of the zone's socket in `last_util`.
+    Trained {
+        predictors: Vec<(kepler_core::ZonePredictor, usize)>,
+        /// `model_id` label of every zone in `kepler_node_power_source_info`.
+        labels: Arc<[(&'static str, String)]>,
+    },
+}
+
 /// The utilisation model as a [`PowerSource`]: one estimated package zone per socket.
 #[derive(Debug)]
 pub struct Model {
     params: ModelParams,
-    /// `params.points()`, computed once.
-    points: [f64; CURVE_POINTS],
+    estimator: Estimator,
     stat_path: PathBuf,
     zones: Vec<Arc<ZoneInfo>>,
     /// Socket of each CPU number; CPUs with no known socket count for the first socket.
     topology: CpuTopology,
+    /// The sockets, in `last_util` order.
+    sockets: Vec<u32>,
     /// Last counters of each CPU number; empty before the first read.
     prev: Vec<Option<Jiffies>>,
     /// Last utilisation per zone, reused when no time has passed between two reads.
@@ -228,11 +246,7 @@ impl Model {
         let stat_path = procfs_root.join("stat");
         std::fs::File::open(&stat_path).map_err(|e| Error::io(&stat_path, &e))?;
 
-        let topology = CpuTopology::read(sysfs_root);
-        let mut sockets = topology.sockets();
-        if sockets.is_empty() {
-            sockets.push(0);
-        }
+        let (topology, sockets) = Self::sockets(sysfs_root);
         let zone = |kind: ZoneKind, s: u32, peak: f64| {
             Arc::new(
                 ZoneInfo::builder(
@@ -267,10 +281,86 @@ impl Model {
             "using the CPU-utilisation power model: values are estimates"
         );
         Ok(Model {
-            points: params.points(),
+            estimator: Estimator::Curve {
+                points: params.points(),
+            },
             params,
             stat_path,
             last_util: vec![0.0; sockets.len()],
+            sockets,
+            zones,
+            topology,
+            prev: Vec::new(),
+            text: Vec::new(),
+            parsed: Vec::new(),
+        })
+    }
+
+    /// The topology and its sockets (one socket 0 when the topology is unreadable).
+    fn sockets(sysfs_root: &Path) -> (CpuTopology, Vec<u32>) {
+        let topology = CpuTopology::read(sysfs_root);
+        let mut sockets = topology.sockets();
+        if sockets.is_empty() {
+            sockets.push(0);
+        }
+        (topology, sockets)
+    }
+
+    /// A meter that estimates with a trained `model` (the `trained` meter, issue 20): one
+    /// zone per zone of the model, `source="model"`, `estimated`, path `trained`, and the
+    /// model's id as the `model_id` label of `kepler_node_power_source_info`. The model must
+    /// have been validated and matched to this machine's CPU (see `crate::trained`).
+    ///
+    /// A zone whose socket this machine does not have is estimated from the first socket's
+    /// utilisation.
+    pub fn trained(
+        procfs_root: &Path,
+        sysfs_root: &Path,
+        model: &kepler_core::PowerModel,
+    ) -> Result<Model, Error> {
+        let stat_path = procfs_root.join("stat");
+        std::fs::File::open(&stat_path).map_err(|e| Error::io(&stat_path, &e))?;
+        let (topology, sockets) = Self::sockets(sysfs_root);
+        let mut zones = Vec::with_capacity(model.zones.len());
+        let mut predictors = Vec::with_capacity(model.zones.len());
+        for (i, z) in model.zones.iter().enumerate() {
+            let bad = |m: String| Error::new(ErrorKind::InvalidConfig, None, m);
+            let kind = ZoneKind::from_name(&z.zone)
+                .ok_or_else(|| bad(format!("power model zones[{i}].zone: {:?} unknown", z.zone)))?;
+            let predictor = model.predictor(i).map_err(|e| bad(e.to_string()))?;
+            let socket = sockets.iter().position(|&s| s == z.index).unwrap_or(0);
+            // Twice the highest watts trained on: a bound for implausible values only.
+            let max = (z.max_watts * 2.0).clamp(1.0, MAX_SOCKET_WATTS);
+            zones.push(Arc::new(
+                ZoneInfo::builder(
+                    format!("trained:{}-{}", kind.label(), z.index),
+                    kind,
+                    SourceKind::Model,
+                )
+                .index(z.index)
+                .path("trained".to_owned())
+                .metering(Metering::PowerGauge)
+                .estimated(true)
+                .max_power(Some(MicroWatts::from_watts(max)))
+                .build(),
+            ));
+            predictors.push((predictor, socket));
+        }
+        tracing::info!(
+            model = %model.id,
+            zones = zones.len(),
+            cpu = %model.cpu.model_name,
+            "using a trained power model: values are estimates"
+        );
+        Ok(Model {
+            params: ModelParams::default(),
+            estimator: Estimator::Trained {
+                predictors,
+                labels: Arc::from(vec![("model_id", model.id.clone())]),
+            },
+            stat_path,
+            last_util: vec![0.0; sockets.len()],
+            sockets,
             zones,
             topology,
             prev: Vec::new(),
@@ -284,13 +374,13 @@ impl Model {
         self.params
     }
 
-    /// Position in `zones` of the socket of `cpu`.
+    /// Position in `last_util` of the socket of `cpu`.
     fn zone_of(&self, cpu: usize) -> usize {
         let socket = u32::try_from(cpu)
             .ok()
             .and_then(|c| self.topology.socket_of(c));
         socket
-            .and_then(|s| self.zones.iter().position(|z| z.index == s))
+            .and_then(|s| self.sockets.iter().position(|&x| x == s))
             .unwrap_or(0)
     }
 
@@ -365,20 +455,44 @@ impl PowerSource for Model {
                     if d.total > 0 {
                         self.last_util[i] = (d.busy as f64 / d.total as f64).clamp(0.0, 1.0);
                     }
-                    let watts = curve_at(&self.points, self.last_util[i]);
-                    out.push(
-                        &self.zones[i],
-                        Ok(Reading::Power(MicroWatts::from_watts(watts))),
-                    );
                 }
-                if let Some(d) = self.params.dram {
-                    let n = sums.len();
-                    for i in 0..n {
-                        let watts = d.idle_watts + (d.max_watts - d.idle_watts) * self.last_util[i];
-                        out.push(
-                            &self.zones[n + i],
-                            Ok(Reading::Power(MicroWatts::from_watts(watts))),
-                        );
+                match &self.estimator {
+                    Estimator::Curve { points } => {
+                        for (i, &util) in self.last_util.iter().enumerate() {
+                            let watts = curve_at(points, util);
+                            out.push(
+                                &self.zones[i],
+                                Ok(Reading::Power(MicroWatts::from_watts(watts))),
+                            );
+                        }
+                        if let Some(d) = self.params.dram {
+                            let n = self.last_util.len();
+                            for i in 0..n {
+                                let watts =
+                                    d.idle_watts + (d.max_watts - d.idle_watts) * self.last_util[i];
+                                out.push(
+                                    &self.zones[n + i],
+                                    Ok(Reading::Power(MicroWatts::from_watts(watts))),
+                                );
+                            }
+                        }
+                    }
+                    Estimator::Trained { predictors, .. } => {
+                        for (zone, (p, socket)) in self.zones.iter().zip(predictors) {
+                            let features = kepler_core::Features::busy(self.last_util[*socket]);
+                            // A busy-only model always predicts; a model that needs PMU
+                            // counters this meter does not read says so per zone.
+                            let reading = match p.predict(&features) {
+                                Some(w) => Ok(Reading::Power(MicroWatts::from_watts(w))),
+                                None => Err(ReadError::Parse {
+                                    what: "trained power model".into(),
+                                    detail:
+                                        "needs hardware-counter inputs this node does not provide"
+                                            .into(),
+                                }),
+                            };
+                            out.push(zone, reading);
+                        }
                     }
                 }
             }
@@ -386,6 +500,18 @@ impl PowerSource for Model {
                 for zone in &self.zones {
                     out.push(zone, Err(e.clone()));
                 }
+            }
+        }
+    }
+
+    fn report(&self, _at: Timestamp, out: &mut SourceReport) {
+        if let Estimator::Trained { labels, .. } = &self.estimator {
+            for z in &self.zones {
+                out.zones.push(ZoneLabels {
+                    zone: Arc::clone(z),
+                    labels: Arc::clone(labels),
+                    latest: None,
+                });
             }
         }
     }

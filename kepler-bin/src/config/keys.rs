@@ -112,12 +112,12 @@ keys! {
     CPU_PREFERRED_METERS = Key::yaml("cpu.preferredMeters", Ty::Strs)
         .flag("cpu.preferred-meters", "METER")
         .comma()
-        .default("[rapl, hwmon, model]")
+        .default("[rapl, hwmon, trained, model]")
         .check(preferred_meters)
-        .help("CPU meters in order of preference (rapl, hwmon, model, passthrough, fake); the \
-               first that works is used.")
-        .doc("CPU meters in order of preference (rapl, hwmon, model, passthrough, fake); the \
-              first that works is used");
+        .help("CPU meters in order of preference (rapl, hwmon, trained, model, passthrough, \
+               fake); the first that works is used.")
+        .doc("CPU meters in order of preference (rapl, hwmon, trained, model, passthrough, \
+              fake); the first that works is used");
     MODEL_IDLE_WATTS = Key::yaml("model.idleWatts", Ty::Float)
         .flag("model.idle-watts", "WATTS")
         .default("10")
@@ -149,6 +149,34 @@ keys! {
         .default_text("off")
         .doc("model estimate: DRAM watts per socket at full use; setting it adds a DRAM zone \
               per socket, linear in utilisation");
+    MODEL_FILE = Key::yaml("model.file", Ty::Str)
+        .flag("model.file", "PATH")
+        .default_text("none")
+        .check(not_empty)
+        .help("Trained power model (a model.export file of a metered node with the same CPU) \
+               for the trained CPU meter.")
+        .doc("power model file for the `trained` CPU meter, written by `model.export` on a \
+              metered node with the same CPU (see [Trained model](#trained-model))");
+    MODEL_ACCEPT_MISMATCH = Key::yaml("model.acceptMismatch", Ty::Bool)
+        .flag("model.accept-mismatch", "BOOL")
+        .default("false")
+        .help("Use a model.file trained on another CPU model, socket or core count.")
+        .doc("use a `model.file` trained on another CPU model name, socket or core count \
+              (refused otherwise)");
+    MODEL_EXPORT = Key::yaml("model.export", Ty::Str)
+        .flag("model.export", "PATH")
+        .default_text("none")
+        .check(not_empty)
+        .help("Write the power model fitted to the measured CPU meter to this file (JSON), \
+               every model.export-interval and at shutdown.")
+        .doc("where a CPU meter measures, write the power model fitted to it (JSON, \
+              replaced atomically) every `model.exportInterval` and at shutdown");
+    MODEL_EXPORT_INTERVAL = Key::yaml("model.exportInterval", Ty::Duration)
+        .flag("model.export-interval", "DURATION")
+        .default("10m")
+        .check(|v| within(v, secs(1), secs(86_400)))
+        .help("How often model.export is rewritten.")
+        .doc("how often `model.export` is rewritten (1s to 24h)");
     HWMON_ENABLED = Key::yaml("experimental.hwmon.enabled", Ty::Bool)
         .default("true")
         .doc("read hwmon chips (CPU meter `hwmon`, platform chips)");

@@ -1,5 +1,5 @@
 //! Config of the meters of issue 7: `experimental.hwmon.*`, `experimental.gpu.*`, and the
-//! model estimate's `model.*`; issue 22's `passthrough.*` (guest) and `vm.passthrough.*` (host).
+//! model estimate's `model.*` (with issue 20's trained model: `model.file`, `model.export`); issue 22's `passthrough.*` (guest) and `vm.passthrough.*` (host).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +32,14 @@ pub struct MeterConfig {
     pub vm_passthrough_dir: Option<PathBuf>,
     /// `vm.passthrough.maxEnergyRangeUJ`
     pub vm_passthrough_max_range_uj: u64,
+    /// `model.file`: the `trained` meter's model.
+    pub model_file: Option<PathBuf>,
+    /// `model.acceptMismatch`
+    pub model_accept_mismatch: bool,
+    /// `model.export`: where the fitted model is written.
+    pub model_export: Option<PathBuf>,
+    /// `model.exportInterval`
+    pub model_export_interval: Duration,
 }
 
 impl Default for MeterConfig {
@@ -47,6 +55,10 @@ impl Default for MeterConfig {
             passthrough_stale_after: Duration::from_secs(20),
             vm_passthrough_dir: None,
             vm_passthrough_max_range_uj: kepler_sources::passthrough::DEFAULT_MAX_ENERGY_RANGE_UJ,
+            model_file: None,
+            model_accept_mismatch: false,
+            model_export: None,
+            model_export_interval: Duration::from_secs(600),
         }
     }
 }
@@ -91,6 +103,10 @@ pub fn meter_config(
             false => None,
         },
         vm_passthrough_max_range_uj: raw.value::<i64>(&VM_PASSTHROUGH_MAX_ENERGY_RANGE)? as u64,
+        model_file: raw.get::<String>(&MODEL_FILE)?.map(PathBuf::from),
+        model_accept_mismatch: raw.value(&MODEL_ACCEPT_MISMATCH)?,
+        model_export: raw.get::<String>(&MODEL_EXPORT)?.map(PathBuf::from),
+        model_export_interval: raw.value(&MODEL_EXPORT_INTERVAL)?,
     })
 }
 

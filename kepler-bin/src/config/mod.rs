@@ -291,6 +291,16 @@ impl Config {
         let redfish = redfish::redfish(raw, &node_name)?;
         let ipmi = ipmi::ipmi(raw, &node_name)?;
         let meters = meters::meter_config(raw, &mut warnings)?;
+        if meters.model_file.is_some()
+            && !preferred_meters
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case("trained"))
+        {
+            warnings.push(
+                "model.file is set but cpu.preferredMeters does not name trained: the model is not used"
+                    .into(),
+            );
+        }
         if meters.vm_passthrough_dir.is_some() && interval.is_zero() {
             warnings.push(
                 "vm.passthrough.enabled with monitor.interval 0: VM trees are written only when \
@@ -402,7 +412,10 @@ pub(crate) mod tests {
         assert_eq!(c.listen, vec![":28282"]);
         assert_eq!(c.sysfs, PathBuf::from("/sys"));
         assert_eq!(c.node_name, "host-a");
-        assert_eq!(c.preferred_meters, vec!["rapl", "hwmon", "model"]);
+        assert_eq!(
+            c.preferred_meters,
+            vec!["rapl", "hwmon", "trained", "model"]
+        );
     }
 
     #[test]
@@ -719,6 +732,39 @@ pub(crate) mod tests {
         assert!(c.warnings.iter().any(|w| w.contains("dcgmEndpoint")));
         let e = build(&["--experimental.gpu.dcgm-endpoint=10.0.0.2:9400"], None).unwrap_err();
         assert_eq!(e.key, "experimental.gpu.dcgmEndpoint");
+    }
+
+    #[test]
+    fn trained_model_keys_issue_20() {
+        let yaml = "model:\n  file: /m.json\n  export: /out.json\n  exportInterval: 30s\n  acceptMismatch: true\n";
+        let c = build(&[], Some(yaml)).unwrap();
+        assert_eq!(c.meters.model_file, Some(PathBuf::from("/m.json")));
+        assert_eq!(c.meters.model_export, Some(PathBuf::from("/out.json")));
+        assert_eq!(c.meters.model_export_interval, Duration::from_secs(30));
+        assert!(c.meters.model_accept_mismatch && c.warnings.is_empty());
+        let c = build(
+            &["--model.export=/f.json", "--model.export-interval=2m"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.meters.model_export, Some(PathBuf::from("/f.json")));
+        assert_eq!(c.meters.model_export_interval, Duration::from_secs(120));
+        assert_eq!(
+            build(&[], None).unwrap().meters.model_export_interval,
+            Duration::from_secs(600)
+        );
+        let e = build(&[], Some("model:\n  exportInterval: 0s\n")).unwrap_err();
+        assert!(e.to_string().contains("model.exportInterval"), "{e}");
+        let c = build(
+            &[],
+            Some("model:\n  file: /m.json\ncpu:\n  preferredMeters: [rapl, model]\n"),
+        )
+        .unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("model.file")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

@@ -1192,6 +1192,9 @@ fn probed_scan_of_real_proc_matches_a_full_scan_issue_3() {
     let child = kids.0.last_mut().unwrap();
     child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     assert_eq!(line_of(child), "burnt");
+    // Let it reach its second `read` and block: until then it may still run, and move to
+    // another CPU between the two scans (their `last_cpu` would differ).
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let t0 = find(&a, worker).cpu_time;
     let a = scan(&mut probed, 5);
     let b = scan(&mut full, 5);

@@ -15,8 +15,10 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..model.zones.len() {
         let p = model.predictor(i).expect("a validated model has a predictor per zone");
         for u in [0.0, 0.37, 1.0, -1.0, 2.0] {
-            let w = p.predict(&Features::busy(u)).expect("busy-only input");
-            assert!(w.is_finite() && w >= 0.0, "zone {i} at {u}: {w}");
+            // A model that also needs cycles or instructions predicts nothing from busy alone.
+            if let Some(w) = p.predict(&Features::busy(u)) {
+                assert!(w.is_finite() && w >= 0.0, "zone {i} at {u}: {w}");
+            }
         }
     }
 });

@@ -1010,7 +1010,7 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
     );
 
     // Failover: the leader's pod goes; the other replica takes the Lease and reconciles a
-    // change made meanwhile (a new config hash on kepler's pod template).
+    // change made after the hand-over (a new config hash on kepler's pod template).
     let hash = |c: &Cluster| {
         let ds = c.json(&["-n", "power-monitor", "get", "daemonset", "power-monitor"]);
         ds["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
@@ -1029,6 +1029,17 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
         lease_pod(&leader),
         "--wait=false",
     ]);
+    // The change only once the old leader's pod is gone and another holds the Lease, so that
+    // the roll below can only be the successor's work.
+    let successor = c.operator_leader(Some(&leader));
+    wait_until("the old leader's pod gone", Duration::from_secs(90), || {
+        c.try_kubectl(
+            &["-n", "kepler-operator", "get", "pod", lease_pod(&leader)],
+            None,
+        )
+        .is_err()
+        .then_some(())
+    });
     c.kubectl(&[
         "patch",
         "powermonitor",
@@ -1037,7 +1048,7 @@ fn operator_installs_and_removes_kepler(c: &Cluster, prom: &Prometheus) {
         "-p",
         r#"{"spec":{"kepler":{"config":{"logLevel":"debug"}}}}"#,
     ]);
-    let successor = c.operator_leader(Some(&leader));
+
     wait_until(
         "the new leader rolls kepler's config",
         Duration::from_secs(120),

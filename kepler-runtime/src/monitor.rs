@@ -205,6 +205,14 @@ fn power_sources(o: &Options) -> Result<Vec<NamedSource>, BuildError> {
     };
     let choice = select_meter(&o.meters, &o.preferred_meters);
     for (name, why) in &choice.skipped {
+        // A model the user named and kepler would have used, but cannot (missing, corrupt,
+        // another CPU): a configuration error, not a quiet fall back to the fixed curve.
+        if name == "trained" && o.meters.trained.file.is_some() {
+            return Err(BuildError::Setting {
+                key: "model.file",
+                message: why.clone(),
+            });
+        }
         tracing::info!(meter = %name, reason = %why, "meter skipped");
     }
     let Some(meter) = choice.meter else {

@@ -401,3 +401,22 @@ fn trained_model_beats_fixed_curve_on_held_out_ticks_issue_20() {
         synthetic.2
     );
 }
+
+/// A `model.file` the trained meter cannot use (here: missing) is a configuration error
+/// naming the key, exit code 2, not a quiet fall back to the fixed curve next in the list.
+#[test]
+fn unusable_model_file_is_a_config_error_issue_20() {
+    let empty = tempfile::tempdir().unwrap();
+    let missing = empty.path().join("no-such-model.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kepler"))
+        .args(["--host.sysfs", empty.path().to_str().unwrap()])
+        .args(["--cpu.preferred-meters=trained,model", "--model.file"])
+        .arg(&missing)
+        .arg("--web.listen-address=127.0.0.1:0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("model.file"), "{err}");
+    assert!(err.contains("no-such-model.json"), "{err}");
+}

@@ -51,6 +51,23 @@ impl Host {
         DrmOptions::new(self.sys(), self.proc())
     }
 
+    /// A host with one card (as [`Host::card`]) and processes 101 to 104.
+    fn with_card(
+        n: u32,
+        driver: &str,
+        pci_id: &str,
+        slot: &str,
+        channel: &str,
+        value: u64,
+    ) -> Host {
+        let host = Host::new();
+        host.card(n, driver, pci_id, slot, channel, value);
+        for pid in [101, 102, 103, 104] {
+            host.process(pid);
+        }
+        host
+    }
+
     /// A card with its uevent and one hwmon file (`channel` = value), plus the render node
     /// and a connector, which are not cards.
     fn card(&self, n: u32, driver: &str, pci_id: &str, slot: &str, channel: &str, value: u64) {
@@ -254,8 +271,7 @@ fn assert_conserved(s: &GpuSnapshot) {
 
 #[test]
 fn amdgpu_power_split_by_engine_time_issue_19() {
-    let host = Host::new();
-    host.card(
+    let host = Host::with_card(
         0,
         "amdgpu",
         "1002:744C",
@@ -263,9 +279,6 @@ fn amdgpu_power_split_by_engine_time_issue_19() {
         "power1_average",
         110_000_000,
     );
-    for pid in [101, 102, 103, 104] {
-        host.process(pid);
-    }
     host.drm_fd(101, 5, &amdgpu(7, 1_000, 0));
     host.drm_fd(102, 5, &amdgpu(8, 5_000, 0));
     let mut rig = Rig::new(&host, 10.0);
@@ -299,8 +312,7 @@ fn amdgpu_power_split_by_engine_time_issue_19() {
 
 #[test]
 fn i915_energy_counter_and_a_client_shared_across_fork_issue_19() {
-    let host = Host::new();
-    host.card(
+    let host = Host::with_card(
         1,
         "i915",
         "8086:56A0",
@@ -308,9 +320,6 @@ fn i915_energy_counter_and_a_client_shared_across_fork_issue_19() {
         "energy1_input",
         5_000_000_000,
     );
-    for pid in [101, 102, 103, 104] {
-        host.process(pid);
-    }
     // Client 9: opened by 103, dup'ed there (fd 6) and inherited by 104 over fork.
     host.drm_fd(103, 5, &i915(9, 0, 0));
     host.drm_fd(103, 6, &i915(9, 0, 0));
@@ -338,11 +347,7 @@ fn i915_energy_counter_and_a_client_shared_across_fork_issue_19() {
 
 #[test]
 fn xe_cycles_become_time_and_a_client_closes_mid_tick_issue_19() {
-    let host = Host::new();
-    host.card(0, "xe", "8086:E20B", "0000:03:00.0", "energy1_input", 0);
-    for pid in [101, 102, 103, 104] {
-        host.process(pid);
-    }
+    let host = Host::with_card(0, "xe", "8086:E20B", "0000:03:00.0", "energy1_input", 0);
     host.drm_fd(101, 5, &xe(1, 1_000, 10_000));
     host.drm_fd(103, 5, &xe(2, 0, 10_000));
     let mut rig = Rig::new(&host, 0.0);
@@ -367,8 +372,7 @@ fn xe_cycles_become_time_and_a_client_closes_mid_tick_issue_19() {
 
 #[test]
 fn engine_counters_that_go_back_keep_the_larger_value_issue_19() {
-    let host = Host::new();
-    host.card(
+    let host = Host::with_card(
         0,
         "amdgpu",
         "1002:744C",
@@ -376,9 +380,6 @@ fn engine_counters_that_go_back_keep_the_larger_value_issue_19() {
         "power1_input",
         100_000_000,
     );
-    for pid in [101, 102, 103, 104] {
-        host.process(pid);
-    }
     host.drm_fd(101, 5, &amdgpu(7, 1_000_000_000, 0));
     host.drm_fd(102, 5, &amdgpu(8, 0, 0));
     let mut rig = Rig::new(&host, 0.0);
@@ -400,8 +401,7 @@ fn engine_counters_that_go_back_keep_the_larger_value_issue_19() {
 
 #[test]
 fn a_client_opened_between_reads_counts_from_zero_issue_19() {
-    let host = Host::new();
-    host.card(
+    let host = Host::with_card(
         0,
         "amdgpu",
         "1002:744C",
@@ -409,9 +409,6 @@ fn a_client_opened_between_reads_counts_from_zero_issue_19() {
         "power1_input",
         100_000_000,
     );
-    for pid in [101, 102, 103, 104] {
-        host.process(pid);
-    }
     host.drm_fd(101, 5, &amdgpu(7, 0, 0));
     let mut rig = Rig::new(&host, 0.0);
     rig.tick(1);

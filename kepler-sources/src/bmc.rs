@@ -347,21 +347,27 @@ impl<T, const N: usize> BmcShared<T, N> {
     }
 }
 
-/// The delay before the next poll: the interval on success (resetting `failures`), the
-/// backoff after `failures` consecutive failures otherwise; both jittered.
-pub(crate) fn next_delay(
+/// Waits until the next poll: the interval on success (resetting `failures`), the backoff
+/// after `failures` consecutive failures otherwise; both jittered. True when `stop` said so
+/// first: the poll loop ends.
+pub(crate) async fn wait_next_poll(
     ok: bool,
     failures: &mut u32,
     interval: Duration,
     max_backoff: Duration,
     rng: &mut u64,
-) -> Duration {
-    if ok {
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let delay = if ok {
         *failures = 0;
         jitter(interval, rng)
     } else {
         *failures += 1;
         jitter(backoff_delay(interval, max_backoff, *failures), rng)
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = stop.wait_for(|s| *s) => true,
     }
 }
 

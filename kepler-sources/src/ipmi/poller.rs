@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::client::{Bmc, IpmiError, IpmiErrorKind, Sample};
 use super::config::{IpmiBmcConfig, IpmiOptions};
-use crate::bmc::{next_delay, BmcShared, PollState, PollThread};
+use crate::bmc::{wait_next_poll, BmcShared, PollState, PollThread};
 use crate::Error;
 
 /// What the poller knows about one BMC: the last successful poll's sample and the counts.
@@ -122,16 +122,17 @@ async fn poll_loop(
             }
             last = Some(now);
         }
-        let delay = next_delay(
+        let stopped = wait_next_poll(
             result.is_ok(),
             &mut failures,
             opts.interval,
             opts.max_backoff,
             &mut rng,
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            &mut stop,
+        )
+        .await;
+        if stopped {
+            break;
         }
     }
     bmc.close().await;

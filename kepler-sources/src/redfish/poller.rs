@@ -14,7 +14,7 @@ use super::error::{FetchError, FetchErrorKind};
 use super::model::PowerReading;
 use super::walk::{walk, Walk};
 pub use crate::bmc::jitter;
-use crate::bmc::{backoff_delay, next_delay, PollThread};
+use crate::bmc::{backoff_delay, wait_next_poll, PollThread};
 use crate::{Error, ErrorKind};
 
 /// One BMC's state (the readings of its last successful walk; failed requests by
@@ -137,16 +137,17 @@ async fn poll_loop(
                 logged_empty = true;
             }
         }
-        let delay = next_delay(
+        let stopped = wait_next_poll(
             result.is_ok(),
             &mut failures,
             opts.interval,
             opts.max_backoff,
             &mut rng,
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            &mut stop,
+        )
+        .await;
+        if stopped {
+            break;
         }
     }
     client.logout().await;

@@ -54,17 +54,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 profile="${PROFILE:-$([ "$tiny" = 1 ] && echo debug || echo release)}"
-case "$profile" in
-  release) cargo_profile=release; outdir=release ;;
-  debug) cargo_profile=dev; outdir=debug ;;
-  *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
-esac
-target="${CARGO_TARGET_DIR:-target}"
-if [ -z "${KEPLER_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
-  cargo build -q --profile "$cargo_profile" -p kepler-bin --bin kepler -p kepler-benches --bin loadgen
-fi
-kepler="${KEPLER_BIN:-$target/$outdir/kepler}"
-loadgen="${LOADGEN_BIN:-$target/$outdir/loadgen}"
+. scripts/lib.sh
+bench_binaries "$profile"
 scaphandre="${SCAPHANDRE:-$(command -v scaphandre || echo "$HOME/.cache/kepler-rs/scaphandre/bin/scaphandre")}"
 node_exporter="${NODE_EXPORTER:-$(command -v prometheus-node-exporter || command -v node_exporter || true)}"
 
@@ -85,7 +76,6 @@ if wanted node_exporter; then
 fi
 [ ${#exporters[@]} -gt 0 ] || { echo "--exporters: none of kepler, scaphandre, node_exporter" >&2; exit 2; }
 
-. scripts/lib.sh
 start_fake_rapl
 sleep 0.5
 

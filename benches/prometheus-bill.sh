@@ -55,21 +55,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 profile="${PROFILE:-$([ "$tiny" = 1 ] && echo debug || echo release)}"
-case "$profile" in
-  release) cargo_profile=release; outdir=release ;;
-  debug) cargo_profile=dev; outdir=debug ;;
-  *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
-esac
 prometheus="${PROMETHEUS:-$(command -v prometheus || true)}"
 [ -n "$prometheus" ] && [ -x "$prometheus" ] || { echo "prometheus not found (Debian package prometheus)" >&2; exit 1; }
-target="${CARGO_TARGET_DIR:-target}"
-if [ -z "${KEPLER_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
-  cargo build -q --profile "$cargo_profile" -p kepler-bin --bin kepler -p kepler-benches --bin loadgen
-fi
-kepler="${KEPLER_BIN:-$target/$outdir/kepler}"
-loadgen="${LOADGEN_BIN:-$target/$outdir/loadgen}"
-
 . scripts/lib.sh
+bench_binaries "$profile"
+
 start_fake_rapl
 sleep 0.5
 

@@ -19,19 +19,9 @@ profile="${PROFILE:-release}"
 spawns="${SPAWNS:-50}"
 life_ms="${CHURN_LIFE_MS:-1000}"
 interval="${INTERVAL:-1s}"
-target="${CARGO_TARGET_DIR:-target}"
-case "$profile" in
-  release) cargo_profile=release; outdir=release ;;
-  debug) cargo_profile=dev; outdir=debug ;;
-  *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
-esac
-if [ -z "${KEPLER_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
-  cargo build -q --profile "$cargo_profile" -p kepler-bin --bin kepler -p kepler-benches --bin loadgen
-fi
-kepler="${KEPLER_BIN:-$target/$outdir/kepler}"
-loadgen="${LOADGEN_BIN:-$target/$outdir/loadgen}"
-
 . scripts/lib.sh
+bench_binaries "$profile"
+
 start_fake_rapl
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$kepler" --host.sysfs "$tmp/sys" --web.listen-address "127.0.0.1:$port" \
